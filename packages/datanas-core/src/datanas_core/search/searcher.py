@@ -1,0 +1,532 @@
+"""The bilevel search loop shared by every method and domain.
+
+One :class:`Searcher` owns a supernet (the weights ``w``), an
+:class:`~datanas_core.distribution.ArchitectureDistribution` (the architecture parameters, never inside the
+network), both optimisers and the weight LR schedule. Each :meth:`Searcher.step` performs
+
+- first order (DARTS-1, DATA, GDAS, DrNAS): an architecture step on a validation batch
+  ``∇_α [L_val(w, α) + Σ λ_r R_r(α)]`` and a weight step on a training batch, each with a fresh sample
+  (order configurable);
+- second order (DARTS-2): the unrolled hypergradient
+  ``∇_α L_val(w', α) − ξ [∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)] / 2ε`` with
+  ``w' = w − ξ (μ m + ∇_w L_train + λ w)`` and ``w^± = w ± ε ∇_{w'} L_val(w', α)``; stochastic estimators reuse
+  one sample (the same noise) for every term by replaying the generator state;
+- single level (SNAS): one training loss updates both ``w`` and ``α``.
+
+The domain supplies data, loss and metrics through a :class:`~datanas_core.search.task.SearchTask`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from datanas_core.errors import NumericalError
+from datanas_core.genotype import Genotype
+from datanas_core.sample import ArchSample
+from datanas_core.search.config import SearchConfig
+from datanas_core.search.task import SearchTask, split_loss
+from datanas_core.space.base import SearchSpace
+
+__all__ = ["SearchResult", "Searcher", "arch_from_genotype"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """Outcome of :meth:`Searcher.fit`."""
+
+    genotype: Genotype
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def arch_from_genotype(genotype: Genotype, space: SearchSpace, device: torch.device | None = None) -> ArchSample:
+    """The fixed 0/1 code of a genotype as an ArchSample (the derived child inside the supernet).
+
+    Every kept ``(src, dst, op)`` gets weight 1 and every other entry weight 0 (not executed), so the
+    supernet computes exactly the derived architecture with inherited weights (DATA's Table 8 protocol).
+    """
+    space.validate(genotype)
+    codes = {}
+    for ct, spec in space.cells().items():
+        m = torch.zeros(spec.num_edges, spec.num_ops, device=device)
+        for e in genotype.cells[ct].edges:
+            m[spec.edge_index[(e.src, e.dst)], spec.ops.index(e.op)] = 1.0
+        codes[ct] = m
+    return ArchSample.fixed(codes)
+
+
+class _Bound:
+    """A module called with substituted parameters (``torch.func.functional_call``) that otherwise behaves
+    like the module (attribute access forwards), so a task's ``loss(model, batch, arch)`` works unchanged."""
+
+    def __init__(self, module: nn.Module, params: Mapping[str, Tensor]) -> None:
+        self._module = module
+        self._params = params
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return functional_call(self._module, self._params, args, kwargs, strict=False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+class Searcher:
+    """Bilevel (or single-level) differentiable architecture search.
+
+    Args:
+        space: the search space.
+        task: the domain's loss/metrics (see :class:`~datanas_core.search.task.SearchTask`).
+        config: hyper-parameters (see :class:`~datanas_core.search.config.SearchConfig`).
+        supernet: a prebuilt supernet; built with ``space.build_supernet(**supernet_kwargs)`` otherwise
+            (under ``config.seed``, so weight init is reproducible).
+        distribution: a prebuilt architecture distribution; built from ``config`` otherwise.
+        supernet_kwargs: options for ``space.build_supernet``.
+        callbacks: objects with any of ``on_search_start(searcher)``, ``on_step_end(searcher, logs)``,
+            ``on_epoch_end(searcher, record)``, ``on_search_end(searcher, result)``.
+        device: where to put the supernet and distribution (default: where the supernet already is).
+
+    Example:
+        >>> searcher = Searcher(space, task, SearchConfig(epochs=1))   # doctest: +SKIP
+        >>> result = searcher.fit(train_loader, val_loader)             # doctest: +SKIP
+        >>> result.genotype.save("genotype.json")                       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        task: SearchTask,
+        config: SearchConfig | None = None,
+        *,
+        supernet: nn.Module | None = None,
+        distribution: nn.Module | None = None,
+        supernet_kwargs: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Any] = (),
+        device: torch.device | str | None = None,
+    ) -> None:
+        from datanas_core.distribution import ArchitectureDistribution
+        from datanas_core.regularizers import REGULARIZERS
+
+        self.space = space
+        self.task = task
+        self.config = config = config or SearchConfig()
+        if supernet is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                supernet = space.build_supernet(**dict(supernet_kwargs or {}))
+        if device is not None:
+            supernet = supernet.to(device)
+        self.supernet = supernet
+        dev = self.device
+        if distribution is None:
+            init_gen = torch.Generator().manual_seed(config.seed + 1)
+            estimator: Any = {"type": config.estimator, **config.estimator_options}
+            distribution = ArchitectureDistribution(
+                space, estimator=estimator, executor=config.executor, generator=init_gen
+            )
+        self.distribution = distribution.to(dev)
+        self.regularizers: list[tuple[float, Any]] = []
+        for spec in config.regularizers:
+            spec = dict(spec)
+            weight = float(spec.pop("weight", 1.0))
+            reg = REGULARIZERS.build(spec, space=space)
+            self.regularizers.append((weight, reg))
+        self.generator = torch.Generator().manual_seed(config.seed + 2)
+        self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
+        self.w_optimizer = torch.optim.SGD(
+            self.w_params,
+            lr=config.w_lr,
+            momentum=config.w_momentum,
+            weight_decay=config.w_weight_decay,
+            nesterov=config.w_nesterov and config.w_momentum > 0,
+        )
+        self.a_optimizer = torch.optim.Adam(
+            list(self.distribution.parameters()),
+            lr=config.a_lr,
+            betas=tuple(config.a_betas),  # type: ignore[arg-type]
+            weight_decay=config.a_weight_decay,
+        )
+        self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min
+        )
+        self.callbacks = list(callbacks)
+        self.epoch = 0
+        self.global_step = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.stop_requested = False
+        #: Hooks called after gradients are computed and before the optimiser step (distributed all-reduce).
+        self.arch_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
+        self.weight_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
+        self.distribution.set_epoch(0, config.epochs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        for p in self.supernet.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def arch_params(self) -> list[nn.Parameter]:
+        return [p for p in self.distribution.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, generator: torch.Generator | None = None) -> ArchSample:
+        """One architecture sample (one per cell type) from the current distribution."""
+        return self.distribution.sample(generator=self.generator if generator is None else generator)
+
+    def _regularization(self, arch: ArchSample) -> Tensor:
+        total: Tensor | None = None
+        for weight, reg in self.regularizers:
+            if weight == 0:
+                continue
+            term = weight * reg(self.distribution, arch)
+            total = term if total is None else total + term
+        if total is None:
+            return torch.zeros((), device=self.device)
+        return total
+
+    def _check(self, value: Tensor, what: str) -> None:
+        if not torch.isfinite(value.detach()).all():
+            raise NumericalError(
+                f"{what} became {value.item()} at epoch {self.epoch} step {self.global_step}; the run was stopped "
+                "before the optimiser step so the last checkpoint is still good (lower the learning rates or the "
+                "temperature floor)"
+            )
+
+    # ------------------------------------------------------------------ steps
+    def _arch_first_order(self, val_batch: Any) -> dict[str, float]:
+        arch = self.sample()
+        loss, logs = split_loss(self.task.loss(self.supernet, val_batch, arch))
+        reg = self._regularization(arch)
+        total = loss + reg
+        self._check(total, "architecture loss")
+        params = self.arch_params
+        grads = torch.autograd.grad(total, params, allow_unused=True)
+        self._apply_arch_grads(params, grads)
+        out = {"val_loss": float(loss.detach()), "reg": float(reg.detach())}
+        out.update({f"val_{k}": v for k, v in logs.items()})
+        return out
+
+    def _apply_arch_grads(self, params: Sequence[nn.Parameter], grads: Iterable[Tensor | None]) -> None:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = torch.zeros_like(p) if g is None else g.detach()
+        for hook in self.arch_grad_hooks:
+            hook(params)
+        if self.config.a_grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, self.config.a_grad_clip)
+        self.a_optimizer.step()
+
+    def _weight_step(self, train_batch: Any) -> dict[str, float]:
+        arch = self.sample()
+        loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        self._check(loss, "training loss")
+        self.w_optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.w_params)
+        for hook in self.weight_grad_hooks:
+            hook(self.w_params)
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.w_params, self.config.grad_clip)
+        self.w_optimizer.step()
+        out = {"train_loss": float(loss.detach())}
+        out.update({f"train_{k}": v for k, v in logs.items()})
+        return out
+
+    def _single_level_step(self, train_batch: Any) -> dict[str, float]:
+        arch = self.sample()
+        loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        reg = self._regularization(arch)
+        total = loss + reg
+        self._check(total, "training loss")
+        self.w_optimizer.zero_grad(set_to_none=True)
+        self.a_optimizer.zero_grad(set_to_none=True)
+        params = self.arch_params
+        total.backward(inputs=self.w_params + params)
+        for hook in self.weight_grad_hooks:
+            hook(self.w_params)
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.w_params, self.config.grad_clip)
+        self.w_optimizer.step()
+        if self.epoch >= self.config.arch_warmup_epochs:
+            grads = [p.grad for p in params]
+            self._apply_arch_grads(params, grads)
+        out = {"train_loss": float(loss.detach()), "reg": float(reg.detach())}
+        out.update({f"train_{k}": v for k, v in logs.items()})
+        return out
+
+    def _arch_second_order(self, train_batch: Any, val_batch: Any) -> dict[str, float]:
+        """DARTS' unrolled hypergradient with a finite-difference Hessian-vector product."""
+        cfg = self.config
+        names = [n for n, p in self.supernet.named_parameters() if p.requires_grad]
+        params = [p for _, p in self.supernet.named_parameters() if p.requires_grad]
+        xi = self.w_optimizer.param_groups[0]["lr"]
+        mom = cfg.w_momentum
+        wd = cfg.w_weight_decay
+        noise_state = self.generator.get_state()
+
+        def replay() -> ArchSample:
+            g = torch.Generator()
+            g.set_state(noise_state)
+            return self.distribution.sample(generator=g)
+
+        # virtual step w' = w - xi (mu m + grad_w L_train(w, a) + wd w)
+        arch = replay()
+        ltrain, _ = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        gw = torch.autograd.grad(ltrain, params, allow_unused=True)
+        w_prime = {}
+        for n, p, g in zip(names, params, gw, strict=True):
+            g = torch.zeros_like(p) if g is None else g
+            buf = self.w_optimizer.state.get(p, {}).get("momentum_buffer")
+            m = mom * buf if buf is not None else torch.zeros_like(p)
+            w_prime[n] = (p.detach() - xi * (m + g + wd * p.detach())).requires_grad_(True)
+        # L_val(w', a): gradient to alpha and to w'
+        arch = replay()
+        lval, logs = split_loss(self.task.loss(_Bound(self.supernet, w_prime), val_batch, arch))  # type: ignore[arg-type]
+        reg = self._regularization(arch)
+        self._check(lval + reg, "architecture loss")
+        a_params = self.arch_params
+        wp_list = [w_prime[n] for n in names]
+        grads = torch.autograd.grad(lval + reg, a_params + wp_list, allow_unused=True)
+        d_alpha = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads[: len(a_params)], strict=True)]
+        d_w = [torch.zeros_like(p) if g is None else g for p, g in zip(wp_list, grads[len(a_params) :], strict=True)]
+        norm = torch.sqrt(sum((g * g).sum() for g in d_w))
+        eps = cfg.unrolled_eps / (float(norm) + 1e-12)
+
+        def grad_alpha_at(sign: float) -> list[Tensor]:
+            shifted = {n: p.detach() + sign * eps * v for n, p, v in zip(names, params, d_w, strict=True)}
+            a = replay()
+            lt, _ = split_loss(self.task.loss(_Bound(self.supernet, shifted), train_batch, a))  # type: ignore[arg-type]
+            gs = torch.autograd.grad(lt, a_params, allow_unused=True)
+            return [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, gs, strict=True)]
+
+        g_plus = grad_alpha_at(1.0)
+        g_minus = grad_alpha_at(-1.0)
+        hyper = [da - xi * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, g_plus, g_minus, strict=True)]
+        self.generator.set_state(noise_state)
+        self.sample()  # advance the generator exactly as one draw would, so streams stay aligned
+        self._apply_arch_grads(a_params, hyper)
+        out = {"val_loss": float(lval.detach()), "reg": float(reg.detach())}
+        out.update({f"val_{k}": v for k, v in logs.items()})
+        return out
+
+    def step(self, train_batch: Any, val_batch: Any | None = None) -> dict[str, float]:
+        """One search step; returns scalar logs (losses, task metrics, temperature, learning rates)."""
+        cfg = self.config
+        self.supernet.train()
+        logs: dict[str, float] = {}
+        arch_on = self.epoch >= cfg.arch_warmup_epochs
+        if cfg.order == "single_level":
+            logs.update(self._single_level_step(train_batch))
+        else:
+            if val_batch is None:
+                raise ValueError("a bilevel search step needs a validation batch")
+            if cfg.step_order == "weight_first":
+                logs.update(self._weight_step(train_batch))
+            if arch_on:
+                if cfg.order == "second":
+                    logs.update(self._arch_second_order(train_batch, val_batch))
+                else:
+                    logs.update(self._arch_first_order(val_batch))
+            if cfg.step_order == "arch_first":
+                logs.update(self._weight_step(train_batch))
+        logs["lr"] = float(self.w_optimizer.param_groups[0]["lr"])
+        tau = getattr(self.distribution, "temperature", None)
+        if isinstance(tau, (int, float)):
+            logs["tau"] = float(tau)
+        self.global_step += 1
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_step_end", None)
+            if hook is not None:
+                hook(self, logs)
+        return logs
+
+    # ------------------------------------------------------------------ epochs
+    @staticmethod
+    def _iterate(loader: Iterable[Any], start: int) -> Iterator[Any]:
+        iter_from = getattr(loader, "iter_from", None)
+        if start and callable(iter_from):
+            return iter(iter_from(start))
+        return itertools.islice(iter(loader), start, None)
+
+    def train_epoch(
+        self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None, *, start_batch: int = 0
+    ) -> dict[str, float]:
+        """Run the steps of one epoch (from batch ``start_batch`` when resuming); returns averaged logs.
+
+        The validation loader is cycled: one validation batch per training batch, continuing where the
+        previous batch left off (restarted when exhausted), so no batch is used twice in a row.
+        """
+        sums: dict[str, float] = {}
+        count = 0
+        val_iter: Iterator[Any] | None = None
+        n_val = len(val_loader) if val_loader is not None and hasattr(val_loader, "__len__") else None  # type: ignore[arg-type]
+        if val_loader is not None:
+            val_iter = self._iterate(val_loader, start_batch % n_val if n_val else 0)
+        self.batch_in_epoch = start_batch
+        for train_batch in self._iterate(train_loader, start_batch):
+            val_batch = None
+            if val_iter is not None and val_loader is not None:
+                try:
+                    val_batch = next(val_iter)
+                except StopIteration:
+                    val_iter = iter(val_loader)
+                    val_batch = next(val_iter)
+            logs = self.step(train_batch, val_batch)
+            self.batch_in_epoch += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if self.stop_requested:
+                break
+        return {k: v / count for k, v in sums.items()} if count else {}
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[Any], arch: str | ArchSample = "sample") -> dict[str, float]:
+        """Average task metrics of the supernet over ``loader`` (eval mode, no gradients).
+
+        Args:
+            arch: ``"sample"`` (a fresh sampled code per batch, DATA's "search" column), ``"derived"`` (the
+                currently derived genotype's code with inherited weights, DATA's "child" column), ``"mode"``
+                (the deterministic relaxation) or an explicit ArchSample.
+        """
+        self.supernet.eval()
+        fixed: ArchSample | None = None
+        if isinstance(arch, ArchSample):
+            fixed = arch
+        elif arch == "derived":
+            fixed = arch_from_genotype(self.derive(), self.space, self.device)
+        elif arch == "mode":
+            fixed = self.distribution.mode()
+        elif arch != "sample":
+            raise ValueError(f"arch must be 'sample', 'derived', 'mode' or an ArchSample, got {arch!r}")
+        gen = torch.Generator().manual_seed(self.config.seed + 10_000 + self.epoch)
+        sums: dict[str, float] = {}
+        total = 0
+        metrics_fn = getattr(self.task, "metrics", None)
+        size_fn = getattr(self.task, "batch_size", None)
+        for batch in loader:
+            a = fixed if fixed is not None else self.distribution.sample(generator=gen)
+            if callable(metrics_fn):
+                m = {k: float(v) for k, v in metrics_fn(self.supernet, batch, a).items()}
+            else:
+                loss, m = split_loss(self.task.loss(self.supernet, batch, a))
+                m = {"loss": float(loss), **m}
+            n = int(size_fn(batch)) if callable(size_fn) else len(batch[0])
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            total += n
+        self.supernet.train()
+        return {k: v / total for k, v in sums.items()} if total else {}
+
+    def derive(self) -> Genotype:
+        """The discrete architecture of the current distribution under the configured rule."""
+        from datanas_core.derive import derive
+
+        rule: Any = self.config.rule or self.space.default_rule
+        if self.config.rule_options:
+            rule = {"type": rule, **self.config.rule_options}
+        elif rule == "data":
+            rule = {"type": "data", "M": self._ensemble_size()}
+        return derive(self.distribution, self.space, rule=rule)
+
+    def _ensemble_size(self) -> int:
+        est = getattr(self.distribution, "estimator", None)
+        for attr in ("num_samples", "samples", "M"):
+            v = getattr(est, attr, None)
+            if isinstance(v, int):
+                return v
+        return int(self.config.estimator_options.get("samples", 1))
+
+    def fit(
+        self,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None = None,
+        *,
+        eval_loader: Iterable[Any] | None = None,
+    ) -> SearchResult:
+        """Search for ``config.epochs`` epochs (continuing from ``self.epoch`` after a resume).
+
+        ``eval_loader`` (optional) is evaluated after each epoch with sampled and derived codes.
+        """
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_search_start", None)
+            if hook is not None:
+                hook(self)
+        start_batch = self.batch_in_epoch if self.batch_in_epoch else 0
+        while self.epoch < self.config.epochs and not self.stop_requested:
+            self.distribution.set_epoch(self.epoch, self.config.epochs)
+            set_epoch = getattr(train_loader, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(self.epoch)
+            logs = self.train_epoch(train_loader, val_loader, start_batch=start_batch)
+            start_batch = 0
+            if self.stop_requested and self.batch_in_epoch < self._len(train_loader):
+                break
+            self.w_scheduler.step()
+            record: dict[str, Any] = {"epoch": self.epoch, **logs}
+            if eval_loader is not None:
+                record.update({f"search_{k}": v for k, v in self.evaluate(eval_loader, "sample").items()})
+                record.update({f"child_{k}": v for k, v in self.evaluate(eval_loader, "derived").items()})
+            genotype = self.derive()
+            record["genotype"] = genotype.to_dict()
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.history.append(record)
+            for cb in self.callbacks:
+                hook = getattr(cb, "on_epoch_end", None)
+                if hook is not None:
+                    hook(self, record)
+        result = SearchResult(self.derive(), list(self.history), stopped_early=self.epoch < self.config.epochs)
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_search_end", None)
+            if hook is not None:
+                hook(self, result)
+        return result
+
+    @staticmethod
+    def _len(loader: Iterable[Any]) -> int:
+        try:
+            return len(loader)  # type: ignore[arg-type]
+        except TypeError:
+            return math.inf  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed for a bit-exact resume (besides global RNGs and the data order)."""
+        return {
+            "supernet": self.supernet.state_dict(),
+            "distribution": self.distribution.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "a_optimizer": self.a_optimizer.state_dict(),
+            "w_scheduler": self.w_scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batch_in_epoch": self.batch_in_epoch,
+            "history": list(self.history),
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.distribution.load_state_dict(state["distribution"])
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.a_optimizer.load_state_dict(state["a_optimizer"])
+        self.w_scheduler.load_state_dict(state["w_scheduler"])
+        self.generator.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+        self.history = list(state.get("history", []))
+        self.distribution.set_epoch(self.epoch, self.config.epochs)
