@@ -1,0 +1,454 @@
+"""Run directories: everything a search writes, in one place.
+
+Layout of a run directory::
+
+    RUN_DIR/
+      config.json (+ config.yaml when PyYAML is installed)   resolved configuration
+      manifest.json        versions, device, seed, git commit, data-file checksums, config hash
+      metrics.jsonl        one JSON record per line ({"kind": "step"|"epoch"|"event", ...})
+      tb/                  TensorBoard event files (when the ``tensorboard`` package is installed)
+      genotypes/epoch_XXX.json   the derived genotype after every epoch
+      genotype.json        the final derived genotype
+      checkpoints/         see :mod:`datanas_core.runtime.checkpoint`
+      summary.json         final metrics, derived-network size, status
+      report.html, report.md, figures/   written by :mod:`datanas_core.runtime.report`
+
+In distributed runs only rank 0 writes: a :class:`RunDir` built with ``enabled=False`` turns every write
+into a no-op (reads still work).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from datanas_core.errors import ConfigError, DataError
+from datanas_core.genotype import Genotype
+from datanas_core.runtime._fs import atomic_write
+from datanas_core.runtime._jsonutil import config_hash, dumps, is_number, to_jsonable
+
+__all__ = ["RunDir", "build_manifest", "collect_data_files", "git_commit", "package_versions"]
+
+logger = logging.getLogger(__name__)
+
+_PACKAGES = (
+    "torch",
+    "numpy",
+    "torchvision",
+    "timm",
+    "tqdm",
+    "pyyaml",
+    "tensorboard",
+    "scikit-learn",
+    "mmsegmentation",
+    "mmengine",
+    "mmcv-lite",
+    "mmcv",
+    "learn2learn",
+    "scipy",
+)
+
+
+def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    """Versions of the installed ``datanas-*`` distributions and of well-known dependencies."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name.startswith("datanas"):
+            out[name] = dist.version
+    for name in (*_PACKAGES, *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        import torch
+
+        out.setdefault("torch", torch.__version__)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return dict(sorted(out.items()))
+
+
+def git_commit(start: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """Commit hash and dirty flag of the git checkout containing ``start`` (default: this package's source).
+
+    Returns ``None`` when there is no checkout or git is unavailable.
+    """
+    here = Path(start) if start is not None else Path(__file__).resolve().parent
+    root = None
+    for p in (here, *here.parents):
+        if (p / ".git").exists():
+            root = p
+            break
+    if root is None:
+        return None
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if rev.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": rev.stdout.strip(), "dirty": bool(status.stdout.strip()), "root": str(root)}
+
+
+def _device_info(device: Any) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"device": str(device) if device is not None else "cpu"}
+    info["cuda_available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["cudnn_deterministic"] = bool(torch.backends.cudnn.deterministic)
+        info["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+    info["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+    info["num_threads"] = torch.get_num_threads()
+    return info
+
+
+def collect_data_files(*sources: Any) -> list[Path]:
+    """Data files declared by datasets/loaders through a ``data_files`` attribute.
+
+    Domain packages register the files their loaders read by giving the dataset (or the loader, or a
+    wrapped ``.dataset``) a ``data_files`` attribute: a sequence of paths. This function walks ``loader``,
+    ``loader.dataset`` and ``dataset.dataset`` (Subset/wrappers) and returns the union, in order.
+    """
+    seen: dict[str, Path] = {}
+    for src in sources:
+        obj, depth = src, 0
+        while obj is not None and depth < 6:
+            files = getattr(obj, "data_files", None)
+            if files:
+                for f in [files] if isinstance(files, (str, os.PathLike)) else files:
+                    p = Path(f)
+                    seen.setdefault(str(p.resolve()), p)
+            obj = getattr(obj, "dataset", None)
+            depth += 1
+    return list(seen.values())
+
+
+def build_manifest(
+    *,
+    config: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    device: Any = None,
+    data_files: Sequence[str | os.PathLike[str]] = (),
+    checksum: str = "sha256",
+    world_size: int = 1,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to reproduce a run, as a JSON-able dict.
+
+    Args:
+        config: the resolved configuration (hashed into ``config_hash``).
+        seed: the run's seed.
+        device: the device the search runs on.
+        data_files: files read by the data loaders; their size and checksum are recorded.
+        checksum: ``"md5"``, ``"sha1"`` or ``"sha256"``.
+        world_size: number of distributed processes.
+        extra: additional entries (merged last).
+
+    Raises:
+        DataError: a declared data file does not exist.
+    """
+    from datanas_core.io import file_digest
+
+    files = []
+    for f in data_files:
+        p = Path(f)
+        if not p.is_file():
+            raise DataError(
+                f"declared data file {str(p)!r} does not exist (cannot checksum it for the manifest)"
+            )
+        files.append(
+            {"path": str(p.resolve()), "bytes": p.stat().st_size, checksum: file_digest(p, checksum)}
+        )
+    manifest: dict[str, Any] = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "argv": list(sys.argv),
+        "packages": package_versions(),
+        "device": _device_info(device),
+        "seed": seed,
+        "world_size": world_size,
+        "git": git_commit(),
+        "data_files": files,
+        "config_hash": config_hash(config) if config is not None else None,
+    }
+    if extra:
+        manifest.update(to_jsonable(dict(extra)))
+    return manifest
+
+
+class RunDir:
+    """A run directory (see the module docstring for the layout).
+
+    Args:
+        path: the directory; created on first write.
+        enabled: ``False`` makes every write a no-op (non-zero ranks of a distributed run).
+        tensorboard: write TensorBoard event files when the ``tensorboard`` package is installed.
+    """
+
+    CONFIG = "config.json"
+    CONFIG_YAML = "config.yaml"
+    MANIFEST = "manifest.json"
+    METRICS = "metrics.jsonl"
+    GENOTYPE = "genotype.json"
+    SUMMARY = "summary.json"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, enabled: bool = True, tensorboard: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._tb_wanted = tensorboard
+        self._tb: Any = None
+        self._tb_failed = False
+        self._metrics_fh: Any = None
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def genotypes_dir(self) -> Path:
+        return self.path / "genotypes"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    def exists(self) -> bool:
+        """Whether the directory already holds a run (a config file)."""
+        return (self.path / self.CONFIG).is_file()
+
+    def _mkdir(self) -> None:
+        if self.enabled:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------- config
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write the resolved configuration as JSON (and YAML when PyYAML is installed)."""
+        if not self.enabled:
+            return
+        self._mkdir()
+        doc = to_jsonable(dict(config))
+        atomic_write(self.path / self.CONFIG, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        try:
+            import yaml
+        except ImportError:
+            logger.debug("PyYAML not installed: writing config.json only")
+            return
+        text = yaml.safe_dump(json.loads(json.dumps(doc)), sort_keys=True, default_flow_style=False)
+        atomic_write(self.path / self.CONFIG_YAML, text.encode())
+
+    def read_config(self) -> dict[str, Any]:
+        """The configuration saved in the run directory.
+
+        Raises:
+            ConfigError: there is none or it is not valid JSON.
+        """
+        p = self.path / self.CONFIG
+        if not p.is_file():
+            raise ConfigError(f"{str(self.path)!r} is not a run directory: {self.CONFIG} is missing")
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{str(p)!r} is not valid JSON: {exc}") from exc
+
+    # -------------------------------------------------------------- manifest
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._mkdir()
+        atomic_write(self.path / self.MANIFEST, (dumps(manifest, indent=2) + "\n").encode())
+
+    def read_manifest(self) -> dict[str, Any]:
+        p = self.path / self.MANIFEST
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    def update_manifest(self, **entries: Any) -> None:
+        """Merge entries into manifest.json (e.g. ``resumed_from``)."""
+        if not self.enabled:
+            return
+        m = self.read_manifest()
+        m.update(to_jsonable(entries))
+        self.write_manifest(m)
+
+    # --------------------------------------------------------------- metrics
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one record to metrics.jsonl (flushed) and its scalar entries to TensorBoard."""
+        if not self.enabled:
+            return
+        if self._metrics_fh is None:
+            self._mkdir()
+            self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._metrics_fh.write(dumps(record) + "\n")
+        self._metrics_fh.flush()
+        self._log_tensorboard(record)
+
+    def read_metrics(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Records of metrics.jsonl (optionally only those of one ``kind``); a torn last line is ignored."""
+        if not self.metrics_path.is_file():
+            return []
+        out = []
+        with open(self.metrics_path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("ignoring a malformed line in %s (interrupted write?)", self.metrics_path)
+                    continue
+                if kind is None or rec.get("kind") == kind:
+                    out.append(rec)
+        return out
+
+    def truncate_metrics(self, *, step: int, epoch: int) -> int:
+        """Drop records written after a checkpoint (``step``/``epoch`` of the checkpoint) before resuming.
+
+        Step records with ``step > step`` and epoch records with ``epoch >= epoch`` (epochs not finished
+        at the checkpoint) are removed, so a resumed run's metrics read like an uninterrupted run's.
+        Returns the number of dropped records.
+        """
+        if not self.enabled or not self.metrics_path.is_file():
+            return 0
+        self.close_metrics()
+        keep, dropped = [], 0
+        for rec in self.read_metrics():
+            kind = rec.get("kind")
+            s, e = rec.get("step"), rec.get("epoch")
+            late = (kind == "epoch" and is_number(e) and e >= epoch) or (
+                kind != "epoch" and is_number(s) and s > step
+            )
+            if late:
+                dropped += 1
+            else:
+                keep.append(rec)
+        atomic_write(self.metrics_path, "".join(dumps(r) + "\n" for r in keep).encode())
+        return dropped
+
+    def close_metrics(self) -> None:
+        if self._metrics_fh is not None:
+            self._metrics_fh.close()
+            self._metrics_fh = None
+
+    # ----------------------------------------------------------- tensorboard
+    def tensorboard(self, purge_step: int | None = None) -> Any:
+        """The TensorBoard ``SummaryWriter`` (created lazily), or ``None`` when unavailable or disabled."""
+        if not (self.enabled and self._tb_wanted) or self._tb_failed:
+            return None
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                logger.info("tensorboard is not installed: skipping TensorBoard event files")
+                self._tb_failed = True
+                return None
+            self._tb = SummaryWriter(log_dir=str(self.tensorboard_dir), purge_step=purge_step)
+        return self._tb
+
+    def _log_tensorboard(self, record: Mapping[str, Any]) -> None:
+        kind = record.get("kind")
+        if kind not in ("step", "epoch"):
+            return
+        tb = self.tensorboard()
+        if tb is None:
+            return
+        x = record.get("step" if kind == "step" else "epoch")
+        if not is_number(x):
+            return
+        for k, v in record.items():
+            if k in ("kind", "step", "epoch", "batch", "time"):
+                continue
+            if is_number(v):
+                tb.add_scalar(f"{kind}/{k}", float(v), int(x))
+            elif isinstance(v, Mapping):
+                for k2, v2 in v.items():
+                    if is_number(v2):
+                        tb.add_scalar(f"{kind}/{k}/{k2}", float(v2), int(x))
+
+    # -------------------------------------------------------------- genotypes
+    def save_epoch_genotype(self, epoch: int, genotype: Genotype) -> Path | None:
+        """Write ``genotypes/epoch_XXX.json`` (epochs numbered from 0)."""
+        if not self.enabled:
+            return None
+        self.genotypes_dir.mkdir(parents=True, exist_ok=True)
+        return atomic_write(
+            self.genotypes_dir / f"epoch_{epoch:03d}.json", (genotype.to_json() + "\n").encode()
+        )
+
+    def save_genotype(self, genotype: Genotype) -> Path | None:
+        """Write the final ``genotype.json``."""
+        if not self.enabled:
+            return None
+        self._mkdir()
+        return atomic_write(self.path / self.GENOTYPE, (genotype.to_json() + "\n").encode())
+
+    def epoch_genotypes(self) -> dict[int, Genotype]:
+        """All per-epoch genotypes found in ``genotypes/``, keyed by epoch."""
+        out = {}
+        if self.genotypes_dir.is_dir():
+            for p in sorted(self.genotypes_dir.glob("epoch_*.json")):
+                try:
+                    out[int(p.stem.split("_")[1])] = Genotype.load(p)
+                except (ValueError, IndexError):
+                    continue
+        return out
+
+    # ---------------------------------------------------------------- summary
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._mkdir()
+        atomic_write(self.path / self.SUMMARY, (dumps(summary, indent=2) + "\n").encode())
+
+    def read_summary(self) -> dict[str, Any]:
+        p = self.path / self.SUMMARY
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    def close(self) -> None:
+        """Flush and close open files (metrics, TensorBoard)."""
+        self.close_metrics()
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r}, enabled={self.enabled})"
