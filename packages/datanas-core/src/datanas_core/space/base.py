@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -12,8 +12,9 @@ from torch import nn
 
 from datanas_core.errors import IncompatibleGenotypeError
 from datanas_core.genotype import Genotype
+from datanas_core.registry import Registry
 
-__all__ = ["CellSpec", "SearchSpace"]
+__all__ = ["SPACES", "CellSpec", "SearchSpace"]
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,7 @@ class SearchSpace(ABC):
             IncompatibleGenotypeError: naming the offending cell type and edge.
         """
         if genotype.space != self.name:
-            raise IncompatibleGenotypeError(
-                f"genotype is for space {genotype.space!r}, not {self.name!r}"
-            )
+            raise IncompatibleGenotypeError(f"genotype is for space {genotype.space!r}, not {self.name!r}")
         cells = self.cells()
         missing = sorted(set(cells) - set(genotype.cells))
         extra = sorted(set(genotype.cells) - set(cells))
@@ -176,7 +175,9 @@ class SearchSpace(ABC):
                     )
                 if e.op not in spec.ops or e.op == "none":
                     valid = [o for o in spec.ops if o != "none"]
-                    raise IncompatibleGenotypeError(f"{where}: unknown op {e.op!r}; valid ops: {', '.join(valid)}")
+                    raise IncompatibleGenotypeError(
+                        f"{where}: unknown op {e.op!r}; valid ops: {', '.join(valid)}"
+                    )
             if len(set(cg.edges)) != len(cg.edges):
                 raise IncompatibleGenotypeError(f"cell {ct!r}: duplicate (src, dst, op) entries")
             for node in cg.concat:
@@ -198,3 +199,7 @@ class SearchSpace(ABC):
                 raise IncompatibleGenotypeError(
                     f"cell {ct!r}: node {node} is part of the cell output but has no input edge"
                 )
+
+
+#: Search spaces by name: classes (or factories) returning a :class:`SearchSpace`; ``SPACES.build("darts")``.
+SPACES: Registry[Callable[..., SearchSpace]] = Registry("search space")
