@@ -481,8 +481,11 @@ class GumbelFamily(Estimator):
     def _units(self, spec: CellSpec, device: torch.device) -> _Units:
         key = (spec, str(device))
         if key not in self._units_cache:
-            groups = [spec.in_edges(n) for n in spec.nodes]
-            groups = [g for g in groups if g]
+            by_dst: dict[int, list[int]] = {n: [] for n in spec.nodes}
+            for r, (_, dst) in enumerate(spec.edges):
+                if dst in by_dst:
+                    by_dst[dst].append(r)
+            groups = [g for g in by_dst.values() if g]
             covered = sorted(r for g in groups for r in g)
             if covered != list(range(spec.num_edges)):
                 raise ConfigError(
@@ -578,8 +581,8 @@ class GumbelFamily(Estimator):
                 impossible = impossible | ~mask[u.rows]
             if self.normalize == "relu":
                 lq = torch.log(q + LOG_EPS)
-            else:
-                lq = torch.log(q)
+            else:  # clamp: log(0) would make the gradient of padded/pruned entries NaN
+                lq = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny))
             lq = lq.masked_fill(impossible, float("-inf")).flatten(1)
             n_u, d, k = q.shape
             none_u = (none.expand(d, k) & u.valid.unsqueeze(-1)).flatten(1)  # [U, D*K]
