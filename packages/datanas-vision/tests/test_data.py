@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from datanas_core.errors import ConfigError, DataError, UnknownNameError
 from datanas_vision.data import (
     BatchTransform,
@@ -184,6 +185,7 @@ def test_imagezip_corrupt_member_is_named(tmp_path, png_bytes):
         data.train[idx]
 
 
+@pytest.mark.data
 def test_real_cifar_zip_slice(shared_data):
     zpath = shared_data / "cifar10" / "cifar10-jpeg.zip"
     if not zpath.is_file():
@@ -196,6 +198,7 @@ def test_real_cifar_zip_slice(shared_data):
     assert 0.3 < data.mean[0] < 0.7
 
 
+@pytest.mark.data
 def test_real_mnist_test_only_names_missing_files(shared_data):
     if not (shared_data / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("shared MNIST files are absent")
@@ -417,3 +420,16 @@ def test_materialize_keeps_items(tmp_path, make_tree):
         assert torch.equal(mem[i][0], data.train[i][0]) and mem[i][1] == data.train[i][1]
     loader = ImageLoader(mem, 3, transform=BatchTransform(data.mean, data.std), shuffle=False)
     assert [tuple(x.shape) for x, _ in loader] == [(3, 3, 12, 12), (1, 3, 12, 12)]
+
+
+def test_loader_iter_from_resumes_mid_epoch_exactly():
+    data = load_dataset("digits", max_per_class=5)
+    tr, _ = make_search_loaders(data, batch_size=4, seed=2)
+    tr.set_epoch(3)
+    full = _batches(tr)
+    tr.set_epoch(3)
+    tail = [(x.clone(), y.clone()) for x, y in tr.iter_from(2)]
+    assert len(tail) == len(full) - 2
+    for a, b in zip(full[2:], tail, strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert tr.epoch == 4

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from datanas_core.errors import DataError
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from datanas_core.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",

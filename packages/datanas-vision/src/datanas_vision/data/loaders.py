@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
 from datanas_core.errors import ConfigError
 from datanas_vision.data.base import VisionData, subset
 from datanas_vision.data.transforms import BatchTransform
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["ImageLoader", "bilevel_split", "derive_seed", "make_search_loaders", "make_train_loaders"]
 
@@ -118,21 +119,42 @@ class ImageLoader:
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
 
+    def order(self, epoch: int) -> list[int]:
+        """Item order of epoch ``epoch`` (a seeded permutation when shuffling)."""
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if not self.shuffle:
+            return list(range(n))
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
+        return torch.randperm(n, generator=gen).tolist()
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Iterate the current epoch from batch ``start_batch`` (resume), then advance the epoch counter.
+
+        Batch ``b`` of epoch ``e`` always holds the same items with the same augmentation: the order comes
+        from ``derive_seed(seed, e, 1)`` and each batch's augmentation from ``derive_seed(seed, e, 2, b)``.
+        """
         epoch = self.epoch
         self.epoch += 1
-        shuffle_gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
-        aug_gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 2))
+        return self._batches(epoch, int(start_batch))
+
+    def _batches(self, epoch: int, start_batch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self.order(epoch)
+        bs = self.batch_size
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            generator=shuffle_gen,
+            batch_sampler=batches[start_batch:],
             num_workers=self.num_workers,
-            drop_last=self.drop_last,
         )
-        for images, labels in loader:
-            yield self.transform(images, aug_gen if self.transform.augments else None), labels.to(torch.long)
+        augments = self.transform.augments
+        for b, (images, labels) in enumerate(loader, start=start_batch):
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 2, b)) if augments else None
+            yield self.transform(images, gen), labels.to(torch.long)
 
 
 def make_search_loaders(

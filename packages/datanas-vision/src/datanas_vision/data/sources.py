@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
+
 from datanas_core.errors import ConfigError, DataError
 from datanas_core.io import download as _download
 from datanas_core.io import read_idx, verify_checksum

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Sequence
 
 import torch
-from datanas_core.errors import ConfigError, DataError
 from torch import Tensor
+
+from datanas_core.errors import ConfigError, DataError
 
 __all__ = ["BatchTransform", "cutout", "random_crop", "random_flip"]
 
