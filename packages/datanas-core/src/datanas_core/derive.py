@@ -277,7 +277,8 @@ class EGSMultinomial(DerivationRule):
     total (a joint distribution over (edge, op)); merge all excluded ops (``none``) into one category; sort
     the categories by probability (stable: the merged ``none`` first, then (edge, op) in row/column order);
     for ``n = 1..M`` compute ``P_n`` = probability that M draws hit exactly the top-n set
-    (:func:`exact_cover_probability`); take the first maximising ``n*``, keep the top-``n*`` categories and
+    (:func:`exact_cover_probability`); take the first maximising ``n*`` (relative differences below 1e-12
+    count as ties), keep the top-``n*`` categories and
     drop ``none``. A node keeps between 0 and M inputs, several ops per edge allowed.
 
     Deviation: DATA's code may leave a node with no input (when ``none`` alone is the most probable set);
@@ -334,8 +335,8 @@ class EGSMultinomial(DerivationRule):
         qs = [q for _, q in cats]
         probs_n = [exact_cover_probability(qs[:n], m) for n in range(1, m + 1)]
         n_star = 1
-        for n in range(2, m + 1):
-            if probs_n[n - 1] > probs_n[n_star - 1]:
+        for n in range(2, m + 1):  # first maximum wins; values within 1e-12 (relative) count as ties
+            if probs_n[n - 1] > probs_n[n_star - 1] * (1.0 + 1e-12):
                 n_star = n
         kept = [c for c, _ in cats[:n_star] if c is not None]
         if len(kept) < self.min_inputs:
