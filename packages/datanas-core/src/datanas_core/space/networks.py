@@ -238,12 +238,15 @@ class CellNetworkMixin:
         wanted = set(take)
         out: list[Tensor] = []
         last = x
+        complete = True
         for i, feat in enumerate(self._stages(x, *args)):
             last = feat
             if i in wanted:
                 out.append(feat)
-            if stop_early and i >= max_index:
+            if stop_early and i >= max_index and i < len(self.feature_info) - 1:
+                complete = False
                 break
         if intermediates_only:
             return out
-        return self._final(last), out
+        # the final norm (NB201's BN-ReLU) belongs to the last stage only
+        return (self._final(last) if complete else last), out
