@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import difflib
 from importlib import resources
-from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
 
 from datanas_core.errors import UnknownNameError
 from datanas_core.genotype import Genotype
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = ["load_published", "published_names"]
 
