@@ -273,3 +273,85 @@ def test_no_arch_params_in_sample_graph_leaves_other_than_logits() -> None:
     loss = _forward(d.sample(_gen()), _feats()).sum()
     grads = torch.autograd.grad(loss, list(d.parameters()))
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+# ---------------------------------------------------------------- with the real spaces
+def _real_space(name: str) -> SearchSpace:
+    if name == "nb201":
+        mod = pytest.importorskip("datanas_core.space.nb201")
+        return mod.NB201Space()
+    mod = pytest.importorskip("datanas_core.space.darts")
+    return mod.DartsSpace(extended=name == "darts_ext")
+
+
+def _supernet(space: SearchSpace) -> nn.Module:
+    if space.name == "nb201":
+        return space.build_supernet(C=4, N=1)  # type: ignore[call-arg]
+    return space.build_supernet(C=4, layers=3)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def one_thread() -> Any:
+    """Tiny convolutions run far faster single-threaded on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize(
+    ("space_name", "est"),
+    [("darts", "gdas"), ("darts", {"type": "egs", "samples": 2}), ("nb201", "gdas"), ("nb201", "egs")],
+    ids=lambda v: _id(v),
+)
+def test_real_supernet_exact_and_sparse_agree(space_name: str, est: object, one_thread: None) -> None:
+    space = _real_space(space_name)
+    net = _supernet(space)
+    x = torch.randn(2, 3, 8, 8, generator=_gen(0))
+    outs, grads = [], []
+    for executor in ("exact", "sparse"):
+        d = ArchitectureDistribution(space, est, executor, seed=0)  # type: ignore[arg-type]
+        arch = d.sample(_gen(1))
+        y = net(x, arch)
+        y = y[0] if isinstance(y, tuple) else y
+        y.square().sum().backward()
+        outs.append(y.detach())
+        grads.append({ct: p.grad.clone() for ct, p in d.logits.items()})  # type: ignore[union-attr]
+    assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    for ct in grads[0]:
+        assert torch.isfinite(grads[0][ct]).all() and torch.isfinite(grads[1][ct]).all()
+        assert grads[0][ct].abs().sum() > 0 and grads[1][ct].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("space_name", "rule"),
+    [
+        ("darts", "topk_edges"),
+        ("darts", "topk_pairs"),
+        ("darts_ext", "data"),
+        ("darts_ext", "threshold"),
+        ("nb201", "argmax_edge"),
+    ],
+)
+def test_derived_genotypes_validate_in_real_spaces(space_name: str, rule: str) -> None:
+    from datanas_core.derive import derive
+
+    space = _real_space(space_name)
+    d = ArchitectureDistribution(space, {"type": "egs", "samples": 4}, seed=0)
+    with torch.no_grad():
+        for p in d.logits.values():
+            p.add_(torch.rand(p.shape, generator=_gen(2)))
+    g = derive(d, space, rule)
+    space.validate(g)
+    assert g.space == space.name
+
+
+def test_expected_cost_with_real_space_table() -> None:
+    from datanas_core.regularizers import ExpectedCost
+
+    space = _real_space("darts")
+    d = ArchitectureDistribution(space, "softmax", seed=0)
+    v = ExpectedCost(metric="params")(d)
+    costs = space.edge_costs("params")
+    manual = sum(float((d.probs()[ct].detach() * costs[ct]).sum()) for ct in costs)
+    assert v.item() == pytest.approx(manual, rel=1e-5) and v.item() > 0
