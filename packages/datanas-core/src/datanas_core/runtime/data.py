@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datanas_core.errors import ConfigError
 
-__all__ = ["DeterministicBatchSampler", "DeterministicLoader", "epoch_seed"]
+__all__ = ["DeterministicBatchSampler", "DeterministicLoader", "EpochStream", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
@@ -197,6 +197,12 @@ class DeterministicLoader:
         """Make the next iteration run ``epoch`` from batch ``start_batch``."""
         self.sampler.set_epoch(epoch, start_batch)
 
+    def iter_from(self, start_batch: int) -> Iterator[Any]:
+        """Iterate the pending epoch (set by :meth:`set_epoch`) from batch ``start_batch`` without loading the
+        skipped batches (used by ``Searcher.train_epoch`` on resume)."""
+        self.sampler.set_epoch(self.sampler._next_epoch, start_batch)
+        return iter(self)
+
     def shard(self, rank: int, world_size: int) -> DeterministicLoader:
         """A copy of this loader for one rank of ``world_size``."""
         return DeterministicLoader(
@@ -228,3 +234,50 @@ class DeterministicLoader:
             **kwargs,
         )
         return iter(loader)
+
+
+class EpochStream:
+    """Presents a deterministic loader as exactly ``length`` batches per search epoch.
+
+    The searcher draws one validation batch per training batch; when the validation loader has a different
+    number of batches than the training loader it is cycled. This wrapper makes that stream a pure
+    function of ``(search epoch, batch index)``: batch ``i`` of search epoch ``e`` is batch ``i % n`` of the
+    wrapped loader's epoch ``e * c + i // n`` (``n = len(loader)``, ``c = ceil(length / n)``), so a resumed
+    run can jump to any position.
+
+    Args:
+        loader: a loader with ``set_epoch(epoch, start_batch)`` and ``__len__`` (DeterministicLoader).
+        length: batches per search epoch (``len(train_loader)``).
+        epoch_fn: returns the current search epoch (``lambda: searcher.epoch``).
+    """
+
+    def __init__(self, loader: Any, length: int, epoch_fn: Callable[[], int]) -> None:
+        if length < 1:
+            raise ConfigError(f"length must be >= 1, got {length}")
+        self.loader = loader
+        self.length = int(length)
+        self.epoch_fn = epoch_fn
+
+    def __len__(self) -> int:
+        return self.length
+
+    def iter_from(self, start_batch: int) -> Iterator[Any]:
+        n = len(self.loader)
+        cycles = math.ceil(self.length / n)
+        e = int(self.epoch_fn())
+        i = int(start_batch)
+        while i < self.length:
+            c, pos = divmod(i, n)
+            self.loader.set_epoch(e * cycles + c, pos)
+            for batch in self.loader:
+                yield batch
+                i += 1
+                if i >= self.length or i % n == 0:
+                    break
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iter_from(0)
+
+    @property
+    def dataset(self) -> Any:
+        return getattr(self.loader, "dataset", None)

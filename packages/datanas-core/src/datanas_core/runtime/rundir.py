@@ -58,16 +58,15 @@ _PACKAGES = (
 )
 
 
+_DATANAS = ("datanas-core", "datanas-vision", "datanas-seg", "datanas-lm", "datanas-fewshot")
+
+
 def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
-    """Versions of the installed ``datanas-*`` distributions and of well-known dependencies."""
+    """Versions of the datanas packages and of well-known dependencies that are installed."""
     from importlib import metadata
 
     out: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower()
-        if name.startswith("datanas"):
-            out[name] = dist.version
-    for name in (*_PACKAGES, *extra):
+    for name in (*_DATANAS, *_PACKAGES, *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,0 +1,90 @@
+"""The runtime around the search loop: run directories, checkpoints and bit-exact resume, progress,
+monitors, reports with cell pictures, distributed search, dry runs and multi-seed summaries.
+
+Domain CLIs call :func:`run_search` (one run) and :func:`run_seeds` (several seeds), and add the shared
+flags with :func:`add_runtime_args` (parsed by :meth:`RuntimeOptions.from_args`).
+"""
+
+from __future__ import annotations
+
+from datanas_core.runtime.callbacks import CheckpointCallback, MetricsLogger
+from datanas_core.runtime.cellplot import (
+    cell_graph,
+    cell_to_dot,
+    cell_to_svg,
+    genotype_to_dot,
+    genotype_to_svgs,
+    is_param_free_op,
+)
+from datanas_core.runtime.checkpoint import (
+    CheckpointInfo,
+    CheckpointManager,
+    read_checkpoint,
+    write_checkpoint,
+)
+from datanas_core.runtime.data import DeterministicBatchSampler, DeterministicLoader, EpochStream, epoch_seed
+from datanas_core.runtime.distributed import DistributedContext, attach_distributed, init_distributed
+from datanas_core.runtime.dryrun import DryRunReport, dry_run
+from datanas_core.runtime.monitors import CollapseMonitor, ConsistencyMonitor, NaNGuard, collapse_stats
+from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity, run_seeds, summarize_runs
+from datanas_core.runtime.progress import ProgressCallback
+from datanas_core.runtime.report import build_report, load_run
+from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
+from datanas_core.runtime.rundir import RunDir, build_manifest, collect_data_files
+from datanas_core.runtime.runner import (
+    RuntimeOptions,
+    add_runtime_args,
+    configure_logging,
+    derived_stats,
+    parse_memory,
+    parse_seeds,
+    run_search,
+)
+
+__all__ = [
+    "CheckpointCallback",
+    "CheckpointInfo",
+    "CheckpointManager",
+    "CollapseMonitor",
+    "ConsistencyMonitor",
+    "DeterministicBatchSampler",
+    "DeterministicLoader",
+    "DistributedContext",
+    "DryRunReport",
+    "EpochStream",
+    "MetricsLogger",
+    "MultiSeedSummary",
+    "NaNGuard",
+    "ProgressCallback",
+    "RunDir",
+    "RuntimeOptions",
+    "add_runtime_args",
+    "attach_distributed",
+    "build_manifest",
+    "build_report",
+    "capture_rng_state",
+    "cell_graph",
+    "cell_to_dot",
+    "cell_to_svg",
+    "collapse_stats",
+    "collect_data_files",
+    "configure_logging",
+    "derived_stats",
+    "dry_run",
+    "epoch_seed",
+    "genotype_similarity",
+    "genotype_to_dot",
+    "genotype_to_svgs",
+    "init_distributed",
+    "is_param_free_op",
+    "load_run",
+    "parse_memory",
+    "parse_seeds",
+    "read_checkpoint",
+    "restore_rng_state",
+    "run_search",
+    "run_seeds",
+    "seed_everything",
+    "summarize_runs",
+    "write_checkpoint",
+]
