@@ -217,6 +217,13 @@ def test_expected_cost_from_space_and_from_sample() -> None:
     assert _grad_norm(d, sampled) > 0  # through the straight-through one-hot
 
 
+def test_expected_cost_space_argument_and_registry_default() -> None:
+    d = _dist("softmax")  # built from cell specs: no space attached
+    via_arg = ExpectedCost(space=CostSpace())(d)
+    via_build = REGULARIZERS.build({"type": "expected_cost"}, space=CostSpace())(d)
+    assert via_arg.item() == pytest.approx(via_build.item()) and via_arg.item() > 0
+
+
 def test_expected_cost_errors() -> None:
     with pytest.raises(ConfigError, match="needs a cost table"):
         ExpectedCost()(_dist())

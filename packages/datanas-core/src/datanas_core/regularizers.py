@@ -30,6 +30,7 @@ from datanas_core.errors import ConfigError
 from datanas_core.estimators import RELU_EPS
 from datanas_core.registry import Registry
 from datanas_core.sample import ArchSample
+from datanas_core.space.base import SearchSpace
 
 __all__ = [
     "REGULARIZERS",
@@ -266,8 +267,9 @@ class ExpectedCost(Regularizer):
         metric: ``"params"`` or ``"flops"`` (the space's :meth:`SearchSpace.edge_costs` table).
         budget: target cost (needed for ``"hinge"``), in the table's units.
         form: ``"linear"``, ``"log"`` or ``"hinge"``.
-        costs: explicit ``{cell_type: [E, K]}`` cost table (default: from the distribution's space).
+        costs: explicit ``{cell_type: [E, K]}`` cost table (default: ``space.edge_costs(metric)``).
         use_sample: use the sample's forward weights instead of the probabilities.
+        space: the space whose table is used when ``costs`` is not given (default: the distribution's).
     """
 
     name: ClassVar[str] = "expected_cost"
@@ -280,6 +282,7 @@ class ExpectedCost(Regularizer):
         form: str = "linear",
         costs: Mapping[str, Tensor] | None = None,
         use_sample: bool = False,
+        space: SearchSpace | None = None,
     ) -> None:
         super().__init__(weight)
         if metric not in ("params", "flops"):
@@ -296,18 +299,18 @@ class ExpectedCost(Regularizer):
         self.use_sample = bool(use_sample)
         self.needs_sample = self.use_sample
         self._costs = None if costs is None else {k: torch.as_tensor(v).detach() for k, v in costs.items()}
+        self.space = space
 
     def costs(self, distribution: ArchitectureDistribution) -> dict[str, Tensor]:
         """The cost table used (explicit, or the space's ``edge_costs(metric)``)."""
         if self._costs is None:
-            if distribution.space is None:
+            space = self.space if self.space is not None else distribution.space
+            if space is None:
                 raise ConfigError(
                     "expected_cost needs a cost table: pass costs={cell_type: [E, K]} or build the "
                     "distribution from a SearchSpace that implements edge_costs()"
                 )
-            self._costs = {
-                k: torch.as_tensor(v).detach() for k, v in distribution.space.edge_costs(self.metric).items()
-            }
+            self._costs = {k: torch.as_tensor(v).detach() for k, v in space.edge_costs(self.metric).items()}
         return self._costs
 
     def expected(self, distribution: ArchitectureDistribution, sample: ArchSample | None = None) -> Tensor:
