@@ -8,6 +8,11 @@
 #   VENV     virtualenv directory (default: .venv at the repository root).
 #   EXTRAS   optional host stacks to install, space separated (default: "mmseg l2l"; EXTRAS= for none).
 #   FORCE=1  ignore the up-to-date stamp and reinstall.
+#   CC       C compiler used to build learn2learn (default: cc).
+#
+# Options (for tests and diagnosis; they install nothing):
+#   --stamp-hash          print the hash that keys the up-to-date stamp and exit
+#   --check-build-tools   check the C compiler and Python headers learn2learn needs; exit 0 if present
 #
 # Exit status: 0 everything installed; 2 nothing usable (wrong Python, or the core/domain packages failed);
 # 3 core and domain packages installed, but an optional extra failed (the message says what to do).
@@ -38,7 +43,7 @@ esac
 # Frameworks of the domain packages and the tooling the Makefile uses, pinned to what was measured. ruff is
 # pinned so that `make lint` gives the same answer on every machine.
 HOST_PINS=(timm==1.0.31 scikit-learn==1.9.1 scipy numpy pillow)
-TOOLING_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 ruff==0.17.6 build==1.6.1 poetry-core==2.5.0)
+TOOLING_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 ruff==0.17.6 build==1.6.1 poetry-core==2.5.0 packaging)
 
 # mmsegmentation 1.2.2's wheel declares neither mmcv nor mmengine, and imports ftfy and regex without
 # declaring them. mmcv-lite is the pure-Python mmcv (PyPI has no compiled mmcv for current torch; building it
@@ -70,6 +75,41 @@ setup_hash() {
     "$VPY" -c 'import sys; print(sys.version)'
   } | sha256sum | cut -d' ' -f1
 }
+
+check_build_tools() { # $1 = interpreter. learn2learn has C extensions: it needs a compiler and Python.h
+  local cc="${CC:-cc}" inc
+  if ! command -v "${cc%% *}" >/dev/null 2>&1; then
+    warn "learn2learn has to be compiled (it has no Linux wheels) and no C compiler ('$cc') was found.
+    Install one (Debian/Ubuntu: apt-get install build-essential python3-dev; Fedora: dnf install gcc python3-devel)
+    and run make setup again, or go on without learn2learn: make setup EXTRAS=mmseg"
+    return 1
+  fi
+  inc=$("${1:-$VPY}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  if [ ! -f "$inc/Python.h" ]; then
+    warn "learn2learn has to be compiled but the Python headers ($inc/Python.h) are missing.
+    Install them (Debian/Ubuntu: apt-get install python3-dev, or python3.X-dev for your Python) and run
+    make setup again, or go on without learn2learn: make setup EXTRAS=mmseg"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  "") ;;
+  --stamp-hash)
+    [ -x "$VPY" ] || { echo "setup: $VENV does not exist yet" >&2; exit 2; }
+    setup_hash
+    exit 0
+    ;;
+  --check-build-tools)
+    if [ -x "$VPY" ]; then check_build_tools "$VPY"; else check_build_tools "$PYTHON"; fi
+    echo "build tools for learn2learn: ok"
+    exit 0
+    ;;
+  *)
+    echo "usage: tools/setup.sh [--stamp-hash | --check-build-tools]" >&2
+    exit 2
+    ;;
+esac
 
 # --- 1. Python ---------------------------------------------------------------------------------------------
 if [ -x "$VPY" ]; then
@@ -146,37 +186,24 @@ learn2learn.data.MetaDataset; learn2learn.algorithms.MAML
 assert learn2learn.__version__ == "'"$L2L_VERSION"'"' >/dev/null 2>&1; }
 
 install_l2l() {
-  local cache="$ROOT/.cache/learn2learn" wheel
-  wheel=$(ls "$cache"/learn2learn-"$L2L_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  # The built wheel is cached (per CPython version) so that a rebuilt .venv does not compile it again.
+  local cache="$ROOT/.cache/learn2learn" wheel tag
+  tag=$("$VPY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+  wheel=$(ls "$cache"/learn2learn-"$L2L_VERSION"-"$tag"-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
-    local cc="${CC:-cc}" inc
-    if ! command -v "$cc" >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
-      warn "learn2learn has to be compiled (no Linux wheels exist) and no C compiler was found.
-    Install one (Debian/Ubuntu: apt-get install build-essential python3-dev; Fedora: dnf install gcc python3-devel)
-    and run make setup again, or skip it: make setup EXTRAS=mmseg"
-      return 1
-    fi
-    inc=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-    if [ ! -f "$inc/Python.h" ]; then
-      warn "learn2learn has to be compiled but the Python headers ($inc/Python.h) are missing.
-    Install them (Debian/Ubuntu: apt-get install python3-dev, or python3.X-dev for your version) and run make setup
-    again, or skip it: make setup EXTRAS=mmseg"
-      return 1
-    fi
-    local work
-    work=$(mktemp -d)
-    # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
+    check_build_tools || return 1
+    local work="$cache/src"
+    rm -rf "$work" && mkdir -p "$work"
     "${PIP[@]}" "$CYTHON_PIN" || return 1
-    "$VPY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+    "$VPY" -m pip download --disable-pip-version-check --no-deps --no-binary learn2learn \
       "learn2learn==$L2L_VERSION" -d "$work" || return 1
     tar -xzf "$work/learn2learn-$L2L_VERSION.tar.gz" -C "$work" || return 1
     # Regenerate the C sources with Cython 3 (the shipped ones do not compile on Python >= 3.11).
     (cd "$work/learn2learn-$L2L_VERSION" && "$VENV/bin/cython" -3 learn2learn/data/*.pyx) || return 1
-    mkdir -p "$cache"
     "$VPY" -m pip wheel --disable-pip-version-check --no-deps -w "$cache" "$work/learn2learn-$L2L_VERSION" ||
       return 1
-    wheel=$(ls "$cache"/learn2learn-"$L2L_VERSION"-*.whl | head -n1)
+    wheel=$(ls "$cache"/learn2learn-"$L2L_VERSION"-"$tag"-*.whl | head -n1)
+    rm -rf "$work"
   fi
   "${PIP[@]}" --no-deps "$wheel" || return 1
   "${PIP[@]}" "${TORCH_PINS[@]}" "${L2L_RUNTIME_DEPS[@]}" || return 1
