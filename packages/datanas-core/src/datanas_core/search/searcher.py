@@ -135,12 +135,9 @@ class Searcher:
                 space, estimator=estimator, executor=config.executor, generator=init_gen
             )
         self.distribution = distribution.to(dev)
-        self.regularizers: list[tuple[float, Any]] = []
-        for spec in config.regularizers:
-            spec = dict(spec)
-            weight = float(spec.pop("weight", 1.0))
-            reg = REGULARIZERS.build(spec, space=space)
-            self.regularizers.append((weight, reg))
+        #: Built regularisers; each carries its own ``weight`` (the spec's, or the regulariser's default,
+        #: e.g. 0.1 for ADC as in DATA's code).
+        self.regularizers: list[Any] = [REGULARIZERS.build(dict(spec), space=space) for spec in config.regularizers]
         self.generator = torch.Generator().manual_seed(config.seed + 2)
         self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
         self.w_optimizer = torch.optim.SGD(
@@ -188,7 +185,8 @@ class Searcher:
 
     def _regularization(self, arch: ArchSample) -> Tensor:
         total: Tensor | None = None
-        for weight, reg in self.regularizers:
+        for reg in self.regularizers:
+            weight = float(getattr(reg, "weight", 1.0))
             if weight == 0:
                 continue
             term = weight * reg(self.distribution, arch)
@@ -436,17 +434,7 @@ class Searcher:
         rule: Any = self.config.rule or self.space.default_rule
         if self.config.rule_options:
             rule = {"type": rule, **self.config.rule_options}
-        elif rule == "data":
-            rule = {"type": "data", "M": self._ensemble_size()}
         return derive(self.distribution, self.space, rule=rule)
-
-    def _ensemble_size(self) -> int:
-        est = getattr(self.distribution, "estimator", None)
-        for attr in ("num_samples", "samples", "M"):
-            v = getattr(est, attr, None)
-            if isinstance(v, int):
-                return v
-        return int(self.config.estimator_options.get("samples", 1))
 
     def fit(
         self,
