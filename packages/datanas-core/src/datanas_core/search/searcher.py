@@ -92,6 +92,8 @@ class Searcher:
             (under ``config.seed``, so weight init is reproducible).
         distribution: a prebuilt architecture distribution; built from ``config`` otherwise.
         supernet_kwargs: options for ``space.build_supernet``.
+        weight_loss: optional replacement of the weight-step loss, ``weight_loss(searcher, batch) -> (loss, logs)``
+            (E2NAS' complementation mixes several architectures here); default: the task loss under a fresh sample.
         callbacks: objects with any of ``on_search_start(searcher)``, ``on_step_end(searcher, logs)``,
             ``on_epoch_end(searcher, record)``, ``on_search_end(searcher, result)``.
         device: where to put the supernet and distribution (default: where the supernet already is).
@@ -113,6 +115,7 @@ class Searcher:
         supernet_kwargs: Mapping[str, Any] | None = None,
         callbacks: Sequence[Any] = (),
         device: torch.device | str | None = None,
+        weight_loss: Callable[[Searcher, Any], tuple[Tensor, Mapping[str, float]]] | None = None,
     ) -> None:
         from datanas_core.distribution import ArchitectureDistribution
         from datanas_core.regularizers import REGULARIZERS
@@ -157,6 +160,7 @@ class Searcher:
             self.w_optimizer, T_max=config.epochs, eta_min=config.w_lr_min
         )
         self.callbacks = list(callbacks)
+        self.weight_loss = weight_loss
         self.epoch = 0
         self.global_step = 0
         self.batch_in_epoch = 0
@@ -227,8 +231,12 @@ class Searcher:
         self.a_optimizer.step()
 
     def _weight_step(self, train_batch: Any) -> dict[str, float]:
-        arch = self.sample()
-        loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        if self.weight_loss is not None:
+            loss, logs = self.weight_loss(self, train_batch)
+            logs = {k: float(v) for k, v in logs.items()}
+        else:
+            arch = self.sample()
+            loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
         self._check(loss, "training loss")
         self.w_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.w_params)
@@ -490,6 +498,31 @@ class Searcher:
             return math.inf  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ state
+    def rebuild_optimizers(self, carry: Callable[[torch.optim.Optimizer, torch.optim.Optimizer], None] | None = None) -> None:
+        """Recreate the weight optimiser and LR schedule after the supernet's parameters changed (DrNAS stages).
+
+        The schedule keeps its position (``last_epoch``); ``carry(old_optimizer, new_optimizer)`` may move state
+        (e.g. momentum buffers widened with the same channel mapping) from the old optimiser to the new one.
+        """
+        cfg = self.config
+        old = self.w_optimizer
+        last_epoch = self.w_scheduler.last_epoch
+        self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
+        self.w_optimizer = torch.optim.SGD(
+            self.w_params,
+            lr=old.param_groups[0]["lr"],
+            momentum=cfg.w_momentum,
+            weight_decay=cfg.w_weight_decay,
+            nesterov=cfg.w_nesterov and cfg.w_momentum > 0,
+        )
+        for group in self.w_optimizer.param_groups:
+            group["initial_lr"] = old.param_groups[0].get("initial_lr", cfg.w_lr)
+        self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min, last_epoch=last_epoch
+        )
+        if carry is not None:
+            carry(old, self.w_optimizer)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed for a bit-exact resume (besides global RNGs and the data order)."""
         return {
