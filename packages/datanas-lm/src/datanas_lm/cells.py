@@ -1,0 +1,370 @@
+"""DARTS recurrent cells (Liu et al., ICLR 2019, §2.3 / quark0/darts ``rnn/``): searchable and derived.
+
+Both cells share the recurrence. With input ``x_t`` and previous hidden state ``h_{t-1}``:
+
+- initial state ``s0 = h_{t-1} + c0 ⊙ (tanh(h0) − h_{t-1})`` with ``[c0, h0] = [x_t, h_{t-1}] W0``,
+  ``c0 = sigmoid(·)``;
+- node ``j`` (1..8) with a per-node matrix ``W_j``: every used predecessor state ``s_i`` gives
+  ``[c, h] = s_i W_j``, ``c = sigmoid(c)`` and, for an activation ``f``, the highway update
+  ``s_i + c ⊙ (f(h) − s_i)``;
+- the new hidden state ``h_t`` is the mean of the cell's output nodes (all 8 nodes in DARTS).
+
+The **search** cell mixes, for every node, all in-edges and activations with the architecture weights
+``Σ_i Σ_{f ≠ none} w_{(i,j), f} · [s_i + c ⊙ (f(h) − s_i)]`` followed by a non-affine BatchNorm (one shared
+BatchNorm for ``s0`` and every node, as the reference search code does). The **derived** cell sums its kept
+``(predecessor, activation)`` pairs: one per node for DARTS genotypes, several for DATA's multi-input rule.
+
+Variational dropout masks (``dropoutx`` on the input, ``dropouth`` on the states fed to the matrices) are
+drawn once per sequence; ``wdrop`` applies DropConnect to the recurrent matrices once per sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+
+import torch
+from torch import Tensor, nn
+
+from datanas_core.errors import ConfigError, IncompatibleGenotypeError
+from datanas_core.genotype import CellGenotype
+from datanas_core.sample import CellSample
+from datanas_core.space.base import CellSpec
+from datanas_lm.regularization import bernoulli_mask, check_dropout, weight_drop
+
+__all__ = ["ACTIVATIONS", "INIT_RANGE", "RNN_OPS", "DerivedRecurrentCell", "SearchRecurrentCell"]
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+#: Candidate activations of the DARTS recurrent space (``none`` has no entry: it contributes nothing).
+ACTIVATIONS: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
+    {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": _identity}
+)
+#: Op (column) order of the architecture matrices.
+RNN_OPS: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
+#: Uniform init range of the recurrent matrices (reference code).
+INIT_RANGE = 0.04
+
+
+class _RecurrentCellBase(nn.Module):
+    """Parameters and the shared parts of the recurrence (masks, weight drop, initial state)."""
+
+    def __init__(
+        self,
+        ninp: int,
+        nhid: int,
+        num_nodes: int,
+        *,
+        dropouth: float = 0.0,
+        dropoutx: float = 0.0,
+        wdrop: float = 0.0,
+        init_range: float = INIT_RANGE,
+    ) -> None:
+        super().__init__()
+        for name, v in (("ninp", ninp), ("nhid", nhid), ("num_nodes", num_nodes)):
+            if not (isinstance(v, int) and v > 0):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        self.ninp = ninp
+        self.nhid = nhid
+        self.num_nodes = num_nodes
+        self.dropouth = check_dropout("dropouth", dropouth)
+        self.dropoutx = check_dropout("dropoutx", dropoutx)
+        self.wdrop = check_dropout("wdrop", wdrop)
+        self.W0 = nn.Parameter(torch.empty(ninp + nhid, 2 * nhid).uniform_(-init_range, init_range))
+        self.Ws = nn.ParameterList(
+            [
+                nn.Parameter(torch.empty(nhid, 2 * nhid).uniform_(-init_range, init_range))
+                for _ in range(num_nodes)
+            ]
+        )
+
+    def _prepare(
+        self, inputs: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None]:
+        """Input projections of all time steps, the recurrent matrices (weight-dropped) and the state mask."""
+        if inputs.dim() != 3 or inputs.size(2) != self.ninp:
+            raise ConfigError(f"cell inputs must be [T, B, {self.ninp}], got {tuple(inputs.shape)}")
+        bsz = inputs.size(1)
+        train = self.training
+        x = inputs
+        if train and self.dropoutx > 0:
+            x = x * bernoulli_mask((1, bsz, self.ninp), self.dropoutx, inputs, generator)
+        h_mask = None
+        if train and self.dropouth > 0:
+            h_mask = bernoulli_mask((bsz, self.nhid), self.dropouth, inputs, generator)
+        w0x = self.W0[: self.ninp]
+        w0h = weight_drop(self.W0[self.ninp :], self.wdrop, train, generator)
+        ws = [weight_drop(w, self.wdrop, train, generator) for w in self.Ws]
+        xw = x @ w0x  # [T, B, 2H]: the input half of [x, h] W0 for every step at once
+        return xw, w0h, ws, h_mask
+
+    @staticmethod
+    def _init_state(xw_t: Tensor, h: Tensor, w0h: Tensor, h_mask: Tensor | None) -> Tensor:
+        hh = h if h_mask is None else h * h_mask
+        c0, h0 = (xw_t + hh @ w0h).chunk(2, dim=-1)
+        return h + c0.sigmoid() * (h0.tanh() - h)
+
+    @staticmethod
+    def _project(states: Tensor, w: Tensor, h_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``[c, h] = s W`` for stacked states ``[n, B, H]``; returns ``(sigmoid(c), h)``."""
+        s = states if h_mask is None else states * h_mask
+        c, h = (s @ w).chunk(2, dim=-1)
+        return c.sigmoid(), h
+
+    def _check_hidden(self, inputs: Tensor, hidden: Tensor) -> Tensor:
+        if hidden.dim() == 3:
+            if hidden.size(0) != 1:
+                raise ConfigError(
+                    f"hidden must be [1, B, {self.nhid}] or [B, {self.nhid}], got {tuple(hidden.shape)}"
+                )
+            hidden = hidden[0]
+        if hidden.shape != (inputs.size(1), self.nhid):
+            raise ConfigError(
+                f"hidden state of shape {tuple(hidden.shape)} does not match inputs {tuple(inputs.shape)}; "
+                f"expected [B={inputs.size(1)}, H={self.nhid}] (use init_hidden(batch_size))"
+            )
+        return hidden
+
+
+class SearchRecurrentCell(_RecurrentCellBase):
+    """The mixed DARTS recurrent cell of the supernet (architecture weights come from outside).
+
+    Args:
+        ninp, nhid: input and hidden sizes.
+        spec: the ``"recurrent"`` cell spec (``num_inputs=1``: node 0 is ``s0``); rows of the ``[E, K]``
+            architecture matrices follow ``spec.edges`` and columns ``spec.ops``.
+        dropouth, dropoutx, wdrop: see the module docstring.
+        batchnorm: non-affine BatchNorm after ``s0`` and each node (reference search code).
+
+    Example:
+        >>> from datanas_lm.space import RNNSpace
+        >>> spec = RNNSpace().cell("recurrent")
+        >>> cell = SearchRecurrentCell(8, 8, spec)
+    """
+
+    def __init__(
+        self,
+        ninp: int,
+        nhid: int,
+        spec: CellSpec,
+        *,
+        dropouth: float = 0.0,
+        dropoutx: float = 0.0,
+        wdrop: float = 0.0,
+        batchnorm: bool = True,
+        init_range: float = INIT_RANGE,
+    ) -> None:
+        if spec.num_inputs != 1:
+            raise ConfigError(
+                f"a recurrent cell spec has one input node (s0), got num_inputs={spec.num_inputs}"
+            )
+        unknown = [o for o in spec.ops if o != "none" and o not in ACTIVATIONS]
+        if unknown:
+            raise ConfigError(f"unknown recurrent op(s) {unknown}; valid: none, {', '.join(ACTIVATIONS)}")
+        super().__init__(
+            ninp,
+            nhid,
+            spec.num_nodes,
+            dropouth=dropouth,
+            dropoutx=dropoutx,
+            wdrop=wdrop,
+            init_range=init_range,
+        )
+        self.spec = spec
+        self.bn = nn.BatchNorm1d(nhid, affine=False) if batchnorm else None
+
+    def _plan(
+        self, sample: CellSample
+    ) -> list[
+        tuple[
+            int,
+            list[int],
+            Tensor | None,
+            list[tuple[Callable[[Tensor], Tensor], Tensor | None, Tensor]],
+            Tensor | None,
+        ]
+    ]:
+        """Per node: predecessors to project, dense weights (all ops active) or per-op groups, a proxy."""
+        spec = self.spec
+        w = sample.weights
+        if w.shape != (spec.num_edges, spec.num_ops):
+            raise ConfigError(
+                f"architecture weights for cell {spec.cell_type!r} must be "
+                f"[{spec.num_edges}, {spec.num_ops}], "
+                f"got {tuple(w.shape)}"
+            )
+        active = sample.active
+        none = spec.ops.index("none") if "none" in spec.ops else -1
+        act_cols = [k for k in range(spec.num_ops) if k != none]
+        plans = []
+        for j in spec.nodes:
+            rows = spec.in_edges(j)
+            used = [r for r in rows if any(k != none for k in active[r])]
+            srcs = [spec.edges[r][0] for r in used]
+            dense: Tensor | None = None
+            groups: list[tuple[Callable[[Tensor], Tensor], Tensor | None, Tensor]] = []
+            if used and len(used) == len(rows) and all(all(k in active[r] for k in act_cols) for r in rows):
+                # every (edge, activation) runs: one vectorised update; weights [K', n, 1, 1]
+                dense = w[rows][:, act_cols].t().reshape(len(act_cols), len(rows), 1, 1)
+            else:
+                for k in act_cols:
+                    sel = [i for i, r in enumerate(used) if k in active[r]]
+                    if not sel:
+                        continue
+                    wk = w[[used[i] for i in sel], k].reshape(-1, 1, 1)
+                    idx = None if len(sel) == len(used) else torch.tensor(sel, device=w.device)
+                    groups.append((ACTIVATIONS[spec.ops[k]], idx, wk))
+            proxy = None
+            if sample.grad_proxy:
+                off = [(r, k) for r in rows for k in range(spec.num_ops) if k not in active[r]]
+                if off:
+                    t = w[[r for r, _ in off], [k for _, k in off]].sum()
+                    proxy = t - t.detach()  # value exactly 0, gradient 1 to every non-active weight
+            plans.append((j, srcs, dense, groups, proxy))
+        return plans
+
+    def forward(
+        self,
+        inputs: Tensor,
+        hidden: Tensor,
+        sample: CellSample,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Run the mixed cell over a sequence.
+
+        Args:
+            inputs: ``[T, B, ninp]``.
+            hidden: ``[B, nhid]`` (or ``[1, B, nhid]``).
+            sample: this cell type's architecture sample (``weights [E, K]``, ``active``, ``grad_proxy``).
+            generator: for the dropout masks.
+
+        Returns:
+            ``(outputs [T, B, nhid], last hidden [B, nhid])``.
+        """
+        h = self._check_hidden(inputs, hidden)
+        xw, w0h, ws, h_mask = self._prepare(inputs, generator)
+        plans = self._plan(sample)
+        acts = [ACTIVATIONS[o] for o in self.spec.ops if o != "none"]
+        concat = list(self.spec.concat)
+        bn = self.bn
+        outputs = []
+        for t in range(inputs.size(0)):
+            s0 = self._init_state(xw[t], h, w0h, h_mask)
+            if bn is not None:
+                s0 = bn(s0)
+            states = [s0]
+            for j, srcs, dense, groups, proxy in plans:
+                if srcs:
+                    S = torch.stack([states[i] for i in srcs])  # [n, B, H]
+                    c, hc = self._project(S, ws[j - 1], h_mask)
+                    if dense is not None:
+                        F = torch.stack([f(hc) for f in acts])  # [K', n, B, H]
+                        s = (dense * (S + c * (F - S))).sum(dim=(0, 1))
+                    else:
+                        s = torch.zeros_like(s0)
+                        for f, idx, wk in groups:
+                            Sg, cg, hg = (S, c, hc) if idx is None else (S[idx], c[idx], hc[idx])
+                            s = s + (wk * (Sg + cg * (f(hg) - Sg))).sum(0)
+                else:
+                    s = torch.zeros_like(s0)
+                if proxy is not None:
+                    s = s + proxy
+                if bn is not None:
+                    s = bn(s)
+                states.append(s)
+            h = torch.stack([states[i] for i in concat]).mean(0)
+            outputs.append(h)
+        return torch.stack(outputs), h
+
+
+class DerivedRecurrentCell(_RecurrentCellBase):
+    """The recurrent cell of a derived genotype: each node sums its kept ``(predecessor, activation)`` pairs.
+
+    Args:
+        ninp, nhid: input and hidden sizes.
+        cell: the genotype's ``"recurrent"`` cell (node 0 is ``s0``, nodes ``1..num_nodes``).
+        num_nodes: intermediate nodes of the space (8 for DARTS).
+        dropouth, dropoutx, wdrop: see the module docstring.
+
+    Example:
+        >>> from datanas_lm.genotypes import load_genotype
+        >>> cell = DerivedRecurrentCell(8, 8, load_genotype("darts_v2").cells["recurrent"])
+    """
+
+    def __init__(
+        self,
+        ninp: int,
+        nhid: int,
+        cell: CellGenotype,
+        *,
+        num_nodes: int = 8,
+        dropouth: float = 0.0,
+        dropoutx: float = 0.0,
+        wdrop: float = 0.0,
+        init_range: float = INIT_RANGE,
+    ) -> None:
+        super().__init__(
+            ninp, nhid, num_nodes, dropouth=dropouth, dropoutx=dropoutx, wdrop=wdrop, init_range=init_range
+        )
+        nodes: list[tuple[int, list[int], list[tuple[int, str]]]] = []
+        for j in range(1, num_nodes + 1):
+            pairs = cell.inputs_of(j)
+            srcs = sorted({e.src for e in pairs})
+            pos = {s: i for i, s in enumerate(srcs)}
+            for e in pairs:
+                if e.op not in ACTIVATIONS:
+                    raise IncompatibleGenotypeError(
+                        f"recurrent edge ({e.src}, {e.dst}, {e.op!r}): unknown activation; "
+                        f"valid: {', '.join(ACTIVATIONS)}"
+                    )
+            nodes.append((j, srcs, [(pos[e.src], e.op) for e in pairs]))
+        for c in cell.concat:
+            if not 0 <= c <= num_nodes:
+                raise IncompatibleGenotypeError(f"concat node {c} is out of range 0..{num_nodes}")
+        for e in cell.edges:
+            if e.dst > num_nodes or e.dst < 1:
+                raise IncompatibleGenotypeError(
+                    f"recurrent edge ({e.src}, {e.dst}, {e.op!r}): node {e.dst} out of range 1..{num_nodes}"
+                )
+        self._nodes = nodes
+        self.concat: tuple[int, ...] = tuple(cell.concat)
+
+    def forward(
+        self, inputs: Tensor, hidden: Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``inputs [T, B, ninp]``, ``hidden [B, nhid]`` -> ``(outputs [T, B, nhid], hidden [B, nhid])``."""
+        h = self._check_hidden(inputs, hidden)
+        xw, w0h, ws, h_mask = self._prepare(inputs, generator)
+        outputs = []
+        for t in range(inputs.size(0)):
+            s0 = self._init_state(xw[t], h, w0h, h_mask)
+            states = [s0]
+            for j, srcs, pairs in self._nodes:
+                if not srcs:
+                    states.append(torch.zeros_like(s0))
+                    continue
+                S = torch.stack([states[i] for i in srcs])
+                c, hc = self._project(S, ws[j - 1], h_mask)
+                s: Tensor | None = None
+                for p, op in pairs:
+                    term = S[p] + c[p] * (ACTIVATIONS[op](hc[p]) - S[p])
+                    s = term if s is None else s + term
+                states.append(s)  # type: ignore[arg-type]
+            h = torch.stack([states[i] for i in self.concat]).mean(0)
+            outputs.append(h)
+        return torch.stack(outputs), h
+
+    def extra_repr(self) -> str:
+        desc = "; ".join(
+            f"{j}<-" + ",".join(f"{op}({srcs[p]})" for p, op in pairs) for j, srcs, pairs in self._nodes
+        )
+        return f"ninp={self.ninp}, nhid={self.nhid}, nodes=[{desc}], concat={list(self.concat)}"
+
+
+def pairs_from_darts(recurrent: Sequence[tuple[str, int]]) -> list[tuple[int, int, str]]:
+    """The DARTS list form ``[(activation, predecessor), ...]`` (one entry per node) as ``(src, dst, op)``."""
+    return [(int(src), i + 1, op) for i, (op, src) in enumerate(recurrent)]

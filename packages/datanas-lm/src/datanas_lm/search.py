@@ -1,0 +1,365 @@
+"""Search a DARTS recurrent cell on a word-level corpus: ``python -m datanas_lm.search --data ptb``.
+
+The default preset (``cpu``) finishes on two CPU cores; ``--preset darts-full`` is DARTS' PTB search
+(embedding = hidden = 300, batch 256, 50 epochs). The method (estimator, derivation rule, regularisers) is
+picked with ``--method`` from the core presets (default ``data``: DATA's EGS with M=2 and ADC); the
+optimiser settings are the language-model ones of DARTS (SGD lr 20 without momentum or schedule, weight
+decay 5e-7, gradient clip 0.25; Adam 3e-3 on the architecture).
+
+Data: ``--data ptb`` reads ``ptb.{train,valid,test}.txt`` from ``--data-dir`` (default
+``$DATANAS_DATA_DIR/ptb``, else ``./data/ptb``), verifies their md5 checksums and, when they are missing,
+downloads them (``--no-download`` to forbid it); ``--data textdir --data-dir DIR`` reads ``train.txt``,
+``valid.txt`` and ``test.txt`` from ``DIR``. The weights are trained on the training split and the
+architecture on the validation split (as in DARTS); the test split is not used by the search.
+
+Outputs go to a run directory (``--out``, default ``runs/lm-search/<timestamp>``): ``genotype.json``,
+``report.html``/``report.md`` with a picture of the recurrent cell, metrics and checkpoints (``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_lm.data import DATASETS, BPTTLoader, Corpus, batchify, default_data_dir, load_corpus
+from datanas_lm.data.ptb import PTB_FILES
+from datanas_lm.presets import PRESET_NAMES, search_preset, train_preset
+
+__all__ = ["build_parser", "main", "resolve_data_dir"]
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("data", "data_m4", "data_m7", "darts", "darts2", "gdas", "snas", "drnas")
+
+
+def resolve_data_dir(data: str, data_dir: Path | None) -> Path:
+    """``--data-dir`` or the default location of dataset ``data``.
+
+    See :func:`~datanas_lm.data.default_data_dir`.
+
+    Raises:
+        ConfigError: ``--data textdir`` without ``--data-dir``.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if data == "textdir":
+        raise ConfigError(
+            "--data textdir needs --data-dir DIR (a directory with train.txt, valid.txt, test.txt)"
+        )
+    return default_data_dir(data)
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--data-dir``, ``--download`` (shared by the LM CLIs)."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", choices=DATASETS, default="ptb", help="dataset (default: ptb)")
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory with the dataset files (default: $DATANAS_DATA_DIR/<data>, else ./data/<data>)",
+    )
+    g.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="download missing PTB files (checksum-verified) when the network allows (default: on)",
+    )
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Model-size, dropout and optimisation flags shared by the LM CLIs (defaults come from ``--preset``)."""
+    g = parser.add_argument_group("model (defaults from --preset)")
+    g.add_argument(
+        "--emsize", type=int, default=None, help="embedding size (= hidden size; weights are tied)"
+    )
+    g.add_argument("--nhid", type=int, default=None, help="hidden size")
+    for name, what in (
+        ("dropout", "locked dropout on the cell outputs"),
+        ("dropouth", "variational dropout on the states fed to the recurrent matrices"),
+        ("dropoutx", "variational dropout on the cell input"),
+        ("dropouti", "locked dropout on the embeddings"),
+        ("dropoute", "embedding (word) dropout"),
+        ("wdrop", "DropConnect on the recurrent matrices"),
+    ):
+        g.add_argument(f"--{name}", type=float, default=None, help=what)
+    g.add_argument("--alpha", type=float, default=None, help="activation regularisation (AR) weight")
+    g.add_argument("--beta", type=float, default=None, help="temporal activation regularisation (TAR) weight")
+    g.add_argument("--batch-size", type=int, default=None, help="training batch size (columns)")
+    g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size")
+    g.add_argument("--bptt", type=int, default=None, help="nominal BPTT length (windows vary around it)")
+    g.add_argument("--epochs", type=int, default=None, help="epochs")
+    g.add_argument(
+        "--train-tokens",
+        type=int,
+        default=None,
+        help="train on a contiguous subset of about this many tokens per epoch (0: the whole training set)",
+    )
+    g.add_argument(
+        "--eval-tokens",
+        type=int,
+        default=None,
+        help="tokens of the validation set used for per-epoch evaluation (0: all)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is faster on a loaded machine)",
+    )
+
+
+def merge_settings(preset: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Preset values overridden by every flag that was given (``0`` for token caps means "no cap")."""
+    out = dict(preset)
+    for key in list(out):
+        v = getattr(args, key, None)
+        if v is not None:
+            out[key] = v
+    for key in ("train_tokens", "eval_tokens", "val_tokens"):
+        if out.get(key) == 0:
+            out[key] = None
+    if out["emsize"] != out["nhid"]:
+        raise ConfigError(
+            f"--emsize ({out['emsize']}) and --nhid ({out['nhid']}) must be equal: "
+            "the decoder is tied to the embedding"
+        )
+    return out
+
+
+def load_data(args: argparse.Namespace) -> tuple[Corpus, Path]:
+    """Load the corpus selected by ``--data``/``--data-dir``/``--download``."""
+    data_dir = resolve_data_dir(args.data, args.data_dir)
+    corpus = load_corpus(args.data, data_dir, download_missing=bool(args.download))
+    return corpus, data_dir
+
+
+def data_files(data: str, data_dir: Path) -> list[Path]:
+    if data == "ptb":
+        return [data_dir / f for f, _ in PTB_FILES.values()]
+    return [p for p in sorted(data_dir.glob("*.txt"))]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
+
+    parser = argparse.ArgumentParser(
+        prog="python -m datanas_lm.search",
+        description="Differentiable search of a DARTS recurrent cell for word-level language modelling.",
+    )
+    add_data_args(parser)
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
+    g = parser.add_argument_group("method")
+    g.add_argument("--method", choices=_METHODS, default="data", help="core method preset (default: data)")
+    g.add_argument("--estimator", type=str, default=None, help="override the method's estimator")
+    g.add_argument("--samples", type=int, default=None, help="EGS ensemble size M")
+    g.add_argument(
+        "--executor",
+        choices=("exact", "sparse"),
+        default=None,
+        help="mixed-edge executor (default: method's)",
+    )
+    g.add_argument(
+        "--rule",
+        type=str,
+        default=None,
+        help="derivation rule (default: 'data' for DATA methods, else 'topk_edges' with k=1)",
+    )
+    g.add_argument(
+        "--rule-k", type=int, default=None, help="k of the topk rules (default 1: one predecessor per node)"
+    )
+    g.add_argument(
+        "--order",
+        choices=("first", "second", "single_level"),
+        default=None,
+        help="override the method's order",
+    )
+    g.add_argument(
+        "--arch-warmup-epochs", type=int, default=None, help="epochs before the architecture is updated"
+    )
+    g.add_argument("--w-lr", type=float, default=None, help="weight learning rate (SGD)")
+    g.add_argument("--a-lr", type=float, default=None, help="architecture learning rate (Adam)")
+    add_model_args(parser)
+    add_runtime_args(parser)
+    return parser
+
+
+def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int) -> Any:
+    """The core :class:`~datanas_core.search.SearchConfig` of this run."""
+    from datanas_core.search import SearchConfig
+
+    overrides: dict[str, Any] = {
+        "epochs": int(settings["epochs"]),
+        "w_lr": float(settings["w_lr"]),
+        "w_lr_min": float(settings["w_lr"]),  # constant learning rate, as DARTS' RNN search
+        "w_momentum": 0.0,
+        "w_nesterov": False,
+        "w_weight_decay": float(settings["w_weight_decay"]),
+        "grad_clip": float(settings["grad_clip"]),
+        "a_lr": float(settings["a_lr"]),
+        "seed": int(seed),
+    }
+    base = SearchConfig.preset(args.method)
+    if args.estimator is not None:
+        overrides["estimator"] = args.estimator
+        overrides["estimator_options"] = {}
+    if args.samples is not None:
+        est = overrides.get("estimator", base.estimator)
+        if est != "egs":
+            raise ConfigError(f"--samples (the EGS ensemble size M) needs the egs estimator, not {est!r}")
+        overrides["estimator_options"] = {**dict(base.estimator_options), "samples": int(args.samples)}
+    if args.executor is not None:
+        overrides["executor"] = args.executor
+    if args.order is not None:
+        overrides["order"] = args.order
+    if args.arch_warmup_epochs is not None:
+        overrides["arch_warmup_epochs"] = int(args.arch_warmup_epochs)
+    rule = args.rule or (
+        "data"
+        if base.rule == "data" and overrides.get("estimator", base.estimator) == "egs"
+        else "topk_edges"
+    )
+    overrides["rule"] = rule
+    if rule in ("topk_edges", "topk_pairs"):
+        overrides["rule_options"] = {"k": int(args.rule_k or 1)}
+    elif args.rule_k is not None:
+        raise ConfigError(f"--rule-k applies to the topk_edges/topk_pairs rules, not {rule!r}")
+    else:
+        overrides["rule_options"] = {}
+    return SearchConfig.preset(args.method, **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the search CLI; returns the process exit code."""
+    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+    from datanas_core.search import Searcher
+    from datanas_lm.space import RNNSpace
+    from datanas_lm.task import LMSearchTask
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
+        configure_logging(opts.verbose)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        settings = merge_settings(search_preset(args.preset), args)
+        corpus, data_dir = load_data(args)
+        device = opts.torch_device()
+        ntoken = len(corpus.vocab)
+        B, bptt = int(settings["batch_size"]), int(settings["bptt"])
+        train_loader = BPTTLoader(
+            batchify(corpus.train, B).to(device), bptt, stream="train", max_tokens=settings["train_tokens"]
+        )
+        val_loader = BPTTLoader(
+            batchify(corpus.valid, B).to(device),
+            bptt,
+            stream="val",
+            max_tokens=settings["val_tokens"],
+            seed=1,
+        )
+        eval_loader = BPTTLoader(
+            batchify(corpus.valid, int(settings["eval_batch_size"])).to(device),
+            bptt,
+            stream="eval",
+            variable_length=False,
+            max_tokens=settings["eval_tokens"],
+            random_offset=False,
+        )
+        space = RNNSpace()
+        supernet_kwargs = {
+            "ntoken": ntoken,
+            "ninp": int(settings["emsize"]),
+            "nhid": int(settings["nhid"]),
+            **{
+                k: float(settings[k])
+                for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")
+            },
+        }
+        tp = train_preset(args.preset)
+        derived_kwargs = {
+            "ntoken": ntoken,
+            "ninp": int(tp["emsize"]),
+            "nhid": int(tp["nhid"]),
+            **{k: float(tp[k]) for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")},
+        }
+
+        def make_searcher(seed: int) -> Searcher:
+            task = LMSearchTask(alpha=float(settings["alpha"]), beta=float(settings["beta"]))
+            return Searcher(
+                space,
+                task,
+                search_config(settings, args, seed),
+                supernet_kwargs=supernet_kwargs,
+                device=device,
+            )
+
+        base_config = {
+            "command": "datanas_lm.search",
+            "data": args.data,
+            "data_dir": str(data_dir),
+            "corpus": corpus.summary(),
+            "preset": args.preset,
+            "method": args.method,
+            "settings": settings,
+            "supernet": supernet_kwargs,
+            "threads": torch.get_num_threads(),
+        }
+        if opts.dry_run:
+            from datanas_lm.data.text import LMBatch
+
+            def make_batch(bsz: int) -> LMBatch:
+                x = torch.randint(0, ntoken, (bptt + 1, bsz), device=device)
+                return LMBatch(x[:-1], x[1:], "dry", True, 0, bptt)
+
+            report = dry_run(
+                make_searcher(opts.seeds[0]), make_batch, batch_size=B, memory_budget=opts.memory_budget
+            )
+            sys.stdout.write(report.to_text() + "\n")
+            return 0
+
+        def run_one(seed: int, out: Path) -> Any:
+            result = run_search(
+                make_searcher(seed),
+                train_loader,
+                val_loader,
+                run_dir=out,
+                config={
+                    **base_config,
+                    "seed": seed,
+                    "search_config": search_config(settings, args, seed).to_dict(),
+                },
+                eval_loader=eval_loader,
+                collapse=False,
+                data_files=data_files(args.data, data_dir),
+                derived_kwargs=derived_kwargs,
+                **opts.run_kwargs(),
+            )
+            logger.info(
+                "derived genotype: %s; retrain it with: "
+                "python -m datanas_lm.train --genotype %s --data %s --data-dir %s",
+                out / "genotype.json",
+                out / "genotype.json",
+                args.data,
+                data_dir,
+            )
+            return result
+
+        run_seeds(run_one, opts.seeds, opts.out)
+        return 0
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
