@@ -1,0 +1,143 @@
+"""Compare a searched cell with random cells and an LSTM at the same budget: ``python -m datanas_lm.compare``.
+
+Trains, one after another and with the same data order, initial seed and budget (``--preset`` sizes,
+epochs and tokens per epoch): the given cell (``--genotype``), ``--random N`` uniformly random cells of the
+space (one predecessor and one activation per node, drawn from seeds ``1..N``) and, with ``--lstm``, a
+same-size ``torch.nn.LSTM``. Each model gets a run directory under ``--out``; ``comparison.json`` and
+``comparison.md`` hold the table of validation/test perplexities with the median of the random cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_lm.presets import PRESET_NAMES, train_preset
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from datanas_lm.search import add_data_args, add_model_args
+
+    parser = argparse.ArgumentParser(
+        prog="python -m datanas_lm.compare",
+        description="Train a searched recurrent cell, random cells and an LSTM at the same budget.",
+    )
+    parser.add_argument(
+        "--genotype", type=str, required=True, help="the cell to evaluate (name or JSON path)"
+    )
+    parser.add_argument("--random", type=int, default=5, help="number of random cells (default 5)")
+    parser.add_argument(
+        "--lstm", action=argparse.BooleanOptionalAction, default=True, help="train the LSTM too"
+    )
+    add_data_args(parser)
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
+    add_model_args(parser)
+    parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
+    parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
+    parser.add_argument("--device", type=str, default=None, help="torch device")
+    parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    return parser
+
+
+def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: dict[str, Any]) -> str:
+    lines = [
+        "| model | cell | params | valid ppl | test ppl | train time (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['cell']} | {r['params']:,} | {r['val_ppl']:.2f} | {r['test_ppl']:.2f} | "
+            f"{r['time_s']:.0f} |"
+        )
+    if median is not None:
+        lines.append(f"| median of random cells | | | {median['val_ppl']:.2f} | {median['test_ppl']:.2f} | |")
+    budget = (
+        f"Budget per model: {settings['epochs']} epochs x "
+        f"{settings['train_tokens'] or 'all'} training tokens, embedding = hidden = {settings['emsize']}, "
+        f"batch {settings['batch_size']}, BPTT {settings['bptt']}."
+    )
+    return "\n".join(lines) + "\n\n" + budget + "\n"
+
+
+def _cell_text(genotype: Any) -> str:
+    cell = genotype.cells["recurrent"]
+    return " ".join(f"{e.dst}<-{e.op}({e.src})" for e in cell.edges)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; returns the process exit code."""
+    from datanas_core.runtime import configure_logging, seed_everything
+    from datanas_lm.search import data_files, load_data, merge_settings
+    from datanas_lm.train import build_model, resolve_genotype, run_training, train_config
+
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        if args.random < 0:
+            raise ConfigError(f"--random must be >= 0, got {args.random}")
+        settings = merge_settings(train_preset(args.preset), args)
+        device = torch.device(args.device) if args.device else torch.device("cpu")
+        corpus, data_dir = load_data(args)
+        models: list[tuple[str, str, Any]] = [
+            ("searched", "cell", resolve_genotype(args.genotype, args.seed))
+        ]
+        models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, args.random + 1)]
+        if args.lstm:
+            models.append(("lstm", "lstm", None))
+        rows: list[dict[str, Any]] = []
+        for name, kind, genotype in models:
+            seed_everything(args.seed)
+            model = build_model(kind, genotype, len(corpus.vocab), settings).to(device)
+            t0 = time.time()
+            scores = run_training(
+                model,
+                corpus,
+                train_config(settings, args.seed),
+                run_dir=args.out / name,
+                genotype=genotype,
+                run_config={"model": kind, "name": name, "settings": settings, "data": args.data},
+                data_files=data_files(args.data, data_dir),
+                log_every=10**9,
+            )
+            row = {
+                "name": name,
+                "cell": "LSTM" if genotype is None else _cell_text(genotype),
+                "params": scores["params"],
+                "val_ppl": scores["val_ppl"],
+                "test_ppl": scores["test_ppl"],
+                "time_s": time.time() - t0,
+            }
+            rows.append(row)
+            logger.info("%s: valid ppl %.2f, test ppl %.2f", name, row["val_ppl"], row["test_ppl"])
+        rand = [r for r in rows if r["name"].startswith("random_")]
+        median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
+        doc = {"rows": rows, "median_random": median, "settings": settings, "seed": args.seed}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        md = _markdown(rows, median, settings)
+        (args.out / "comparison.md").write_text(md, encoding="utf-8")
+        sys.stdout.write(md)
+        return 0
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
