@@ -1,0 +1,150 @@
+"""CLI smoke tests on a tiny generated corpus (textdir) with tiny sizes; errors and the public API."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import datanas_lm
+from datanas_core.genotype import Genotype
+from datanas_lm import compare, search, train
+from datanas_lm.space import RNNSpace
+
+TINY = ["--emsize", "6", "--nhid", "6", "--batch-size", "4", "--eval-batch-size", "2", "--bptt", "6"]
+
+
+def test_search_cli_writes_a_valid_genotype_and_a_report(patterned_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    argv = ["--data", "textdir", "--data-dir", str(patterned_corpus_dir), *TINY, "--epochs", "1"]
+    argv += ["--train-tokens", "96", "--eval-tokens", "48", "--out", str(out), "--no-progress"]
+    assert search.main(argv) == 0
+    g = Genotype.load(out / "genotype.json")
+    RNNSpace().validate(g)
+    assert g.space == "lm.darts_rnn"
+    assert (out / "report.html").is_file()
+    svg = (out / "figures" / "cell_recurrent.svg").read_text(encoding="utf-8")
+    assert svg.count('class="edge"') >= len(g.cells["recurrent"].edges)
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert cfg["search_config"]["estimator"] == "egs" and cfg["search_config"]["rule"] == "data"
+
+    # the derived cell retrains through the train CLI
+    tout = tmp_path / "train"
+    targv = [
+        "--genotype",
+        str(out / "genotype.json"),
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+    ]
+    targv += [*TINY, "--epochs", "1", "--train-tokens", "96", "--eval-tokens", "48", "--out", str(tout)]
+    assert train.main(targv) == 0
+    summary = json.loads((tout / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "completed" and summary["final"]["test_ppl"] > 1
+    assert (tout / "report.html").is_file() and (tout / "figures" / "cell_recurrent.svg").is_file()
+
+
+def test_search_cli_darts_method_derives_one_predecessor_per_node(
+    patterned_corpus_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "darts"
+    argv = [
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+        *TINY,
+        "--epochs",
+        "1",
+        "--method",
+        "darts",
+    ]
+    argv += ["--train-tokens", "48", "--eval-tokens", "24", "--out", str(out), "--no-progress", "--no-report"]
+    assert search.main(argv) == 0
+    cell = Genotype.load(out / "genotype.json").cells["recurrent"]
+    assert [len(cell.inputs_of(j)) for j in range(1, 9)] == [1] * 8
+
+
+def test_train_cli_lstm_and_resume(patterned_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lstm"
+    argv = ["--model", "lstm", "--data", "textdir", "--data-dir", str(patterned_corpus_dir), *TINY]
+    argv += ["--train-tokens", "48", "--eval-tokens", "24", "--no-report"]
+    assert train.main([*argv, "--epochs", "1", "--out", str(out)]) == 0
+    assert train.main([*argv, "--epochs", "1", "--out", str(out)]) == 2  # the directory holds a run
+    assert train.main([*argv, "--epochs", "1", "--resume", str(out)]) == 0  # nothing left to do
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["epoch"] == 1
+
+
+def test_compare_cli_table(patterned_corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    argv = [
+        "--genotype",
+        "darts_v2",
+        "--random",
+        "2",
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+    ]
+    argv += [*TINY, "--epochs", "1", "--train-tokens", "48", "--eval-tokens", "24", "--out", str(out)]
+    assert compare.main(argv) == 0
+    doc = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert [r["name"] for r in doc["rows"]] == ["searched", "random_1", "random_2", "lstm"]
+    vals = sorted(r["val_ppl"] for r in doc["rows"][1:3])
+    assert doc["median_random"]["val_ppl"] == pytest.approx(sum(vals) / 2)
+    assert "median of random cells" in (out / "comparison.md").read_text(encoding="utf-8")
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR)
+    rc = search.main(
+        ["--data", "ptb", "--data-dir", str(tmp_path / "nope"), "--no-download", "--out", str(tmp_path / "o")]
+    )
+    assert rc == 2
+    assert "ptb.train.txt" in caplog.text and "--data-dir" in caplog.text
+    assert search.main(["--data", "textdir", "--out", str(tmp_path / "o2")]) == 2
+    assert "--data textdir needs --data-dir" in caplog.text
+    assert train.main(["--data", "textdir", "--data-dir", str(tmp_path)]) == 2
+    assert "--genotype is required" in caplog.text
+    with pytest.raises(SystemExit):
+        search.main(["--data", "wikitext"])  # argparse choices
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(datanas_lm.__all__) == sorted(
+        [
+            "ACTIVATIONS",
+            "BUNDLED_GENOTYPES",
+            "DATASETS",
+            "RNN_OPS",
+            "BPTTLoader",
+            "Corpus",
+            "DerivedRecurrentCell",
+            "LMBatch",
+            "LMSearchTask",
+            "LMTrainer",
+            "LSTMLanguageModel",
+            "ParameterAverager",
+            "RNNModel",
+            "RNNSpace",
+            "RNNSupernet",
+            "RecurrentLanguageModel",
+            "SearchRecurrentCell",
+            "TrainConfig",
+            "Vocabulary",
+            "batchify",
+            "detach_hidden",
+            "evaluate_lm",
+            "load_corpus",
+            "load_genotype",
+            "load_ptb",
+            "load_text_corpus",
+        ]
+    )
+    for name in datanas_lm.__all__:
+        assert getattr(datanas_lm, name) is not None
