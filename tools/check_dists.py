@@ -348,7 +348,7 @@ def check(dist: Path, *, install: bool = True) -> list[str]:
         sdists = list(dist.glob(f"{import_name(name)}-{wheel.version}.tar.gz"))
         if not sdists:
             problems.append(f"{name}: no sdist {import_name(name)}-{wheel.version}.tar.gz in {dist}")
-    if install and not problems:
+    if install:
         with tempfile.TemporaryDirectory(prefix="datanas-check-dists-") as tmp:
             for wheel in wheels.values():
                 print(f"installing {wheel.path.name} alone in a fresh venv", flush=True)
