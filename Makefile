@@ -47,7 +47,6 @@ format: setup
 	$(PY) -m ruff check --fix .
 
 build: setup
-	rm -rf $(DIST)
 	$(PY) tools/check_dists.py --build-only --dist $(DIST)
 
 check-dists: setup

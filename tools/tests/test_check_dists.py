@@ -216,6 +216,7 @@ def test_package_metadata_in_the_repo_has_ranges_not_paths() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # five builds and five fresh venvs; ~2 min here, slower on a loaded CI machine
 def test_built_wheels_install_alone_and_import(tmp_path: Path) -> None:
     """Build all five sdists + wheels, check their metadata, install each alone offline and import it."""
     assert cd.main(["--dist", str(tmp_path / "dist")]) == 0
