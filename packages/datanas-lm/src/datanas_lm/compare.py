@@ -81,17 +81,16 @@ def _cell_text(genotype: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the process exit code."""
     from datanas_core.runtime import configure_logging, seed_everything
-    from datanas_lm.search import data_files, load_data, merge_settings
+    from datanas_lm.search import apply_threads, data_files, load_data, merge_settings
     from datanas_lm.train import build_model, resolve_genotype, run_training, train_config
 
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
         if args.random < 0:
             raise ConfigError(f"--random must be >= 0, got {args.random}")
         settings = merge_settings(train_preset(args.preset), args)
+        apply_threads(settings)
         device = torch.device(args.device) if args.device else torch.device("cpu")
         corpus, data_dir = load_data(args)
         models: list[tuple[str, str, Any]] = [

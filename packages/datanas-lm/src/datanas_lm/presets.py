@@ -3,7 +3,9 @@
 ``cpu`` (the default) is sized so that ``python -m datanas_lm.search --data ptb`` finishes in well under 20
 minutes on two CPU cores: small embedding/hidden sizes, BPTT 35, and a contiguous subset of the PTB
 training tokens per epoch (the perplexities are therefore far from the published ones; the configuration
-is for checking the pipeline and comparing cells at equal budget).
+is for checking the pipeline and comparing cells at equal budget). It also runs torch with one CPU thread:
+the small matrices gain little from intra-op threads, and on a busy two-core machine oversubscribed
+OpenMP threads made a search step 5-20 times slower (measured); ``--threads N`` overrides it.
 
 ``darts-full`` is the configuration of DARTS' PTB experiments (quark0/darts ``rnn/train_search.py`` and
 ``rnn/train.py``; methods.md §1.4 and §2(d)): search with embedding = hidden = 300, batch 256, 50 epochs;
@@ -28,6 +30,7 @@ SEARCH_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "cpu": MappingProxyType(
             {
+                "threads": 1,
                 "emsize": 32,
                 "nhid": 32,
                 "batch_size": 64,
@@ -53,6 +56,7 @@ SEARCH_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         ),
         "darts-full": MappingProxyType(
             {
+                "threads": None,
                 "emsize": 300,
                 "nhid": 300,
                 "batch_size": 256,
@@ -83,6 +87,7 @@ TRAIN_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "cpu": MappingProxyType(
             {
+                "threads": 1,
                 "emsize": 32,
                 "nhid": 32,
                 "batch_size": 64,
@@ -108,6 +113,7 @@ TRAIN_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         ),
         "darts-full": MappingProxyType(
             {
+                "threads": None,
                 "emsize": 850,
                 "nhid": 850,
                 "batch_size": 64,

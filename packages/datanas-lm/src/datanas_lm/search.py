@@ -112,7 +112,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; 1 is faster on a loaded machine)",
+        help="torch CPU threads (default: 1 with --preset cpu, torch's choice with darts-full)",
     )
 
 
@@ -132,6 +132,20 @@ def merge_settings(preset: dict[str, Any], args: argparse.Namespace) -> dict[str
             "the decoder is tied to the embedding"
         )
     return out
+
+
+def apply_threads(settings: dict[str, Any]) -> int:
+    """Pop ``threads`` from the settings and apply it (``torch.set_num_threads``); returns the thread count.
+
+    Raises:
+        ConfigError: a thread count below 1.
+    """
+    threads = settings.pop("threads", None)
+    if threads is not None:
+        if int(threads) < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 
 def load_data(args: argparse.Namespace) -> tuple[Corpus, Path]:
@@ -239,6 +253,7 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit code."""
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+    from datanas_core.runtime.runner import DEFAULT_RESUME_IGNORE
     from datanas_core.search import Searcher
     from datanas_lm.space import RNNSpace
     from datanas_lm.task import LMSearchTask
@@ -248,11 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
         configure_logging(opts.verbose)
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
         settings = merge_settings(search_preset(args.preset), args)
+        threads = apply_threads(settings)
         corpus, data_dir = load_data(args)
         device = opts.torch_device()
         ntoken = len(corpus.vocab)
@@ -312,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "method": args.method,
             "settings": settings,
             "supernet": supernet_kwargs,
-            "threads": torch.get_num_threads(),
+            "threads": threads,
         }
         if opts.dry_run:
             from datanas_lm.data.text import LMBatch
@@ -342,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 collapse=False,
                 data_files=data_files(args.data, data_dir),
                 derived_kwargs=derived_kwargs,
+                resume_ignore=DEFAULT_RESUME_IGNORE | {"threads"},
                 **opts.run_kwargs(),
             )
             logger.info(

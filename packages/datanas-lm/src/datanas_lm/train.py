@@ -291,16 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training CLI; returns the process exit code."""
     from datanas_core.runtime import configure_logging, seed_everything
-    from datanas_lm.search import data_files, load_data, merge_settings
+    from datanas_lm.search import apply_threads, data_files, load_data, merge_settings
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
         if args.model == "cell" and args.genotype is None:
             raise ConfigError(
                 "--genotype is required with --model cell (bundled name, JSON path or 'random')"
@@ -317,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out is None:
             out = Path("runs/lm-train") / time.strftime("%Y%m%d-%H%M%S")
         settings = merge_settings(train_preset(args.preset), args)
+        apply_threads(settings)
         device = (
             torch.device(args.device)
             if args.device
