@@ -1,0 +1,275 @@
+"""``python -m datanas_fewshot.cluster``: unsupervised cell search, training and k-means evaluation.
+
+Example::
+
+    python -m datanas_fewshot.cluster --data mnist --data-dir ../shared/data/mnist --out runs/cluster-mnist
+    python -m datanas_fewshot.cluster --data digits --objective scan --random-cells 5
+
+The run directory holds the search outputs of :func:`datanas_core.runtime.run_search` (config, manifest,
+metrics, checkpoints, genotype, report) plus ``clustering/``: ``results.json`` (NMI / ARI / ACC of k-means on
+the embeddings and of the head's assignments, the raw-pixel baseline, random cells), ``model.pt``, and the
+report (``report.html``, ``confusion_kmeans.svg``, ``confusion_head.svg``, ``projection.svg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.genotype import Genotype
+from datanas_core.io import atomic_write_text
+from datanas_core.search import SearchConfig
+from datanas_fewshot.cellnets import count_parameters, resize_images
+from datanas_fewshot.cluster.augment import PairAugment, RandomAffine
+from datanas_fewshot.cluster.data import CLUSTER_DATASETS, load_clustering_data
+from datanas_fewshot.cluster.objectives import OBJECTIVES
+from datanas_fewshot.cluster.pipeline import (
+    ClusterConfig,
+    build_clustering_searcher,
+    evaluate_random_cells,
+    kmeans_on_pixels,
+    train_network,
+)
+from datanas_fewshot.cluster.report import write_report
+from datanas_fewshot.cluster.train import TrainConfig
+
+logger = logging.getLogger("datanas_fewshot.cluster")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
+
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_fewshot.cluster",
+        description="Search a cell for unsupervised clustering (no labels in search or training), train it, "
+        "and evaluate with k-means (NMI, ARI, Hungarian accuracy).",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--data", choices=CLUSTER_DATASETS, default="digits", help="dataset (digits needs no files)"
+    )
+    d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files")
+    d.add_argument(
+        "--clusters", type=int, default=None, help="number of clusters (default: number of classes)"
+    )
+    d.add_argument("--image-size", type=int, default=16, help="resize images to this side (0: keep)")
+    d.add_argument("--invert", action=argparse.BooleanOptionalAction, default=False,
+                   help="image folders: invert (dark strokes on light background)")  # fmt: skip
+    m = p.add_argument_group("model")
+    m.add_argument("--objective", choices=OBJECTIVES.names(), default="iic", help="unsupervised objective")
+    m.add_argument("--entropy-weight", type=float, default=None, help="IIC lambda / SCAN entropy weight")
+    m.add_argument("--ops", default="compact", help="op set: compact or darts")
+    m.add_argument("--C", type=int, default=8, help="initial channels")
+    m.add_argument("--layers", type=int, default=3, help="cells")
+    m.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell")
+    m.add_argument("--embed-dim", type=int, default=64, help="embedding width of the head")
+    m.add_argument("--overcluster", type=int, default=0, help="IIC over-clustering head size (0: off)")
+    s = p.add_argument_group("search")
+    s.add_argument(
+        "--genotype", type=Path, default=None, help="skip the search and train this genotype (JSON)"
+    )
+    s.add_argument("--search-epochs", type=int, default=2)
+    s.add_argument("--search-batches", type=int, default=40, help="batches per search epoch (0: all)")
+    s.add_argument("--search-batch-size", type=int, default=128)
+    s.add_argument(
+        "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
+    )
+    s.add_argument("--w-lr", type=float, default=0.05)
+    s.add_argument("--a-lr", type=float, default=3e-3)
+    t = p.add_argument_group("training")
+    t.add_argument("--train-epochs", type=int, default=4)
+    t.add_argument("--train-batches", type=int, default=60, help="batches per training epoch (0: all)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--kmeans-n-init", type=int, default=10)
+    e.add_argument(
+        "--random-cells", type=int, default=0, help="also train N random cells with the same budget"
+    )
+    e.add_argument("--pixel-baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="k-means on raw pixels")  # fmt: skip
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_runtime_args(p)
+    return p
+
+
+def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> ClusterConfig:
+    opts: dict[str, Any] = {}
+    if args.entropy_weight is not None:
+        if args.objective == "dec":
+            raise ConfigError("--entropy-weight applies to iic and scan, not dec")
+        opts["entropy_weight"] = args.entropy_weight
+    ops: str | tuple[str, ...] = args.ops
+    if "," in args.ops:
+        ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    return ClusterConfig(
+        n_clusters=n_clusters,
+        image_size=args.image_size or None,
+        ops=ops,
+        steps=args.steps,
+        C=args.C,
+        layers=args.layers,
+        embed_dim=args.embed_dim,
+        objective=args.objective,
+        objective_options=opts,
+        assignment="student_t" if args.objective == "dec" else "linear",
+        overcluster=args.overcluster,
+        search=SearchConfig(
+            epochs=args.search_epochs,
+            estimator=args.estimator,
+            estimator_options={"samples": 2} if args.estimator == "egs" else {},
+            executor="sparse",
+            w_lr=args.w_lr,
+            w_lr_min=args.w_lr / 10,
+            w_weight_decay=0.0,
+            a_lr=args.a_lr,
+            seed=seed,
+        ),
+        search_batch_size=args.search_batch_size,
+        search_max_batches=args.search_batches or None,
+        train=TrainConfig(
+            epochs=args.train_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            max_batches=args.train_batches or None,
+            seed=seed,
+        ),
+        kmeans_n_init=args.kmeans_n_init,
+        augment=PairAugment(RandomAffine()),
+        seed=seed,
+    )
+
+
+def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[str, Any]:
+    from datanas_core.runtime import run_search
+
+    data = load_clustering_data(args.data, args.data_dir, size=args.image_size or 28, invert=args.invert)
+    n_clusters = args.clusters or data.num_classes
+    if n_clusters is None:
+        raise ConfigError(f"dataset {data.name!r} has no labels: pass --clusters K")
+    config = config_from_args(args, n_clusters, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    run_config = {"data": args.data, "data_dir": str(args.data_dir) if args.data_dir else None,
+                  "images": len(data), **config.to_dict()}  # fmt: skip
+    t0 = time.time()
+    if args.genotype is not None:
+        genotype = Genotype.load(args.genotype)
+        config.space().validate(genotype)
+        search_seconds = 0.0
+    else:
+        # search and training see data.images only; data.labels are used in evaluation below
+        searcher, train_loader, val_loader = build_clustering_searcher(data.images, config)
+        size = config.image_size or int(data.images.shape[-1])
+        result = run_search(
+            searcher,
+            train_loader,
+            val_loader,
+            run_dir=out,
+            config=run_config,
+            consistency_batches=2,
+            derived_kwargs={
+                "C": config.C,
+                "layers": config.layers,
+                "num_classes": 0,
+                "in_channels": int(data.images.shape[1]),
+            },  # fmt: skip
+            derived_input_shape=(int(data.images.shape[1]), size, size),
+            **opts.run_kwargs(),
+        )
+        genotype = result.genotype
+        search_seconds = time.time() - t0
+    t1 = time.time()
+    net, history = train_network(data.images, genotype, config)
+    train_seconds = time.time() - t1
+    from datanas_fewshot.cluster.kmeans import KMeansEvaluator
+    from datanas_fewshot.cluster.train import evaluate_clustering
+
+    results: dict[str, Any] = {
+        "dataset": data.name,
+        "images": len(data),
+        "n_clusters": n_clusters,
+        "genotype": genotype.to_dict(),
+        "parameters": count_parameters(net),
+        "search_seconds": round(search_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_history": history,
+    }
+    cdir = out / "clustering"
+    cdir.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": net.state_dict(), "genotype": genotype.to_dict(), "config": config.to_dict()},
+               cdir / "model.pt")  # fmt: skip
+    if data.labels is None:
+        logger.warning("dataset %r has no labels: trained, but not scored", data.name)
+    else:
+        ev = evaluate_clustering(
+            net, resize_images(data.images, config.image_size), data.labels,
+            KMeansEvaluator(n_clusters, n_init=config.kmeans_n_init, seed=seed),
+        )  # fmt: skip
+        results["searched"] = ev.to_dict()
+        scores = {"searched: k-means": ev.kmeans.to_dict(), "searched: head": ev.head.to_dict()}
+        if args.pixel_baseline:
+            px = kmeans_on_pixels(data, n_clusters, n_init=config.kmeans_n_init, seed=seed)
+            results["pixels_kmeans"] = px.to_dict()
+            scores["raw pixels: k-means"] = px.to_dict()
+        if args.random_cells:
+            rnd = evaluate_random_cells(data, config, args.random_cells, seed=seed + 1000)
+            results["random_cells"] = [{"genotype": g.to_dict(), **r.to_dict()} for g, r in rnd]
+            nmis = [r.kmeans.nmi for _, r in rnd]
+            results["random_median_kmeans_nmi"] = statistics.median(nmis)
+            results["random_median_head_nmi"] = statistics.median([r.head.nmi for _, r in rnd])
+            scores["random cells (median): k-means"] = {"nmi": statistics.median(nmis)}
+        write_report(
+            cdir,
+            labels=data.labels,
+            predictions={"kmeans": ev.kmeans_pred, "head": ev.head_pred},
+            embeddings=ev.embeddings,
+            scores=scores,
+            title=f"datanas clustering: {data.name} ({config.objective})",
+            extra={"genotype": genotype.to_json(indent=None), "parameters": results["parameters"]},
+        )
+        logger.info("searched cell: k-means %s | head %s", ev.kmeans, ev.head)
+    atomic_write_text(cdir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from datanas_core.runtime import RuntimeOptions, configure_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        opts = RuntimeOptions.from_args(args, default_out="runs/cluster")
+    except DataNASError as exc:
+        parser.error(str(exc))
+    configure_logging(opts.verbose)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if opts.dry_run:
+        parser.error("--dry-run is not supported by the clustering CLI")
+    try:
+        summaries = []
+        for seed in opts.seeds:
+            res = run_one(args, opts, seed, opts.run_dir_for(seed))
+            summaries.append(res)
+            line = {k: res[k] for k in ("dataset", "parameters") if k in res}
+            for k in ("searched", "pixels_kmeans", "random_median_kmeans_nmi"):
+                if k in res:
+                    line[k] = res[k]
+            print(json.dumps({"seed": seed, **line}))
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
