@@ -7,15 +7,16 @@ builds (its backbones, ASPP / depthwise-separable ASPP / FCN / PSP heads) ever c
 
 :func:`ensure_mmcv_ext` registers a placeholder module under ``sys.modules["mmcv._ext"]`` only when mmcv is
 installed **without** its compiled extension. Every attribute of the placeholder is a stub whose call raises
-:class:`~datanas_core.errors.MissingDependencyError` naming the op, so a config that really needs a compiled op
-(deformable convolution, CARAFE, ...) fails loudly at the call instead of computing garbage. When a full mmcv
-is installed (``mmcv._ext`` is importable or already imported) nothing is touched.
+:class:`~datanas_core.errors.MissingDependencyError` naming the op, so a config that really needs a compiled
+op (deformable convolution, CARAFE, ...) fails loudly at the call instead of computing garbage. When a full
+mmcv is installed (``mmcv._ext`` is importable or already imported) nothing is touched.
 
 This module is pure Python and does not import mmcv or mmseg itself (only ``importlib.util.find_spec``).
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import logging
 import sys
@@ -32,6 +33,7 @@ __all__ = [
     "ensure_mmcv_ext",
     "has_compiled_mmcv_ops",
     "is_placeholder",
+    "make_placeholder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,18 @@ class MmcvExtPlaceholder(types.ModuleType):
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         return MissingCompiledOp(name)
+
+
+def make_placeholder() -> MmcvExtPlaceholder:
+    """A new placeholder module for ``mmcv._ext``.
+
+    It carries a module spec without a loader, so ``importlib.util.find_spec("mmcv._ext")`` answers (instead
+    of raising ``ValueError``) and mmcv's own ``check_ops_exist()`` (``pkgutil.find_loader``) reports that the
+    compiled ops are absent, which is the truth.
+    """
+    module = MmcvExtPlaceholder(EXT_MODULE, "datanas-seg placeholder for mmcv's compiled ops (mmcv-lite).")
+    module.__spec__ = importlib.machinery.ModuleSpec(EXT_MODULE, None)
+    return module
 
 
 def is_placeholder(module: object) -> bool:
@@ -131,7 +145,6 @@ def ensure_mmcv_ext(
         return False
     if _find(find_spec, EXT_MODULE):
         return False
-    placeholder = MmcvExtPlaceholder(EXT_MODULE, "datanas-seg placeholder for mmcv's compiled ops (mmcv-lite).")
-    modules[EXT_MODULE] = placeholder
+    modules[EXT_MODULE] = make_placeholder()
     logger.debug("mmcv has no compiled ops; registered a placeholder for %s", EXT_MODULE)
     return True

@@ -36,7 +36,7 @@ from datanas_core.space.mixed import PreparedCellSample
 from datanas_seg.genotypes import GenotypeRef, resolve_genotype
 from datanas_seg.space import SegDartsSpace, cell_layout, normalize_stages
 
-__all__ = ["DataNASBackbone", "SegSupernetBackbone", "feature_channels"]
+__all__ = ["DataNASBackbone", "SegSupernetBackbone", "feature_channels", "supernet_feature_channels"]
 
 
 def _check_positive(**values: int) -> None:
@@ -91,6 +91,23 @@ def feature_channels(
     stages = normalize_stages(cells_per_stage, num_stages)
     idx = _check_out_indices(out_indices, num_stages)
     lens = {ct: len(c.concat) for ct, c in g.cells.items()}
+    chans = _stage_channels(lens, C, stages, stem_multiplier * C)
+    return tuple(chans[i] for i in idx)
+
+
+def supernet_feature_channels(
+    space: SegDartsSpace,
+    C: int = 8,
+    *,
+    cells_per_stage: int | Sequence[int] = 1,
+    num_stages: int = 3,
+    stem_multiplier: int = 2,
+    out_indices: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    """Channel counts of the feature maps :class:`SegSupernetBackbone` returns, without building it."""
+    stages = normalize_stages(cells_per_stage, num_stages)
+    idx = _check_out_indices(out_indices, num_stages)
+    lens = {ct: len(spec.concat) for ct, spec in space.cells().items()}
     chans = _stage_channels(lens, C, stages, stem_multiplier * C)
     return tuple(chans[i] for i in idx)
 
@@ -219,7 +236,9 @@ class SegSupernetBackbone(_SegBackboneBase):
         space = SegDartsSpace() if space is None else space
         self.space_config = space.config()
         self._specs = space.cells()
-        stages, C_stem = self._setup(C, cells_per_stage, num_stages, in_channels, stem_multiplier, out_indices)
+        stages, C_stem = self._setup(
+            C, cells_per_stage, num_stages, in_channels, stem_multiplier, out_indices
+        )
         self.cells = nn.ModuleList()
         C_pp, C_p, reduction_prev = C_stem, C_stem, False
         for ct, s in self._layout:
@@ -245,7 +264,9 @@ class SegSupernetBackbone(_SegBackboneBase):
             )
         missing = [ct for ct in self._cell_types if ct not in arch]
         if missing:
-            raise ConfigError(f"arch sample has cell types {sorted(arch)}, the supernet needs {self._cell_types}")
+            raise ConfigError(
+                f"arch sample has cell types {sorted(arch)}, the supernet needs {self._cell_types}"
+            )
         return {
             ct: PreparedCellSample.from_sample(
                 arch[ct], self._specs[ct].ops, self._specs[ct].num_edges, where=f"cell type {ct!r}"
@@ -316,7 +337,9 @@ class DataNASBackbone(_SegBackboneBase):
         self.genotype: Genotype = g
         self.drop_path_prob = drop_path_prob
         self.drop_path_generator: torch.Generator | None = None
-        stages, C_stem = self._setup(C, cells_per_stage, num_stages, in_channels, stem_multiplier, out_indices)
+        stages, C_stem = self._setup(
+            C, cells_per_stage, num_stages, in_channels, stem_multiplier, out_indices
+        )
         self.cells = nn.ModuleList()
         C_pp, C_p, reduction_prev = C_stem, C_stem, False
         for ct, s in self._layout:

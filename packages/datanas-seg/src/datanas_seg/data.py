@@ -29,10 +29,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datanas_core.errors import ConfigError, DataError, MissingDependencyError
+from datanas_core.runtime.data import DeterministicLoader
 
 __all__ = [
     "DATASETS",
     "IMAGE_SUFFIXES",
+    "CropLoader",
     "EvalImageDataset",
     "RandomCropDataset",
     "SegImages",
@@ -191,9 +193,7 @@ def load_isbi2012(data_dir: str | os.PathLike[str]) -> SegImages:
                         files[info.filename[len(_ISBI_PREFIX) :]] = zf.read(info)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{str(src)!r} is not a valid zip file: {exc}") from exc
-    stems = sorted(
-        {Path(k).stem for k in files if k.startswith("image/")}, key=lambda s: (len(s), s)
-    )
+    stems = sorted({Path(k).stem for k in files if k.startswith("image/")}, key=lambda s: (len(s), s))
     if not stems:
         raise DataError(f"no images under {_ISBI_PREFIX}image/ in {str(src)!r}")
     images, masks = [], []
@@ -207,8 +207,8 @@ def load_isbi2012(data_dir: str | os.PathLike[str]) -> SegImages:
         bad = sorted(set(values.tolist()) - {0, 255})
         if bad:
             raise DataError(
-                f"ISBI-2012 label {label_key} in {str(src)!r} has values {bad[:10]}; expected only 0 (membrane) "
-                "and 255 (cell interior)"
+                f"ISBI-2012 label {label_key} in {str(src)!r} has values {bad[:10]}; "
+                "expected only 0 (membrane) and 255 (cell interior)"
             )
         _check_pair(img, raw, stem)
         images.append(img)
@@ -255,7 +255,9 @@ def load_segfolder(
         names.append(p.stem)
     channels = {int(i.shape[0]) for i in images}
     if len(channels) > 1:
-        raise DataError(f"images in {str(img_dir)!r} mix channel counts {sorted(channels)}; convert them first")
+        raise DataError(
+            f"images in {str(img_dir)!r} mix channel counts {sorted(channels)}; convert them first"
+        )
     if num_classes is None:
         top = max(int(r[r != ignore_index].max(initial=0)) for r, _ in raw_masks)
         num_classes = max(top + 1, 2)
@@ -298,7 +300,9 @@ def split_by_image(
         ConfigError: fewer than 3 images or a bad fractions triple.
     """
     if len(fractions) != 3 or any(f <= 0 for f in fractions):
-        raise ConfigError(f"fractions must be three positive numbers (train, val, test), got {tuple(fractions)}")
+        raise ConfigError(
+            f"fractions must be three positive numbers (train, val, test), got {tuple(fractions)}"
+        )
     if n < 3:
         raise ConfigError(f"need at least 3 images to split into train/val/test, got {n}")
     total = float(sum(fractions))
@@ -377,6 +381,19 @@ class RandomCropDataset(Dataset[tuple[Tensor, Tensor]]):
             if bool(torch.rand((), generator=g) < 0.5):
                 img, mask = img.flip(-2), mask.flip(-2)
         return _normalise(img), mask.clone()
+
+
+class CropLoader(DeterministicLoader):
+    """A :class:`~datanas_core.runtime.DeterministicLoader` over a :class:`RandomCropDataset` that draws new
+    crops every epoch: before each epoch the dataset's epoch is set to the loader's, so both the order and the
+    crops are pure functions of ``(seed, epoch)`` (resumable mid-epoch)."""
+
+    def __iter__(self):  # noqa: ANN204 - same iterator type as DeterministicLoader
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            # the epoch this iteration will run (DeterministicLoader keeps it on its sampler)
+            set_epoch(int(self.sampler._next_epoch))
+        return super().__iter__()
 
 
 class EvalImageDataset(Dataset[tuple[Tensor, Tensor]]):

@@ -65,7 +65,12 @@ class IoUAccumulator:
 
     def reset(self) -> None:
         z = torch.zeros(self.num_classes, dtype=torch.float64)
-        self.intersect, self.union, self.pred_area, self.label_area = z.clone(), z.clone(), z.clone(), z.clone()
+        self.intersect, self.union, self.pred_area, self.label_area = (
+            z.clone(),
+            z.clone(),
+            z.clone(),
+            z.clone(),
+        )
 
     def update(self, pred: Tensor, label: Tensor) -> None:
         """Add one batch (``pred`` and ``label`` of equal shape, class ids)."""

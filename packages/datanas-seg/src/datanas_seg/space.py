@@ -1,10 +1,10 @@
 """The ``seg.darts`` search space: DARTS cells arranged as a multi-scale segmentation backbone.
 
-The cells are exactly DARTS' (``normal`` and ``reduce`` cell types, 2 input nodes, 4 intermediate nodes, the
-8 DARTS candidate ops; :class:`datanas_core.space.darts.DartsSpace` supplies the cell specs and validation), but
-the networks differ: a stride-4 stem, then one stage per output stride (4, 8, 16 and optionally 32), each stage
-after the first opening with a reduction cell, and the last cell of every stage emitting a feature map (see
-:mod:`datanas_seg.backbone`).
+The cells are exactly DARTS' (``normal`` and ``reduce`` cell types, 2 input nodes, 4 intermediate nodes, the 8
+DARTS candidate ops; :class:`datanas_core.space.darts.DartsSpace` supplies the cell specs and validation), but
+the networks differ: a stride-4 stem, then one stage per output stride (4, 8, 16 and optionally 32), each
+stage after the first opening with a reduction cell, and the last cell of every stage emitting a feature map
+(see :mod:`datanas_seg.backbone`).
 
 Derived genotypes may keep any number of ``(input, op)`` pairs per node (DATA's ensemble derivation with
 ``M > 1`` needs it); ``strict=True`` restricts them to DARTS' 2 pairs per node. Genotypes of the ``darts`` /
@@ -42,7 +42,9 @@ def normalize_stages(cells_per_stage: int | Sequence[int], num_stages: int) -> t
             first stage (the stride-4 features come from it).
     """
     if num_stages not in (3, 4):
-        raise ConfigError(f"num_stages must be 3 (output strides 4/8/16) or 4 (4/8/16/32), got {num_stages!r}")
+        raise ConfigError(
+            f"num_stages must be 3 (output strides 4/8/16) or 4 (4/8/16/32), got {num_stages!r}"
+        )
     if isinstance(cells_per_stage, int) and not isinstance(cells_per_stage, bool):
         stages = (cells_per_stage,) * num_stages
     else:
@@ -51,7 +53,8 @@ def normalize_stages(cells_per_stage: int | Sequence[int], num_stages: int) -> t
         raise ConfigError(f"cells_per_stage {stages} has {len(stages)} entries, num_stages is {num_stages}")
     if any(c < 0 for c in stages) or stages[0] < 1:
         raise ConfigError(
-            f"cells_per_stage {stages}: counts must be >= 0 and the first stage needs at least one normal cell"
+            f"cells_per_stage {stages}: counts must be >= 0 and the first stage needs at least one "
+            "normal cell"
         )
     return stages
 

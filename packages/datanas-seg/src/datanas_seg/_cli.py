@@ -1,0 +1,233 @@
+"""Flags and builders shared by the ``datanas_seg`` command-line tools (private)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from datanas_core.errors import ConfigError
+from datanas_seg.data import DATASETS, SegImages, load_dataset, split_by_image
+from datanas_seg.export import DECODE_HEADS, HEAD_INPUTS
+from datanas_seg.genotypes import GenotypeRef
+from datanas_seg.model import SegModel, SimpleSegHead
+from datanas_seg.space import SegDartsSpace
+
+logger = logging.getLogger(__name__)
+
+FRAMEWORKS = ("mmseg", "torch")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", choices=DATASETS, default="isbi2012", help="dataset (default: isbi2012)")
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="isbi2012: folder with membrane_train.zip (or isbi2012/membrane_train.zip); "
+        "segfolder: folder with images/ and masks/ (class-id PNGs)",
+    )
+    g.add_argument("--num-classes", type=int, default=None, help="segfolder: classes (default: inferred)")
+    g.add_argument("--ignore-index", type=int, default=255, help="segfolder: mask value to ignore")
+    g.add_argument(
+        "--split",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.2, 0.2),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="fractions of images for train/val/test (split by image; default 0.6 0.2 0.2)",
+    )
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the image split (default 0)")
+    g.add_argument("--crop-size", type=int, default=None, help="side of the random square crops")
+    g.add_argument("--batch-size", type=int, default=8, help="crops per batch (default 8)")
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, C: int, head_channels: int) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--C", type=int, default=C, help=f"channels per node in stage 0 (default {C})")
+    g.add_argument(
+        "--cells-per-stage",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="normal cells per stage: one number for all stages or one per stage (default 1)",
+    )
+    g.add_argument(
+        "--num-stages",
+        type=int,
+        choices=(3, 4),
+        default=3,
+        help="3: strides 4/8/16, 4: 4/8/16/32 (default 3)",
+    )
+    g.add_argument(
+        "--framework",
+        choices=FRAMEWORKS,
+        default="mmseg",
+        help="mmseg: mmseg EncoderDecoder with an mmseg decode head (needs datanas-seg[mmseg]); "
+        "torch: a light pure-torch FPN head (default mmseg)",
+    )
+    g.add_argument("--decode-head", choices=DECODE_HEADS, default="ASPPHead", help="mmseg decode head")
+    g.add_argument(
+        "--head-inputs",
+        choices=HEAD_INPUTS,
+        default="concat",
+        help="concat: head sees all levels resized to stride 4; last: only the deepest (default concat)",
+    )
+    g.add_argument(
+        "--head-channels",
+        type=int,
+        default=head_channels,
+        help=f"decode head width (default {head_channels})",
+    )
+    g.add_argument(
+        "--dilations",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 6],
+        help="ASPP dilations (default 1 2 4 6, sized for small crops; mmseg's usual is 1 6 12 18)",
+    )
+    g.add_argument(
+        "--auxiliary",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="mmseg: add an auxiliary FCNHead on the second deepest level",
+    )
+
+
+def cells_per_stage(args: argparse.Namespace) -> int | tuple[int, ...]:
+    c = list(args.cells_per_stage)
+    return c[0] if len(c) == 1 else tuple(c)
+
+
+@dataclass
+class Splits:
+    data: SegImages
+    train: SegImages
+    val: SegImages
+    test: SegImages
+    indices: tuple[list[int], list[int], list[int]]
+
+    def names(self) -> dict[str, list[str]]:
+        return {"train": self.train.names, "val": self.val.names, "test": self.test.names}
+
+
+def load_splits(args: argparse.Namespace) -> Splits:
+    kwargs: dict[str, Any] = {}
+    if args.data == "segfolder":
+        kwargs = {"num_classes": args.num_classes, "ignore_index": args.ignore_index}
+    data = load_dataset(args.data, args.data_dir, **kwargs)
+    idx = split_by_image(len(data), args.split, seed=args.split_seed)
+    logger.info(
+        "%s: %d images (%d train / %d val / %d test), %d classes, %d input channel(s)",
+        args.data,
+        len(data),
+        *(len(i) for i in idx),
+        data.num_classes,
+        data.in_channels,
+    )
+    return Splits(data, data.subset(idx[0]), data.subset(idx[1]), data.subset(idx[2]), idx)
+
+
+def head_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"dilations": tuple(args.dilations)}
+
+
+def build_search_model(
+    args: argparse.Namespace, space: SegDartsSpace, data: SegImages
+) -> tuple[nn.Module, Any]:
+    """(supernet model, task) for ``--framework``."""
+    if args.framework == "mmseg":
+        from datanas_seg.mmseg import MMSegSearchTask, build_search_segmentor
+
+        model = build_search_segmentor(
+            space,
+            data.num_classes,
+            C=args.C,
+            cells_per_stage=cells_per_stage(args),
+            num_stages=args.num_stages,
+            in_channels=data.in_channels,
+            decode_head=args.decode_head,
+            head_channels=args.head_channels,
+            head_inputs=args.head_inputs,
+            auxiliary=args.auxiliary,
+            ignore_index=data.ignore_index,
+            head_options=head_options(args),
+        )
+        return model, MMSegSearchTask(data.num_classes, data.ignore_index)
+    from datanas_seg.task import SegSearchTask
+
+    bb = space.build_supernet(
+        C=args.C,
+        cells_per_stage=cells_per_stage(args),
+        num_stages=args.num_stages,
+        in_channels=data.in_channels,
+    )
+    model = SegModel(bb, SimpleSegHead(bb.out_channels, data.num_classes, channels=args.head_channels))
+    return model, SegSearchTask(data.num_classes, data.ignore_index)
+
+
+def build_derived_model(
+    args: argparse.Namespace, genotype: GenotypeRef, data: SegImages, *, drop_path_prob: float = 0.0
+) -> tuple[nn.Module, Any, Any]:
+    """``(model, task, areas_fn)`` for a derived genotype under ``--framework``.
+
+    ``areas_fn`` is None for the pure-torch model (the default per-class areas are used).
+    """
+    if args.framework == "mmseg":
+        from datanas_seg.mmseg import MMSegSearchTask, build_derived_segmentor, mmseg_intersect_and_union
+
+        model = build_derived_segmentor(
+            genotype,
+            data.num_classes,
+            C=args.C,
+            cells_per_stage=cells_per_stage(args),
+            num_stages=args.num_stages,
+            in_channels=data.in_channels,
+            decode_head=args.decode_head,
+            head_channels=args.head_channels,
+            head_inputs=args.head_inputs,
+            auxiliary=args.auxiliary,
+            drop_path_prob=drop_path_prob,
+            ignore_index=data.ignore_index,
+            head_options=head_options(args),
+        )
+        return model, MMSegSearchTask(data.num_classes, data.ignore_index), mmseg_intersect_and_union
+    from datanas_seg.backbone import DataNASBackbone
+    from datanas_seg.task import SegSearchTask
+
+    bb = DataNASBackbone(
+        genotype,
+        C=args.C,
+        cells_per_stage=cells_per_stage(args),
+        num_stages=args.num_stages,
+        in_channels=data.in_channels,
+        drop_path_prob=drop_path_prob,
+    )
+    model = SegModel(bb, SimpleSegHead(bb.out_channels, data.num_classes, channels=args.head_channels))
+    return model, SegSearchTask(data.num_classes, data.ignore_index), None
+
+
+def predict_fn(args: argparse.Namespace, model: nn.Module) -> Any:
+    if args.framework == "mmseg":
+        from datanas_seg.mmseg import segmentor_logits
+
+        return lambda x: segmentor_logits(model, x)
+    return lambda x: model(x)
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def check_positive(**values: Any) -> None:
+    for k, v in values.items():
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")

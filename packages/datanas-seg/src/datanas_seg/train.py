@@ -1,0 +1,222 @@
+"""Command line: train a derived segmentation backbone (searched, bundled or random) and report test mIoU.
+
+Examples::
+
+    python -m datanas_seg.train --genotype runs/seg-search/genotype.json --data isbi2012 --data-dir DIR
+    python -m datanas_seg.train --genotype random:3 --data isbi2012 --data-dir DIR      # a random backbone
+    python -m datanas_seg.train --genotype G.json ... --export-config runs/g/mmseg_config.py
+
+The model is mmseg's ``EncoderDecoder`` with the ``DataNASBackbone`` and an mmseg decode head
+(``--framework mmseg``, default) or the pure-torch FPN head (``--framework torch``). Training uses random
+crops of the training images (SGD, poly LR); validation and test mIoU are computed on whole images with
+mmseg's ``IoUMetric.intersect_and_union`` (pure-torch areas with ``--framework torch``). Results go to
+``OUT/metrics.json`` (and the weights to ``OUT/model.pt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.genotype import Genotype
+from datanas_core.io import atomic_write_text
+from datanas_core.runtime import configure_logging, seed_everything
+from datanas_seg import _cli
+from datanas_seg.data import EvalImageDataset, SegImages
+from datanas_seg.export import export_mmseg_config
+from datanas_seg.genotypes import resolve_genotype
+from datanas_seg.space import SegDartsSpace
+from datanas_seg.task import evaluate_segmentation
+from datanas_seg.training import TrainSettings, count_parameters, random_genotype, train_model
+
+__all__ = ["build_parser", "main", "parse_genotype", "train_and_evaluate"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m datanas_seg.train``."""
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_seg.train",
+        description="Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
+    )
+    p.add_argument(
+        "--genotype",
+        required=True,
+        help="genotype JSON path, bundled name, or 'random:SEED' for a random architecture of the space",
+    )
+    _cli.add_data_args(p)
+    _cli.add_model_args(p, C=16, head_channels=16)
+    g = p.add_argument_group("training")
+    g.add_argument("--iters", type=int, default=500, help="optimisation steps (default 500)")
+    g.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate (default 0.05)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
+    g.add_argument("--drop-path", type=float, default=0.0, help="drop-path probability (default 0)")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights and crops (default 0)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument(
+        "--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)"
+    )
+    g.add_argument("--out", type=Path, default=None, help="output folder (default runs/seg-train/<time>)")
+    g.add_argument(
+        "--export-config", type=Path, default=None, help="also write an mmseg config for the genotype"
+    )
+    g.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    return p
+
+
+def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:
+    """A genotype from ``--genotype`` (``random:SEED`` draws one from the space).
+
+    Raises:
+        GenotypeError: unknown name or file; ConfigError: bad ``random:`` seed.
+    """
+    if text.startswith("random:"):
+        try:
+            seed = int(text.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"--genotype {text!r}: use random:SEED with an integer seed") from None
+        return random_genotype(space, torch.Generator().manual_seed(seed)).with_meta(seed=seed)
+    return resolve_genotype(text)
+
+
+def train_and_evaluate(
+    args: argparse.Namespace,
+    genotype: Genotype,
+    splits: _cli.Splits,
+    *,
+    crop: int,
+    device: torch.device,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Build, train and evaluate one derived model; returns the metrics record (also written to ``out``)."""
+    torch.manual_seed(args.seed)
+    model, task, areas_fn = _cli.build_derived_model(
+        args, genotype, splits.data, drop_path_prob=args.drop_path
+    )
+    model.to(device)
+    backbone = model.backbone
+    n_backbone = count_parameters(backbone)
+    n_total = count_parameters(model)
+    settings = TrainSettings(
+        iters=args.iters,
+        batch_size=args.batch_size,
+        crop_size=crop,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+    )
+    logger.info("training: %d backbone / %d total parameters, %s", n_backbone, n_total, settings)
+    t0 = time.perf_counter()
+    history = train_model(model, task, splits.train, settings)
+    train_seconds = time.perf_counter() - t0
+    predict = _cli.predict_fn(args, model)
+
+    def evaluate(part: SegImages) -> dict[str, float]:
+        model.eval()
+        loader = [
+            (x[None], y[None]) for x, y in EvalImageDataset(part, size_divisor=4 * 2 ** (args.num_stages - 1))
+        ]
+        res = evaluate_segmentation(
+            predict,
+            loader,
+            part.num_classes,
+            ignore_index=part.ignore_index,
+            device=device,
+            areas_fn=areas_fn,
+        )
+        model.train()
+        return res
+
+    t1 = time.perf_counter()
+    val = evaluate(splits.val)
+    test = evaluate(splits.test)
+    record = {
+        "genotype": genotype.to_dict(),
+        "framework": args.framework,
+        "decode_head": args.decode_head if args.framework == "mmseg" else "SimpleSegHead",
+        "params_backbone": n_backbone,
+        "params_total": n_total,
+        "train": settings.to_dict(),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t1,
+        "final_train_loss": history[-1]["loss"] if history else None,
+        "val": val,
+        "test": test,
+        "history": history,
+    }
+    logger.info(
+        "val mIoU %.4f | test mIoU %.4f (aAcc %.4f) | %.0fs training",
+        val["mIoU"],
+        test["mIoU"],
+        test["aAcc"],
+        train_seconds,
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        torch.save(model.state_dict(), out / "model.pt")
+    return record
+
+
+def _run(args: argparse.Namespace) -> int:
+    _cli.check_positive(iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    space = SegDartsSpace()
+    genotype = parse_genotype(args.genotype, space)
+    space.validate(genotype)
+    splits = _cli.load_splits(args)
+    out = args.out or Path("runs/seg-train") / time.strftime("%Y%m%d-%H%M%S")
+    crop = args.crop_size or 64
+    train_and_evaluate(args, genotype, splits, crop=crop, device=_cli.pick_device(args.device), out=out)
+    genotype.save(out / "genotype.json")
+    if args.export_config is not None:
+        path = export_mmseg_config(
+            genotype,
+            args.export_config,
+            decode_head=args.decode_head,
+            num_classes=splits.data.num_classes,
+            class_names=splits.data.class_names,
+            C=args.C,
+            cells_per_stage=_cli.cells_per_stage(args),
+            num_stages=args.num_stages,
+            head_channels=args.head_channels,
+            head_inputs=args.head_inputs,
+            auxiliary=args.auxiliary,
+            head_options=_cli.head_options(args),
+            crop_size=(crop, crop),
+            batch_size=args.batch_size,
+            max_iters=args.iters,
+            lr=args.lr,
+        )
+        logger.info(
+            "mmseg config written to %s (point data_root at a segfolder, e.g. datanas_seg.write_segfolder)",
+            path,
+        )
+    logger.info("results in %s", out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m datanas_seg.train``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return _run(args)
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""mmseg integration: registry, EncoderDecoder loss/predict with mmseg heads, the search segmentor, mIoU."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+pytest.importorskip("mmseg", reason="needs the mmseg extra: pip install 'datanas-seg[mmseg]'")
+
+import torch  # noqa: E402
+
+import datanas_seg.mmseg as dsm  # noqa: E402
+from datanas_core.distribution import ArchitectureDistribution  # noqa: E402
+from datanas_core.errors import ConfigError  # noqa: E402
+from datanas_seg import SegDartsSpace, feature_channels, intersect_and_union  # noqa: E402
+from datanas_seg._mmcv_compat import EXT_MODULE, has_compiled_mmcv_ops, is_placeholder  # noqa: E402
+
+pytestmark = [pytest.mark.mmseg, pytest.mark.filterwarnings("ignore:``build_loss``:UserWarning")]
+
+EXPECTED_ALL = [
+    "MMSegDataNASBackbone",
+    "MMSegDataNASSupernet",
+    "MMSegSearchTask",
+    "build_derived_segmentor",
+    "build_search_segmentor",
+    "build_segmentor",
+    "evaluate_segmentor",
+    "feature_channels",
+    "make_data_samples",
+    "mmseg_intersect_and_union",
+    "segmentor_logits",
+]
+
+
+def batch(n: int = 2, c: int = 3, size: int = 32, classes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, c, size, size, generator=g), torch.randint(0, classes, (n, size, size), generator=g)
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(dsm.__all__) == sorted(EXPECTED_ALL)
+
+
+def test_placeholder_only_without_compiled_ops() -> None:
+    ext = sys.modules.get(EXT_MODULE)
+    if has_compiled_mmcv_ops():
+        assert ext is None or not is_placeholder(ext)
+    else:  # mmcv-lite: mmseg imported thanks to the placeholder
+        assert ext is not None and is_placeholder(ext)
+        from mmcv.utils.ext_loader import check_ops_exist
+
+        assert check_ops_exist() is False  # mmcv's own probe (used by mmengine's collect_env) still works
+
+
+def test_registry_builds_backbone_from_config_dict(darts_genotype) -> None:
+    from mmseg.registry import MODELS
+
+    cfg = {"type": "DataNASBackbone", "genotype": darts_genotype.to_dict(), "C": 4, "out_indices": (0, 1, 2)}
+    bb = MODELS.build(cfg)
+    assert isinstance(bb, dsm.MMSegDataNASBackbone)
+    feats = bb(torch.randn(1, 3, 32, 32))
+    assert isinstance(feats, tuple) and tuple(f.shape[1] for f in feats) == feature_channels(
+        darts_genotype, 4
+    )
+    assert bb.out_channels == feature_channels(darts_genotype, 4)
+    assert MODELS.get("DataNASSupernetBackbone") is dsm.MMSegDataNASSupernet
+
+
+@pytest.mark.parametrize("head", ["ASPPHead", "DepthwiseSeparableASPPHead", "FCNHead", "PSPHead"])
+def test_encoder_decoder_loss_and_predict(head: str, data_genotype) -> None:
+    torch.manual_seed(0)
+    model = dsm.build_derived_segmentor(
+        data_genotype, 3, C=4, decode_head=head, head_channels=8, auxiliary=head == "ASPPHead"
+    )
+    x, y = batch(classes=3)
+    y[0, :4, :4] = 255  # ignored pixels
+    losses = model(x, dsm.make_data_samples(y), mode="loss")
+    assert "decode.loss_ce" in losses
+    assert ("aux.loss_ce" in losses) == (head == "ASPPHead")
+    loss, _ = model.parse_losses(losses)
+    loss.backward()
+    assert model.backbone.net.stem[0].weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        preds = model.predict(x, dsm.make_data_samples(y))
+    assert len(preds) == 2
+    assert tuple(preds[0].pred_sem_seg.data.shape) == (1, 32, 32)
+    assert int(preds[0].pred_sem_seg.data.max()) < 3
+    logits = dsm.segmentor_logits(model, x)
+    assert tuple(logits.shape) == (2, 3, 32, 32)
+
+
+def test_norm_eval_and_frozen_stages(darts_genotype) -> None:
+    bb = dsm.MMSegDataNASBackbone(darts_genotype, C=4, frozen_stages=1, norm_eval=True)
+    bb.train()
+    assert not any(p.requires_grad for p in bb.net.stem.parameters())
+    assert not any(p.requires_grad for p in bb.net.cells[0].parameters())  # stage 0
+    assert all(p.requires_grad for p in bb.net.cells[1].parameters())  # stage 1 reduction cell
+    bns = [m for m in bb.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns)
+    with pytest.raises(ConfigError, match="frozen_stages"):
+        dsm.MMSegDataNASBackbone(darts_genotype, C=4, frozen_stages=7)
+    with pytest.raises(ConfigError, match="norm_cfg"):
+        dsm.MMSegDataNASBackbone(darts_genotype, C=4, norm_cfg={"type": "GN"})
+
+
+def test_search_loss_goes_through_mmseg_and_reaches_the_distribution() -> None:
+    torch.manual_seed(0)
+    space = SegDartsSpace()
+    model = dsm.build_search_segmentor(space, 2, C=4, head_channels=8, auxiliary=True)
+    dist = ArchitectureDistribution(space, estimator={"type": "egs", "samples": 2})
+    arch = dist.sample(generator=torch.Generator().manual_seed(0))
+    task = dsm.MMSegSearchTask(2)
+    loss, logs = task.loss(model, batch(), arch)
+    assert 0.0 <= logs["acc"] <= 1.0
+    params = [p for p in dist.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params)
+    assert any(g.abs().sum() > 0 for g in grads)
+    # the architecture reference is dropped after the call and never stored as module state
+    assert model.backbone.arch is None
+    assert not any(isinstance(v, torch.Tensor) and v.requires_grad for v in model.state_dict().values())
+    with pytest.raises(ConfigError, match="use_arch"):
+        model(batch()[0], None, mode="tensor")
+    metrics = task.metrics(model, batch(), arch)
+    assert 0.0 <= metrics["mIoU"] <= 1.0
+
+
+def test_mmseg_and_torch_areas_agree() -> None:
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randint(0, 4, (17, 13), generator=g)
+    label = torch.randint(0, 4, (17, 13), generator=g)
+    label[:3] = 255
+    ours = intersect_and_union(pred, label, 4, 255)
+    theirs = dsm.mmseg_intersect_and_union(pred, label, 4, 255)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.allclose(a.double(), b.double())
+
+
+def test_evaluate_segmentor_uses_whole_loader(data_genotype) -> None:
+    model = dsm.build_derived_segmentor(data_genotype, 2, C=4, head_channels=8)
+    res = dsm.evaluate_segmentor(model, [batch(1), batch(1)], 2)
+    assert {"mIoU", "mAcc", "aAcc", "IoU.0", "IoU.1"} <= set(res)
+    assert model.training  # restored
