@@ -172,9 +172,15 @@ class ArchitectureDistribution(nn.Module):
         return self.estimator.samples
 
     # ------------------------------------------------------------------ views
+    def _extra_kwargs(self) -> dict[str, Any]:
+        """``{"extra": self.extra}`` for estimators whose deterministic view depends on their extra parameters
+        (class attribute ``uses_extra = True``, e.g. EnTranNAS-DST's per-node thresholds); empty otherwise."""
+        return {"extra": self.extra} if getattr(self.estimator, "uses_extra", False) else {}
+
     def probs(self) -> dict[str, Tensor]:
         """Deterministic ``[E, K]`` probabilities per cell type (differentiable)."""
-        return {ct: self.estimator.probs(self.logits[ct], spec) for ct, spec in self.cells.items()}
+        kw = self._extra_kwargs()
+        return {ct: self.estimator.probs(self.logits[ct], spec, **kw) for ct, spec in self.cells.items()}
 
     def _available(self, spec: CellSpec) -> Tensor | None:
         return self.estimator.mask_of(spec, self.logits[spec.cell_type])
@@ -199,8 +205,9 @@ class ArchitectureDistribution(nn.Module):
     def mode(self) -> ArchSample:
         """The deterministic sample: probabilities as (differentiable) weights."""
         cells = {}
+        kw = self._extra_kwargs()
         for ct, spec in self.cells.items():
-            s = self.estimator.mode(self.logits[ct], spec)
+            s = self.estimator.mode(self.logits[ct], spec, **kw)
             cells[ct] = apply_executor(s, self.executor, self._available(spec))
         return ArchSample(cells, hard=False)
 
