@@ -1,8 +1,9 @@
 """``--dry-run``: one search step on a synthetic batch, its time and peak memory, and a batch-size suggestion.
 
-Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA. On CPU it is the process's peak resident set
-size during the step (Linux: ``VmHWM`` after resetting it through ``/proc/self/clear_refs``; elsewhere a
-sampling thread), minus the resident size before the step, plus the size of the searcher's tensors. The
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA. On CPU it is the size of the searcher's
+long-lived tensors (weights, gradients, buffers, optimiser states) plus the peak of what torch's CPU
+allocator holds during the step (torch profiler memory events); if the profiler is unavailable, the peak
+increase of the resident set size is used instead (less precise: freed memory is reused). The
 step is measured at two batch sizes to fit ``memory(b) = base + per_sample * b``, from which the largest
 batch that fits ``memory_budget`` is suggested. The searcher's state (weights, α, optimisers, RNGs) is
 restored afterwards, so a dry run does not change it.
@@ -147,11 +148,52 @@ class _PeakRSS:
 
 
 def _tensor_bytes(searcher: Any) -> int:
+    """Bytes of the searcher's long-lived tensors: parameters, gradients, buffers, optimiser states."""
+    seen: set[int] = set()
     n = 0
+
+    def add(t: Any) -> None:
+        nonlocal n
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+            key = t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                n += t.untyped_storage().nbytes()
+
     for mod in (searcher.supernet, searcher.distribution):
         for t in (*mod.parameters(), *mod.buffers()):
-            n += t.numel() * t.element_size()
+            add(t)
+            add(t.grad)
+    for opt_name in ("w_optimizer", "a_optimizer"):
+        opt = getattr(searcher, opt_name, None)
+        for st in getattr(opt, "state", {}).values():
+            for v in st.values():
+                add(v)
     return n
+
+
+def _profiled_peak(fn: Callable[[], Any]) -> int | None:
+    """Peak bytes allocated by torch's CPU allocator while ``fn`` runs (torch profiler memory events)."""
+    import json
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "trace.json")
+            prof.export_chrome_trace(path)
+            with open(path, encoding="utf-8") as fh:
+                events = json.load(fh).get("traceEvents", [])
+    except Exception as exc:  # noqa: BLE001 - fall back to RSS
+        logger.debug("profiler memory measurement failed: %s", exc)
+        return None
+    totals = [
+        e["args"].get("Total Allocated", 0) for e in events if e.get("name") == "[memory]" and "args" in e
+    ]
+    return int(max([0, *totals]))
 
 
 def _measure(searcher: Any, batch: Any) -> tuple[float, int, str]:
@@ -165,11 +207,16 @@ def _measure(searcher: Any, batch: Any) -> tuple[float, int, str]:
         torch.cuda.synchronize(dev)
         dt = time.perf_counter() - t0
         return dt, int(torch.cuda.max_memory_allocated(dev)), "cuda max_memory_allocated"
+    t0 = time.perf_counter()
+    searcher.step(batch, batch)
+    dt = time.perf_counter() - t0
+    resident = _tensor_bytes(searcher)
+    peak = _profiled_peak(lambda: searcher.step(batch, batch))
+    if peak is not None:
+        return dt, resident + peak, "cpu: model tensors + peak allocated during the step"
     with _PeakRSS() as m:
-        t0 = time.perf_counter()
         searcher.step(batch, batch)
-        dt = time.perf_counter() - t0
-    return dt, int(m.peak - m.before + _tensor_bytes(searcher)), "cpu peak RSS increase + model tensors"
+    return dt, int(m.peak - m.before + resident), "cpu: model tensors + peak RSS increase"
 
 
 def dry_run(

@@ -357,6 +357,10 @@ def run_search(
         )
     else:
         state = None
+        if (
+            is_main and rd.metrics_path.is_file()
+        ):  # "auto" fresh start over a run killed before its first checkpoint
+            rd.truncate_metrics(step=0, epoch=0)
         if seed_globals:
             seed_everything(int(getattr(searcher.config, "seed", 0)))
     # -------------------------------------------------------------- loaders
