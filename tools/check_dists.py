@@ -129,8 +129,8 @@ def core_range_problems(wheel: WheelInfo, core_version: str) -> list[str]:
 def package_data_problems(wheel: WheelInfo, src_dir: Path) -> list[str]:
     """Problems with the files of ``wheel`` against its sources in ``src_dir``.
 
-    Reports files under ``src_dir/<import name>/`` missing from the wheel, a missing ``__init__.py`` and a
-    top-level ``tests`` package.
+    Reports files under ``src_dir/<import name>/`` missing from the wheel, a missing ``__init__.py`` or
+    LICENSE, and a top-level ``tests`` package.
     """
     problems = []
     pkg = import_name(wheel.name)
@@ -147,6 +147,8 @@ def package_data_problems(wheel: WheelInfo, src_dir: Path) -> list[str]:
         problems.append(
             f"{wheel.name}: {pkg}/__init__.py is missing (a namespace package, not a regular one)"
         )
+    if not any(re.fullmatch(r"[^/]+\.dist-info/(licenses/)?LICENSE", n) for n in wheel.files):
+        problems.append(f"{wheel.name}: the wheel carries no LICENSE file")
     if any(n.startswith("tests/") for n in wheel.files):
         problems.append(f"{wheel.name}: the wheel ships a top-level 'tests' package")
     return problems

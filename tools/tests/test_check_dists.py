@@ -24,6 +24,7 @@ def _make_wheel(dist: Path, name: str, version: str, requires: list[str], files:
         for member, text in files.items():
             zf.writestr(member, text)
         zf.writestr(f"{stem}.dist-info/METADATA", _metadata(name, version, requires))
+        zf.writestr(f"{stem}.dist-info/licenses/LICENSE", "Apache License")
     (dist / f"{stem}.tar.gz").write_bytes(b"")
     return path
 
@@ -112,12 +113,19 @@ def test_package_data_missing_from_wheel_is_reported(tmp_path: Path) -> None:
         Path("w.whl"), "datanas-vision", "0.1.0", (), frozenset({"datanas_vision/__init__.py"})
     )
     problems = cd.package_data_problems(wheel, src)
-    assert problems == ["datanas-vision: datanas_vision/genotypes/data.json is not in w.whl"]
+    assert problems == [
+        "datanas-vision: datanas_vision/genotypes/data.json is not in w.whl",
+        "datanas-vision: the wheel carries no LICENSE file",
+    ]
 
 
 def test_complete_wheel_passes_and_tests_package_is_rejected(tmp_path: Path) -> None:
     src = _src_tree(tmp_path)
-    files = {"datanas_vision/__init__.py", "datanas_vision/genotypes/data.json"}
+    files = {
+        "datanas_vision/__init__.py",
+        "datanas_vision/genotypes/data.json",
+        "x.dist-info/licenses/LICENSE",
+    }
     wheel = cd.WheelInfo(Path("w.whl"), "datanas-vision", "0.1.0", (), frozenset(files))
     assert cd.package_data_problems(wheel, src) == []
     with_tests = cd.WheelInfo(Path("w.whl"), "datanas-vision", "0.1.0", (), frozenset(files | {"tests/t.py"}))
