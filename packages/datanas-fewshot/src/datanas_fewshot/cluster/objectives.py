@@ -34,6 +34,7 @@ __all__ = [
     "IICLoss",
     "SCANLoss",
     "build_objective",
+    "info_nce",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,32 @@ class DECLoss:
 
     def __repr__(self) -> str:
         return f"DECLoss(balance={self.balance})"
+
+
+def info_nce(emb_a: Tensor, emb_b: Tensor, temperature: float = 0.5) -> Tensor:
+    """InfoNCE / NT-Xent (Oord et al. 2018; Chen et al., SimCLR 2020) between two views' embeddings.
+
+    Each embedding must pick its other view out of the ``2N - 1`` other embeddings of the batch: a lower bound
+    on the mutual information between the views at the instance level (IIC's idea applied to embeddings
+    instead of cluster assignments). Used as an auxiliary term that shapes the embedding k-means reads.
+
+    Args:
+        emb_a, emb_b: ``[N, D]`` embeddings of the two views (L2-normalised here).
+        temperature: softmax temperature.
+    """
+    if emb_a.ndim != 2 or emb_a.shape != emb_b.shape:
+        raise ConfigError(
+            f"info_nce needs two [N, D] tensors of the same shape, got {tuple(emb_a.shape)} and "
+            f"{tuple(emb_b.shape)}"
+        )
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature!r}")
+    n = emb_a.shape[0]
+    z = F.normalize(torch.cat([emb_a, emb_b]).float(), dim=1)
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
 
 
 #: Clustering objectives by name (``"iic"``, ``"scan"``, ``"dec"``).

@@ -72,7 +72,8 @@ class ClusterConfig:
         embed_dim: embedding width of the head.
         objective: ``"iic"`` (default), ``"scan"`` or ``"dec"``; ``objective_options`` its options.
         assignment: head assignment (``"linear"``, or ``"student_t"`` for DEC).
-        overcluster: IIC over-clustering head size (0: off).
+        overcluster: IIC over-clustering head size (0: off); ``overcluster_weight`` its loss weight.
+        nce_weight: weight of an auxiliary InfoNCE term between the two views' embeddings (0: off).
         search: the core search configuration (epochs, estimator, learning rates, ...).
         search_batch_size: images per search batch; ``search_max_batches`` caps batches per search epoch.
         val_fraction: share of images held out for the architecture step.
@@ -94,6 +95,7 @@ class ClusterConfig:
     assignment: Literal["linear", "student_t"] = "linear"
     overcluster: int = 0
     overcluster_weight: float = 1.0
+    nce_weight: float = 0.0
     search: SearchConfig = field(
         default_factory=lambda: SearchConfig(
             epochs=2, executor="sparse", w_lr=0.05, w_lr_min=0.005, w_weight_decay=0.0, a_lr=3e-3
@@ -192,6 +194,7 @@ def build_clustering_searcher(
     task = ClusteringSearchTask(
         build_objective(config.objective, **config.objective_options),
         overcluster_weight=config.overcluster_weight,
+        nce_weight=config.nce_weight,
     )
     search_cfg = dataclasses.replace(config.search, seed=config.seed)
     searcher = Searcher(config.space(), task, search_cfg, supernet=net, callbacks=callbacks)
@@ -242,6 +245,7 @@ def train_network(
         objective=build_objective(config.objective, **config.objective_options),
         augment=config.augment,
         overcluster_weight=config.overcluster_weight,
+        nce_weight=config.nce_weight,
     )
     return net, history
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from datanas_core.errors import ConfigError, DataError
 from datanas_core.sample import ArchSample
 from datanas_fewshot.cluster.augment import PairAugment
-from datanas_fewshot.cluster.objectives import ClusteringObjective, IICLoss
+from datanas_fewshot.cluster.objectives import ClusteringObjective, IICLoss, info_nce
 
 __all__ = ["ClusteringSearchTask", "PairLoader", "split_images"]
 
@@ -140,15 +140,26 @@ class ClusteringSearchTask:
     Args:
         objective: a clustering objective (default IIC).
         overcluster_weight: weight of the over-clustering term relative to the main one.
+        nce_weight: weight of the auxiliary InfoNCE term on the two views' embeddings (0: off).
+        nce_temperature: its temperature.
     """
 
     def __init__(
-        self, objective: ClusteringObjective | None = None, *, overcluster_weight: float = 1.0
+        self,
+        objective: ClusteringObjective | None = None,
+        *,
+        overcluster_weight: float = 1.0,
+        nce_weight: float = 0.0,
+        nce_temperature: float = 0.5,
     ) -> None:
         self.objective = objective if objective is not None else IICLoss()
-        if overcluster_weight < 0:
-            raise ConfigError(f"overcluster_weight must be >= 0, got {overcluster_weight!r}")
+        if overcluster_weight < 0 or nce_weight < 0:
+            raise ConfigError(
+                f"overcluster_weight and nce_weight must be >= 0, got {overcluster_weight!r}, {nce_weight!r}"
+            )
         self.overcluster_weight = float(overcluster_weight)
+        self.nce_weight = float(nce_weight)
+        self.nce_temperature = float(nce_temperature)
 
     def loss(self, model: nn.Module, batch: Any, arch: ArchSample | None) -> tuple[Tensor, Mapping[str, Any]]:
         a, b = batch
@@ -162,6 +173,10 @@ class ClusteringSearchTask:
             over = self.objective(out_a.overcluster_logits, out_b.overcluster_logits)
             logs["overcluster"] = over.detach()
             total = (main + self.overcluster_weight * over) / (1 + self.overcluster_weight)
+        if self.nce_weight > 0:
+            nce = info_nce(out_a.embedding, out_b.embedding, self.nce_temperature)
+            logs["nce"] = nce.detach()
+            total = total + self.nce_weight * nce
         return total, logs
 
     def batch_size(self, batch: Any) -> int:

@@ -68,6 +68,7 @@ def train_clustering(
     objective: ClusteringObjective | None = None,
     augment: PairAugment | None = None,
     overcluster_weight: float = 1.0,
+    nce_weight: float = 0.0,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``network`` on ``images`` with an unsupervised objective; returns per-epoch mean logs.
@@ -79,9 +80,12 @@ def train_clustering(
         objective: the clustering objective (default IIC).
         augment: pair augmentation.
         overcluster_weight: weight of the over-clustering head's term.
+        nce_weight: weight of the auxiliary InfoNCE term on the embeddings (0: off).
         on_epoch_end: called with ``(epoch, logs)`` (progress reporting in CLIs).
     """
-    task = ClusteringSearchTask(objective or IICLoss(), overcluster_weight=overcluster_weight)
+    task = ClusteringSearchTask(
+        objective or IICLoss(), overcluster_weight=overcluster_weight, nce_weight=nce_weight
+    )
     bs = min(config.batch_size, images.shape[0])
     loader = PairLoader(images, bs, augment=augment, seed=config.seed, max_batches=config.max_batches)
     params = [p for p in network.parameters() if p.requires_grad]

@@ -1,0 +1,179 @@
+"""``python -m datanas_fewshot.search``: cell search for few-shot learning on learn2learn episodes.
+
+Example (CPU defaults, a few minutes)::
+
+    python -m datanas_fewshot.search --data omniglot --data-dir ../shared/data/omniglot --ways 5 --shots 1 \\
+        --out runs/fewshot-search
+
+The weight step meta-trains the supernet on meta-train episodes, the architecture step uses the query loss of
+fresh meta-validation episodes. The meta-learner (ProtoNet by default, or first-order MAML through
+learn2learn)
+never holds the architecture parameters. The run directory follows :func:`datanas_core.runtime.run_search`
+(``genotype.json`` is the searched cell; pass it to ``python -m datanas_fewshot.train --genotype``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import DataNASError
+from datanas_core.search import SearchConfig
+from datanas_fewshot.fewshot import FewShotConfig, build_fewshot_searcher
+from datanas_fewshot.meta import MetaTrainConfig
+from datanas_fewshot.sources import FEWSHOT_DATASETS, load_fewshot_splits
+
+logger = logging.getLogger("datanas_fewshot.search")
+
+
+def add_fewshot_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by the search and train CLIs (data, task, meta-learner, network size)."""
+    d = p.add_argument_group("data and task")
+    d.add_argument("--data", choices=FEWSHOT_DATASETS, default="omniglot", help="dataset")
+    d.add_argument("--data-dir", type=Path, required=True, help="folder with the dataset files")
+    d.add_argument("--image-size", type=int, default=28)
+    d.add_argument(
+        "--rotations",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Omniglot: rotations by 90/180/270 degrees as extra classes",
+    )
+    d.add_argument("--ways", type=int, default=5)
+    d.add_argument("--shots", type=int, default=1)
+    d.add_argument("--queries", type=int, default=15, help="query samples per class")
+    m = p.add_argument_group("meta-learner and network")
+    m.add_argument("--meta-learner", choices=("protonet", "maml"), default="protonet")
+    m.add_argument("--inner-lr", type=float, default=0.4, help="MAML inner learning rate")
+    m.add_argument("--inner-steps", type=int, default=1, help="MAML inner steps (training)")
+    m.add_argument("--test-inner-steps", type=int, default=3, help="MAML inner steps (evaluation)")
+    m.add_argument(
+        "--first-order",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first-order MAML (no second derivatives)",
+    )
+    m.add_argument("--ops", default="compact", help="op set: compact or darts (or a comma-separated list)")
+    m.add_argument("--C", type=int, default=8, help="initial channels")
+    m.add_argument("--layers", type=int, default=3, help="cells")
+    m.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell")
+    m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
+    ops: str | tuple[str, ...] = args.ops
+    if "," in args.ops:
+        ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    maml = {
+        "inner_lr": args.inner_lr,
+        "inner_steps": args.inner_steps,
+        "test_inner_steps": args.test_inner_steps,
+        "first_order": args.first_order,
+    }
+    return FewShotConfig(
+        ways=args.ways,
+        shots=args.shots,
+        queries=args.queries,
+        learner=args.meta_learner,
+        maml=maml if args.meta_learner == "maml" else {},
+        ops=ops,
+        steps=args.steps,
+        C=args.C,
+        layers=args.layers,
+        seed=seed,
+        **extra,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
+
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_fewshot.search",
+        description="Differentiable cell search for few-shot learning "
+        "(learn2learn episodes; ProtoNet or MAML).",
+    )
+    add_fewshot_args(p)
+    s = p.add_argument_group("search")
+    s.add_argument("--epochs", type=int, default=3, help="search epochs")
+    s.add_argument("--episodes", type=int, default=60, help="weight-step episodes per search epoch")
+    s.add_argument(
+        "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
+    )
+    s.add_argument("--w-lr", type=float, default=0.05, help="supernet weight learning rate (SGD)")
+    s.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (Adam)")
+    add_runtime_args(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        opts = RuntimeOptions.from_args(args, default_out="runs/fewshot-search")
+    except DataNASError as exc:
+        parser.error(str(exc))
+    configure_logging(opts.verbose)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if opts.dry_run:
+        parser.error("--dry-run is not supported by the few-shot search CLI")
+    try:
+        splits = load_fewshot_splits(
+            args.data, args.data_dir, image_size=args.image_size, rotations=args.rotations
+        )
+        for seed in opts.seeds:
+            search = SearchConfig(
+                epochs=args.epochs,
+                estimator=args.estimator,
+                estimator_options={"samples": 2} if args.estimator == "egs" else {},
+                executor="sparse",
+                w_lr=args.w_lr,
+                w_lr_min=args.w_lr / 10,
+                w_weight_decay=0.0,
+                a_lr=args.a_lr,
+                seed=seed,
+            )
+            config = fewshot_config(
+                args, seed, search=search, search_episodes=args.episodes, train=MetaTrainConfig(episodes=1)
+            )
+            searcher, train_loader, val_loader = build_fewshot_searcher(config, splits)
+            out = opts.run_dir_for(seed)
+            in_ch = int(splits.train.images.shape[1])
+            result = run_search(
+                searcher,
+                train_loader,
+                val_loader,
+                run_dir=out,
+                config={
+                    "data": args.data,
+                    "data_dir": str(args.data_dir),
+                    "splits": dict(splits.info),
+                    **config.to_dict(),
+                },  # fmt: skip
+                consistency_batches=4,
+                derived_kwargs={
+                    "C": config.C,
+                    "layers": config.layers,
+                    "num_classes": 0,
+                    "in_channels": in_ch,
+                },
+                derived_input_shape=(in_ch, args.image_size, args.image_size),
+                **opts.run_kwargs(),
+            )
+            print(json.dumps({"seed": seed, "run_dir": str(out), "genotype": result.genotype.to_dict()}))
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
