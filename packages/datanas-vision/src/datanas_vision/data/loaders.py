@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datanas_core.errors import ConfigError
+from datanas_core.runtime.data import DeterministicBatchSampler
 from datanas_vision.data.base import VisionData, subset
 from datanas_vision.data.transforms import BatchTransform
 
@@ -57,14 +57,21 @@ def bilevel_split(n: int, train_fraction: float = 0.5, seed: int = 0) -> tuple[l
 class ImageLoader:
     """Batches ``(x, y)`` with ``x`` a normalised float tensor ``(N, C, H, W)`` and ``y`` long ``(N,)``.
 
+    The order comes from :class:`datanas_core.runtime.DeterministicBatchSampler` (a pure function of
+    ``(seed, epoch)``, resumable mid-epoch, shardable across ranks); decoding runs in ``DataLoader``
+    workers; the augmentation of batch ``b`` of epoch ``e`` is drawn in the main process from a generator
+    seeded with ``derive_seed(seed, e, b, rank)``. Iterating runs the pending epoch (set by
+    :meth:`set_epoch`, else the one after the previous iteration's).
+
     Args:
         dataset: yields ``(uint8 (C, H, W), int)``.
-        batch_size: images per batch.
+        batch_size: images per batch (per rank).
         transform: uint8 -> float conversion with optional augmentation.
         shuffle: reshuffle every epoch.
-        seed: seeds shuffling and augmentation (per epoch: ``derive_seed(seed, epoch, stream)``).
+        seed: seeds the order and the augmentation.
         num_workers: ``DataLoader`` workers that decode images (each opens its own zip handle).
         drop_last: drop the last incomplete batch.
+        rank, world_size: this process's shard.
 
     Example:
         >>> from datanas_vision.data import load_dataset
@@ -85,6 +92,8 @@ class ImageLoader:
         seed: int = 0,
         num_workers: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
@@ -93,67 +102,79 @@ class ImageLoader:
         n = len(dataset)  # type: ignore[arg-type]
         if n == 0:
             raise ConfigError("cannot build a loader over an empty dataset")
-        if drop_last and n < batch_size:
+        if drop_last and n < batch_size * world_size:
             raise ConfigError(f"drop_last with batch_size {batch_size} > {n} items would yield no batch")
         self.dataset = dataset
-        self.batch_size = int(batch_size)
+        self.sampler = DeterministicBatchSampler(
+            n,
+            int(batch_size),
+            seed=int(seed),
+            shuffle=shuffle,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+        )
         self.transform = transform
-        self.shuffle = shuffle
         self.seed = int(seed)
+        self.shuffle = shuffle
         self.num_workers = int(num_workers)
         self.drop_last = drop_last
-        self.epoch = 0
+        self.rank = rank
+        self.world_size = world_size
+        self._pending = (0, 0)
+
+    @property
+    def batch_size(self) -> int:
+        return self.sampler.batch_size
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration runs."""
+        return self._pending[0]
 
     def __len__(self) -> int:
-        n = len(self.dataset)  # type: ignore[arg-type]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self.sampler)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next ``__iter__`` yield epoch ``epoch``'s order and augmentation."""
-        self.epoch = int(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = int(state.get("seed", self.seed))
-
-    def order(self, epoch: int) -> list[int]:
-        """Item order of epoch ``epoch`` (a seeded permutation when shuffling)."""
-        n = len(self.dataset)  # type: ignore[arg-type]
-        if not self.shuffle:
-            return list(range(n))
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 1))
-        return torch.randperm(n, generator=gen).tolist()
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.iter_from(0)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Make the next iteration run ``epoch`` from batch ``start_batch``."""
+        if start_batch < 0 or start_batch > len(self):
+            raise ConfigError(f"start_batch must be in 0..{len(self)}, got {start_batch}")
+        self._pending = (int(epoch), int(start_batch))
 
     def iter_from(self, start_batch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """Iterate the current epoch from batch ``start_batch`` (resume), then advance the epoch counter.
+        """Iterate the pending epoch from batch ``start_batch`` without loading the skipped batches."""
+        self.set_epoch(self._pending[0], start_batch)
+        return iter(self)
 
-        Batch ``b`` of epoch ``e`` always holds the same items with the same augmentation: the order comes
-        from ``derive_seed(seed, e, 1)`` and each batch's augmentation from ``derive_seed(seed, e, 2, b)``.
-        """
-        epoch = self.epoch
-        self.epoch += 1
-        return self._batches(epoch, int(start_batch))
-
-    def _batches(self, epoch: int, start_batch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.order(epoch)
-        bs = self.batch_size
-        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-        if self.drop_last and batches and len(batches[-1]) < bs:
-            batches.pop()
-        loader = DataLoader(
+    def shard(self, rank: int, world_size: int) -> ImageLoader:
+        """A copy of this loader for one rank of ``world_size``."""
+        return ImageLoader(
             self.dataset,
-            batch_sampler=batches[start_batch:],
+            self.batch_size,
+            transform=self.transform,
+            shuffle=self.shuffle,
+            seed=self.seed,
             num_workers=self.num_workers,
+            drop_last=self.drop_last,
+            rank=rank,
+            world_size=world_size,
         )
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch, start = self._pending
+        self._pending = (epoch + 1, 0)
+        return self._batches(epoch, start)
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+        # the batch list is computed up front from the sampler's pure ``batches(epoch, start)``, so the
+        # DataLoader (which may call ``iter`` on its batch sampler more than once) cannot shift the epoch
+        batches = list(self.sampler.batches(epoch, start))
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers)
         augments = self.transform.augments
-        for b, (images, labels) in enumerate(loader, start=start_batch):
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 2, b)) if augments else None
+        for b, (images, labels) in enumerate(loader, start=start):
+            gen = None
+            if augments:
+                gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch, b, self.rank))
             yield self.transform(images, gen), labels.to(torch.long)
 
 

@@ -13,7 +13,7 @@ import os
 import pickle
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -246,13 +246,15 @@ def _load_cifar10(data_dir: Path | None, opts: DataOptions) -> VisionData:
     root = _require_dir(data_dir, "cifar10")
     folder = ensure_cifar10(root, download=opts.download, url=opts.url, md5=opts.md5)
 
-    def read(files: Iterable[str]) -> TensorImageDataset:
+    def read(files: Sequence[str]) -> TensorImageDataset:
         arrays, labels = [], []
         for f in files:
             a, y = _read_cifar_batch(folder / f)
             arrays.append(a)
             labels.extend(y)
-        return TensorImageDataset(torch.from_numpy(np.concatenate(arrays)), torch.tensor(labels))
+        return TensorImageDataset(
+            torch.from_numpy(np.concatenate(arrays)), torch.tensor(labels), [folder / f for f in files]
+        )
 
     classes: tuple[str, ...] = (
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
@@ -320,7 +322,9 @@ def _load_mnist(data_dir: Path | None, opts: DataOptions) -> VisionData:
                 f"{str(lab_path)!r} has {tuple(labels.shape)} labels for {images.shape[0]} images "
                 f"in {str(img_path)!r}"
             )
-        found[split] = TensorImageDataset(images.unsqueeze(1).contiguous(), labels.to(torch.long))
+        found[split] = TensorImageDataset(
+            images.unsqueeze(1).contiguous(), labels.to(torch.long), [img_path, lab_path]
+        )
     if not found:
         raise DataError(
             f"no MNIST idx files in {str(root)!r}: looked for {', '.join(missing)} (also under MNIST/raw/)"

@@ -1,0 +1,150 @@
+"""Helpers shared by the vision CLIs (argument groups, option parsing, output)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from datanas_core.errors import ConfigError
+from datanas_vision.data import DATASETS, DataOptions, VisionData, load_dataset
+
+__all__ = ["add_data_args", "data_config", "load_data_from_args", "parse_kv", "parse_reg", "write_out"]
+
+
+def write_out(text: str) -> None:
+    """Write a line to stdout (CLI output; libraries log instead)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--data-dir`` and the dataset options."""
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        choices=DATASETS.names(),
+        default="digits",
+        help="dataset (default: digits, scikit-learn's bundled 8x8 digits; needs no --data-dir)",
+    )
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset location: a directory (cifar10, imagefolder, mnist) or a .zip file (imagezip)",
+    )
+    g.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="download missing CIFAR-10 files into --data-dir (checksum verified)",
+    )
+    g.add_argument("--max-per-class", type=int, default=None, help="use at most N training images per class")
+    g.add_argument("--test-max-per-class", type=int, default=None, help="use at most N test images per class")
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize folder/zip images to SIZE x SIZE (default: as stored)",
+    )
+    g.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes (image decoding)")
+    g.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random crop with padding (+ horizontal flip where it suits the data)",
+    )
+
+
+def load_data_from_args(args: argparse.Namespace) -> VisionData:
+    opts = DataOptions(
+        max_per_class=args.max_per_class,
+        test_max_per_class=args.test_max_per_class,
+        image_size=args.image_size,
+        download=bool(args.download),
+    )
+    return load_dataset(args.data, args.data_dir, opts)
+
+
+def data_config(args: argparse.Namespace, data: VisionData) -> dict[str, Any]:
+    """The data part of a run's configuration (JSON-able)."""
+    return {
+        "data": args.data,
+        "data_dir": None if args.data_dir is None else str(args.data_dir),
+        "max_per_class": args.max_per_class,
+        "test_max_per_class": args.test_max_per_class,
+        "image_size": args.image_size,
+        "augment": bool(args.augment),
+        "dataset": data.describe(),
+    }
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return text
+
+
+def parse_kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r} must look like KEY=VALUE")
+        out[key.strip()] = _value(val.strip())
+    return out
+
+
+def parse_reg(text: str, valid: Sequence[str]) -> dict[str, Any] | None:
+    """``NAME[:WEIGHT][:KEY=VALUE[,KEY=VALUE...]]`` -> a regulariser spec; ``none`` -> ``None``.
+
+    Examples: ``adc``, ``adc:0.2``, ``expected_cost:0.01:metric=flops,budget=2e6``.
+
+    Raises:
+        ConfigError: unknown name or unparsable weight (the message lists the valid names).
+    """
+    parts = text.split(":", 2)
+    name = parts[0].strip()
+    if name == "none":
+        return None
+    if name not in valid:
+        raise ConfigError(f"unknown regularizer {name!r} in --reg {text!r}; valid: {', '.join(valid)}, none")
+    spec: dict[str, Any] = {"type": name}
+    default_weight = _default_weight(name)
+    if default_weight is not None:
+        spec["weight"] = default_weight
+    if len(parts) > 1 and parts[1].strip():
+        try:
+            spec["weight"] = float(parts[1])
+        except ValueError:
+            raise ConfigError(f"--reg {text!r}: weight {parts[1]!r} is not a number") from None
+    if len(parts) > 2 and parts[2].strip():
+        spec.update(parse_kv(parts[2].split(","), f"--reg {text!r} option"))
+    return spec
+
+
+def _default_weight(name: str) -> float | None:
+    """The ``weight`` default of a registered regulariser (the searcher otherwise assumes 1.0)."""
+    import inspect
+
+    from datanas_core.regularizers import REGULARIZERS
+
+    try:
+        param = inspect.signature(REGULARIZERS.get(name)).parameters.get("weight")
+    except (TypeError, ValueError):
+        return None
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return float(param.default)

@@ -1,0 +1,325 @@
+"""Architecture search for image classification: ``python -m datanas_vision.search``.
+
+With no arguments it searches the DARTS space on scikit-learn's 8x8 digits with a small supernet (EGS with
+M=2 samples and the ADC regulariser, DATA's defaults), writes a run directory under ``runs/`` with the
+derived ``genotype.json`` and a report, and prints where they are. Every core estimator, executor,
+regulariser and derivation rule is selectable; ``--space nb201`` also prints and saves (``nb201.txt``) the
+derived cell in NAS-Bench-201 string form.
+
+Examples::
+
+    python -m datanas_vision.search
+    python -m datanas_vision.search --data cifar10 --data-dir ~/data --download --C 16 --layers 8 --epochs 50
+    python -m datanas_vision.search --data imagezip --data-dir cifar10-jpeg.zip --max-per-class 1000 \\
+        --space nb201 --estimator gdas --executor sparse --reg none
+    python -m datanas_vision.search --resume runs/20260101-120000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import DataNASError
+from datanas_core.genotype import Genotype
+from datanas_core.search import PRESETS, SearchConfig, Searcher
+from datanas_vision._cli import (
+    add_data_args,
+    data_config,
+    load_data_from_args,
+    parse_kv,
+    parse_reg,
+    write_out,
+)
+from datanas_vision.data import BatchTransform, ImageLoader, VisionData, make_search_loaders
+from datanas_vision.task import ClassificationTask
+
+__all__ = ["build_parser", "build_searcher", "main"]
+
+logger = logging.getLogger(__name__)
+
+SPACE_CHOICES = ("darts", "darts_ext", "nb201")
+
+
+def _registry_names() -> tuple[list[str], list[str], list[str]]:
+    from datanas_core.derive import DERIVATION_RULES
+    from datanas_core.estimators import ESTIMATORS
+    from datanas_core.regularizers import REGULARIZERS
+
+    return ESTIMATORS.names(), REGULARIZERS.names(), DERIVATION_RULES.names()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m datanas_vision.search`` (built on demand, never at import)."""
+    from datanas_core.runtime import add_runtime_args
+
+    estimators, regularizers, rules = _registry_names()
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_vision.search",
+        description="Differentiable architecture search for image classification (datanas).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_args(p)
+    p.add_argument(
+        "--train-fraction", type=float, default=0.5, help="share of the training split that trains weights"
+    )
+    s = p.add_argument_group("search space and network")
+    s.add_argument("--space", choices=SPACE_CHOICES, default="darts", help="search space")
+    s.add_argument("--C", type=int, default=8, help="supernet width (initial channels)")
+    s.add_argument(
+        "--layers", type=int, default=5, help="supernet cells (DARTS) or cells per stage N (NB201)"
+    )
+    m = p.add_argument_group("method")
+    m.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a method's published settings (explicit flags override them)",
+    )
+    m.add_argument(
+        "--estimator", choices=estimators, default=None, help="architecture estimator (default: egs)"
+    )
+    m.add_argument("--samples", type=int, default=None, help="samples M per step (egs, gumbel)")
+    m.add_argument(
+        "--estimator-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="extra estimator option, e.g. tau=linear:5:1 (repeatable)",
+    )
+    m.add_argument("--executor", choices=("exact", "sparse"), default=None, help="mixed-edge executor")
+    m.add_argument(
+        "--reg",
+        action="append",
+        default=None,
+        metavar="NAME[:WEIGHT][:K=V,...]",
+        help=f"regularizer, repeatable ({', '.join(regularizers)}, or 'none'); default: adc:0.1",
+    )
+    m.add_argument("--rule", choices=rules, default=None, help="derivation rule (default: the space's)")
+    m.add_argument(
+        "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
+    )
+    m.add_argument(
+        "--order", choices=("first", "second", "single_level"), default=None, help="gradient order"
+    )
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=10, help="search epochs")
+    o.add_argument("--batch-size", type=int, default=64, help="batch size (each of the two bilevel halves)")
+    o.add_argument("--w-lr", type=float, default=None, help="weight learning rate (SGD, cosine)")
+    o.add_argument("--w-weight-decay", type=float, default=None, help="weight decay of the weights")
+    o.add_argument("--a-lr", type=float, default=None, help="architecture learning rate (Adam)")
+    o.add_argument("--a-weight-decay", type=float, default=None, help="architecture weight decay")
+    o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
+    o.add_argument("--arch-warmup-epochs", type=int, default=None, help="epochs before the arch is updated")
+    o.add_argument(
+        "--consistency-batches",
+        type=int,
+        default=4,
+        help="validation batches for the per-epoch search/child consistency check",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    add_runtime_args(p)
+    return p
+
+
+def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
+    """Resolve the method flags into a :class:`~datanas_core.search.SearchConfig`."""
+    from datanas_core.regularizers import REGULARIZERS
+
+    base = SearchConfig.preset(args.preset).to_dict() if args.preset else SearchConfig().to_dict()
+    changes: dict[str, Any] = {"epochs": args.epochs, "seed": seed}
+    est_opts = dict(base["estimator_options"])
+    if args.estimator is not None and args.estimator != base["estimator"]:
+        changes["estimator"] = args.estimator
+        est_opts = {}
+    if args.samples is not None:
+        est_opts["samples"] = args.samples
+    est_opts.update(parse_kv(args.estimator_option, "--estimator-option"))
+    changes["estimator_options"] = est_opts
+    if args.reg is not None:
+        specs = [parse_reg(r, REGULARIZERS.names()) for r in args.reg]
+        changes["regularizers"] = [r for r in specs if r is not None]
+    for flag, key in (
+        ("executor", "executor"),
+        ("rule", "rule"),
+        ("order", "order"),
+        ("w_lr", "w_lr"),
+        ("w_weight_decay", "w_weight_decay"),
+        ("a_lr", "a_lr"),
+        ("a_weight_decay", "a_weight_decay"),
+        ("grad_clip", "grad_clip"),
+        ("arch_warmup_epochs", "arch_warmup_epochs"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            changes[key] = value
+    if args.rule_option:
+        changes["rule_options"] = parse_kv(args.rule_option, "--rule-option")
+    if changes.get("order") == "second" and base.get("step_order") != "arch_first":
+        changes["step_order"] = "arch_first"
+    return SearchConfig.from_dict({**base, **changes})
+
+
+def _space(name: str) -> Any:
+    from datanas_core.space import darts, nb201  # noqa: F401  (registers the spaces)
+    from datanas_core.space.base import SPACES
+
+    return SPACES.build(name)
+
+
+def supernet_kwargs(args: argparse.Namespace, data: VisionData) -> dict[str, Any]:
+    common = {"C": args.C, "num_classes": data.num_classes, "in_channels": data.in_channels}
+    if args.space == "nb201":
+        return {**common, "N": args.layers}
+    return {**common, "layers": args.layers}
+
+
+def build_searcher(
+    args: argparse.Namespace, data: VisionData, seed: int, device: torch.device | None = None
+) -> Searcher:
+    """The :class:`~datanas_core.search.Searcher` the flags describe."""
+    return Searcher(
+        _space(args.space),
+        ClassificationTask(),
+        search_config(args, seed),
+        supernet_kwargs=supernet_kwargs(args, data),
+        device=device,
+    )
+
+
+def _describe_genotype(genotype: Genotype) -> list[str]:
+    lines = []
+    for ct, cell in genotype.cells.items():
+        edges = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in cell.edges)
+        lines.append(f"  {ct}: {edges}  (concat {list(cell.concat)})")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the search CLI; returns the process exit status."""
+    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        opts = RuntimeOptions.from_args(args)
+    except DataNASError as exc:
+        parser.error(str(exc))
+    configure_logging(opts.verbose)
+    try:
+        return _run(args, opts, dry_run, run_search, run_seeds)
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run_seeds: Any) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise _config_error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    for name in ("epochs", "batch_size", "C", "layers"):
+        if getattr(args, name) < 1:
+            raise _config_error(
+                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
+            )
+    device = opts.torch_device()
+    data = load_data_from_args(args)
+    for note in data.notes:
+        logger.info("data: %s", note)
+    logger.info(
+        "data %s: %d training images (%d classes, %dx%d, %d channel(s)), %d test images",
+        data.name,
+        len(data.train),  # type: ignore[arg-type]
+        data.num_classes,
+        *data.image_size,
+        data.in_channels,
+        len(data.test),  # type: ignore[arg-type]
+    )
+    if opts.dry_run:
+        shape = (data.in_channels, *data.image_size)
+
+        def make_batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn((n, *shape), generator=g).to(device)
+            y = torch.randint(0, data.num_classes, (n,), generator=g).to(device)
+            return x, y
+
+        report = dry_run(
+            lambda: build_searcher(args, data, opts.seeds[0], device),
+            make_batch,
+            batch_size=args.batch_size,
+            memory_budget=opts.memory_budget,
+        )
+        write_out(report.to_text())
+        return 0
+
+    config = {
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **data_config(args, data),
+        "search_config": None,
+    }
+    space = _space(args.space)
+
+    def run_one(seed: int, run_dir: Path) -> Any:
+        searcher = build_searcher(args, data, seed, device)
+        train, val = make_search_loaders(
+            data,
+            batch_size=args.batch_size,
+            seed=seed,
+            train_fraction=args.train_fraction,
+            augment=args.augment,
+            num_workers=args.num_workers,
+        )
+        eval_loader = ImageLoader(
+            val.dataset,
+            args.batch_size,
+            transform=BatchTransform(data.mean, data.std),
+            shuffle=False,
+            num_workers=args.num_workers,
+        )
+        cfg = {**config, "seed": seed, "search_config": searcher.config.to_dict()}
+        derived = {k: v for k, v in supernet_kwargs(args, data).items()}
+        result = run_search(
+            searcher,
+            train,
+            val,
+            run_dir=run_dir,
+            config=cfg,
+            eval_loader=eval_loader,
+            consistency_batches=args.consistency_batches,
+            derived_kwargs=derived,
+            derived_input_shape=(data.in_channels, *data.image_size),
+            **opts.run_kwargs(),
+        )
+        genotype = result.genotype
+        write_out(f"run directory: {run_dir}")
+        write_out(f"derived genotype ({genotype.space}): {Path(run_dir) / 'genotype.json'}")
+        for line in _describe_genotype(genotype):
+            write_out(line)
+        if args.space == "nb201":
+            text = space.to_string(genotype)
+            (Path(run_dir) / "nb201.txt").write_text(text + "\n", encoding="utf-8")
+            write_out(f"NB201 string: {text}")
+        report = Path(run_dir) / "report.html"
+        if report.is_file():
+            write_out(f"report: {report}")
+        return result
+
+    run_seeds(run_one, opts.seeds, opts.out)
+    return 0
+
+
+def _config_error(msg: str) -> DataNASError:
+    from datanas_core.errors import ConfigError
+
+    return ConfigError(msg)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Retrain a derived architecture and evaluate it: ``python -m datanas_vision.train``.
+
+Follows the DARTS evaluation protocol (auxiliary head 0.4, linearly ramped drop-path, cutout, cosine LR,
+SGD with momentum via timm's optimizer and scheduler factories) with configurable width, depth and epochs,
+then reports top-1/top-5 on the test split. Results go to ``results.json`` next to per-epoch
+``metrics.jsonl``, the resolved ``config.json`` and the trained weights (``model.pth`` plus the timm
+arguments that rebuild the model) in the output directory: by default ``RUN_DIR/train-<data>`` when the
+genotype comes from a search run directory.
+
+Examples::
+
+    python -m datanas_vision.train --genotype runs/20260101-120000/genotype.json
+    python -m datanas_vision.train --genotype darts_v2 --data cifar10 --data-dir ~/data \\
+        --C 36 --layers 20 --epochs 600 --batch-size 96 --out runs/darts_v2_cifar
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.io import atomic_write_text
+from datanas_vision._cli import add_data_args, data_config, load_data_from_args, write_out
+from datanas_vision.models import resolve_genotype
+from datanas_vision.retrain import RetrainConfig, retrain
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m datanas_vision.train`` (built on demand)."""
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_vision.train",
+        description="Retrain a derived architecture from scratch and evaluate top-1 (datanas).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--genotype",
+        required=True,
+        help="genotype JSON, a search run directory, or a bundled name (e.g. darts_v2)",
+    )
+    add_data_args(p)
+    n = p.add_argument_group("network")
+    n.add_argument("--C", type=int, default=8, help="initial width (DARTS CIFAR protocol: 36)")
+    n.add_argument("--layers", type=int, default=5, help="cells (DARTS CIFAR: 20); NB201: cells per stage")
+    n.add_argument(
+        "--auxiliary",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="auxiliary head (default: on when the images are at least 32x32)",
+    )
+    n.add_argument("--auxiliary-weight", type=float, default=0.4, help="auxiliary loss weight")
+    n.add_argument("--drop-path", type=float, default=0.2, help="final drop-path probability (ramped from 0)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=30, help="training epochs (DARTS CIFAR: 600)")
+    o.add_argument("--batch-size", type=int, default=96, help="batch size")
+    o.add_argument("--lr", type=float, default=0.025, help="initial learning rate (cosine to --min-lr)")
+    o.add_argument("--min-lr", type=float, default=0.0, help="final learning rate")
+    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    o.add_argument("--weight-decay", type=float, default=3e-4, help="weight decay")
+    o.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip")
+    o.add_argument("--cutout", type=int, default=None, help="cutout length (default: 16 at 32x32, H/4 below)")
+    o.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
+    o.add_argument("--eval-every", type=int, default=0, help="also test every N epochs (0: at the end only)")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/train-<data>)")
+    r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    r.add_argument("--seed", type=int, default=0, help="random seed")
+    r.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    r.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on a tty)",
+    )
+    r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    return p
+
+
+def _default_out(genotype_arg: str, data: str) -> Path:
+    path = Path(genotype_arg).expanduser()
+    if path.is_dir():
+        return path / f"train-{data}"
+    if path.is_file():
+        return path.parent / f"train-{data}"
+    return Path("runs") / f"train-{genotype_arg}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+class _Progress:
+    """tqdm over steps on a terminal, one log line per epoch otherwise."""
+
+    def __init__(self, enabled: bool | None, epochs: int) -> None:
+        self.use_bar = sys.stderr.isatty() if enabled is None else enabled
+        self.epochs = epochs
+        self.bar: Any = None
+        if self.use_bar:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                self.use_bar = False
+            else:
+                self.bar = tqdm(total=None, desc="train", unit="step", dynamic_ncols=True)
+
+    def step(self, i: int, n: int) -> None:
+        if self.bar is not None:
+            if self.bar.total is None:
+                self.bar.total = n * self.epochs
+            self.bar.update(1)
+
+    def epoch(self, record: Mapping[str, Any]) -> None:
+        msg = (
+            f"epoch {record['epoch'] + 1}/{self.epochs} loss {record['train_loss']:.4f} "
+            f"acc {record['train_acc']:.4f} lr {record['lr']:.4g}"
+        )
+        if "test_top1" in record:
+            msg += f" test {record['test_top1']:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(msg.split(" ", 2)[2])
+        else:
+            logger.info("%s", msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the retraining CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from datanas_core.runtime import configure_logging
+
+    configure_logging(args.verbose)
+    try:
+        return _run(args)
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    genotype = resolve_genotype(args.genotype)
+    out = args.out or _default_out(args.genotype, args.data)
+    if (out / "results.json").exists() and not args.overwrite:
+        raise ConfigError(
+            f"{str(out)!r} already holds results.json; pass --overwrite or choose another --out"
+        )
+    data = load_data_from_args(args)
+    for note in data.notes:
+        logger.info("data: %s", note)
+    config = RetrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        C=args.C,
+        layers=args.layers,
+        auxiliary=args.auxiliary,
+        auxiliary_weight=args.auxiliary_weight,
+        drop_path=args.drop_path,
+        cutout=args.cutout,
+        augment=args.augment,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        num_workers=args.num_workers,
+    )
+    device = _device(args.device)
+    out.mkdir(parents=True, exist_ok=True)
+    run_config = {
+        "genotype_arg": str(args.genotype),
+        "genotype": genotype.to_dict(),
+        **data_config(args, data),
+        "retrain": config.to_dict(),
+        "device": str(device),
+    }
+    atomic_write_text(out / "config.json", json.dumps(run_config, indent=2, sort_keys=True) + "\n")
+    metrics = out / "metrics.jsonl"
+    metrics.unlink(missing_ok=True)
+    progress = _Progress(args.progress, args.epochs)
+
+    def on_epoch(record: Mapping[str, Any]) -> None:
+        progress.epoch(record)
+        with metrics.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dict(record), sort_keys=True) + "\n")
+
+    try:
+        result = retrain(
+            genotype,
+            data,
+            config,
+            device=device,
+            on_epoch_end=on_epoch,
+            on_step_end=progress.step,
+            eval_every=args.eval_every,
+        )
+    finally:
+        progress.close()
+    model = result.pop("model")
+    torch.save(model.state_dict(), out / "model.pth")
+    results = {
+        **result,
+        "data": args.data,
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
+    test = result["test"]
+    write_out(
+        f"test top-1 {test['top1'] * 100:.2f} %  top-5 {test['top5'] * 100:.2f} %  "
+        f"({test['num_images']} images)"
+    )
+    write_out(f"parameters: {result['params'] / 1e6:.3f} M; training time {result['seconds']:.0f} s")
+    write_out(f"results: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
