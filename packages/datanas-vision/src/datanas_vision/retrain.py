@@ -244,7 +244,8 @@ def retrain(
                 )
             if not math.isfinite(float(loss.detach())):
                 raise NumericalError(
-                    f"retraining loss became {float(loss.detach())} at epoch {epoch}, step {i}; lower --lr (now {lr})"
+                    f"retraining loss became {float(loss.detach())} at epoch {epoch}, step {i}; "
+                    f"lower the learning rate (now {lr})"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,331 @@
+"""Searched cell versus random cells at equal retraining budget: ``python -m datanas_vision.compare``.
+
+1. Searches the space once (EGS with ADC by default, the same settings as ``datanas_vision.search``), or takes
+   the genotype of an earlier search (``--genotype``).
+2. Draws ``--random`` cells uniformly from the same space (DARTS' random baseline: for every node two
+   distinct earlier nodes and, for each, a uniformly drawn non-``none`` op; NB201: a uniform op per edge).
+3. Retrains every cell from scratch with the same protocol, seed, width, depth and epochs, and measures test
+   top-1.
+4. Writes ``compare.json`` and ``compare.md`` (one row per cell; median, mean and standard deviation of the
+   random cells; the searched cell's rank) into ``--out``.
+
+Each finished retraining is stored under ``--out/cells/`` and reused when the command is run again, so an
+interrupted comparison continues where it stopped.
+
+Example (CIFAR-10 subset from a JPEG zip, 10k training images)::
+
+    python -m datanas_vision.compare --data imagezip --data-dir cifar10-jpeg.zip \\
+        --max-per-class 1000 --test-max-per-class 200 --random 10 --out runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
+from datanas_core.io import atomic_write_text
+from datanas_vision._cli import add_data_args, data_config, load_data_from_args, write_out
+from datanas_vision.data import VisionData, materialize
+from datanas_vision.models import resolve_genotype
+from datanas_vision.retrain import RetrainConfig, retrain
+
+__all__ = ["build_parser", "main", "random_genotype", "summarize"]
+
+logger = logging.getLogger(__name__)
+
+
+def random_genotype(space: Any, generator: torch.Generator) -> Genotype:
+    """A uniformly random genotype of ``space`` (``darts``, ``darts_ext`` or ``nb201``).
+
+    DARTS spaces: every intermediate node takes two distinct earlier nodes, each through a uniformly drawn
+    op other than ``none`` (the random baseline of the DARTS paper). NB201: every edge gets a uniformly
+    drawn op, ``none`` included (an edge drawn as ``none`` is absent).
+
+    Raises:
+        ConfigError: a space this sampler does not know.
+    """
+    cells: dict[str, CellGenotype] = {}
+    if space.name in ("darts", "darts_ext"):
+        for ct, spec in space.cells().items():
+            ops = [o for o in spec.ops if o != "none"]
+            edges = []
+            for node in spec.nodes:
+                srcs = torch.randperm(node, generator=generator)[:2].tolist()
+                for src in sorted(srcs):
+                    op = ops[int(torch.randint(len(ops), (1,), generator=generator))]
+                    edges.append(EdgeChoice(int(src), node, op))
+            cells[ct] = CellGenotype(tuple(edges), spec.concat)
+    elif space.name == "nb201":
+        for ct, spec in space.cells().items():
+            edges = []
+            for src, dst in spec.edges:
+                op = spec.ops[int(torch.randint(len(spec.ops), (1,), generator=generator))]
+                if op != "none":
+                    edges.append(EdgeChoice(src, dst, op))
+            cells[ct] = CellGenotype(tuple(edges), spec.concat)
+    else:
+        raise ConfigError(f"no random sampler for space {space.name!r}; valid: darts, darts_ext, nb201")
+    genotype = Genotype(space.name, cells)
+    space.validate(genotype)
+    return genotype
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Statistics of the random cells' top-1 and how the searched cell ranks among all cells."""
+    searched = [r for r in rows if r["kind"] == "searched"]
+    random_acc = [r["top1"] for r in rows if r["kind"] == "random"]
+    out: dict[str, Any] = {"num_random": len(random_acc)}
+    if random_acc:
+        out.update(
+            random_median=statistics.median(random_acc),
+            random_mean=statistics.fmean(random_acc),
+            random_std=statistics.stdev(random_acc) if len(random_acc) > 1 else 0.0,
+            random_min=min(random_acc),
+            random_max=max(random_acc),
+        )
+    if searched:
+        acc = searched[0]["top1"]
+        out["searched_top1"] = acc
+        if random_acc:
+            out["searched_minus_median"] = acc - out["random_median"]
+            out["beats_random_median"] = acc > out["random_median"]
+            out["searched_rank"] = 1 + sum(a > acc for a in random_acc)  # 1 = best of all cells
+            out["random_better_than_searched"] = sum(a > acc for a in random_acc)
+    return out
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| cell | kind | params (M) | test top-1 (%) | train time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["kind"] != "searched", -r["top1"])):
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {r['params'] / 1e6:.3f} | {r['top1'] * 100:.2f} "
+            f"| {r['seconds']:.0f} |"
+        )
+    lines.append("")
+    if "random_median" in summary:
+        lines.append(
+            f"Random cells (n={summary['num_random']}): median {summary['random_median'] * 100:.2f} %, "
+            f"mean {summary['random_mean'] * 100:.2f} % (std {summary['random_std'] * 100:.2f}), "
+            f"range {summary['random_min'] * 100:.2f}-{summary['random_max'] * 100:.2f} %."
+        )
+    if "searched_top1" in summary and "random_median" in summary:
+        verdict = "beats" if summary["beats_random_median"] else "does not beat"
+        lines.append(
+            f"Searched cell: {summary['searched_top1'] * 100:.2f} % ({verdict} the random median by "
+            f"{summary['searched_minus_median'] * 100:+.2f} points; rank {summary['searched_rank']} of "
+            f"{summary['num_random'] + 1})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m datanas_vision.compare`` (built on demand)."""
+    p = argparse.ArgumentParser(
+        prog="python -m datanas_vision.compare",
+        description="Searched cell vs random cells of the same space at equal retraining budget (datanas).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output directory (re-running continues it)")
+    p.add_argument("--space", choices=("darts", "darts_ext", "nb201"), default="darts", help="search space")
+    p.add_argument("--random", type=int, default=10, help="number of random cells")
+    p.add_argument(
+        "--genotype",
+        default=None,
+        help="use this searched genotype (JSON, run dir or bundled name) instead of searching",
+    )
+    s = p.add_argument_group("search (skipped with --genotype)")
+    s.add_argument("--search-epochs", type=int, default=10, help="search epochs")
+    s.add_argument("--search-C", type=int, default=8, help="supernet width")
+    s.add_argument("--search-layers", type=int, default=5, help="supernet cells (NB201: per stage)")
+    s.add_argument("--search-batch-size", type=int, default=64, help="search batch size")
+    s.add_argument("--estimator", default="egs", help="estimator (default egs)")
+    s.add_argument("--samples", type=int, default=None, help="EGS samples M")
+    s.add_argument("--executor", choices=("exact", "sparse"), default=None, help="mixed-edge executor")
+    s.add_argument(
+        "--reg", action="append", default=None, help="regularizer spec (see datanas_vision.search)"
+    )
+    t = p.add_argument_group("retraining (the same for every cell)")
+    t.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
+    t.add_argument("--C", type=int, default=8, help="retraining width")
+    t.add_argument("--layers", type=int, default=5, help="retraining cells")
+    t.add_argument("--batch-size", type=int, default=96, help="retraining batch size")
+    t.add_argument("--lr", type=float, default=0.025, help="initial learning rate")
+    t.add_argument("--cutout", type=int, default=None, help="cutout length (default: 16 at 32x32)")
+    t.add_argument("--drop-path", type=float, default=0.2, help="final drop-path probability")
+    t.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None, help="auxiliary head")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search, the random cells and retraining")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
+    p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    return p
+
+
+def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch.device) -> Genotype:
+    """Run (or reuse) the search in ``out/search``."""
+    from datanas_vision import search as search_cli
+
+    run_dir = out / "search"
+    if (run_dir / "genotype.json").is_file():
+        logger.info("reusing the search in %s", run_dir)
+        return Genotype.load(run_dir / "genotype.json")
+    argv = [
+        "--data", args.data,
+        "--epochs", str(args.search_epochs),
+        "--C", str(args.search_C),
+        "--layers", str(args.search_layers),
+        "--batch-size", str(args.search_batch_size),
+        "--space", args.space,
+        "--estimator", args.estimator,
+        "--seed", str(args.seed),
+        "--out", str(run_dir),
+        "--no-progress",
+        "--no-report",
+    ]  # fmt: skip
+    if args.data_dir is not None:
+        argv += ["--data-dir", str(args.data_dir)]
+    for flag, value in (
+        ("--max-per-class", args.max_per_class),
+        ("--test-max-per-class", args.test_max_per_class),
+        ("--image-size", args.image_size),
+        ("--samples", args.samples),
+        ("--executor", args.executor),
+        ("--threads", args.threads),
+        ("--device", args.device),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for r in args.reg or ():
+        argv += ["--reg", r]
+    if run_dir.exists():
+        argv = ["--resume", str(run_dir), *[a for a in argv if a not in ("--out", str(run_dir))]]
+    t0 = time.time()
+    status = search_cli.main(argv)
+    if status != 0 or not (run_dir / "genotype.json").is_file():
+        raise ConfigError(f"the search in {run_dir} failed (exit status {status}); see the log above")
+    logger.info("search finished in %.0f s", time.time() - t0)
+    return Genotype.load(run_dir / "genotype.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from datanas_core.runtime import configure_logging
+
+    configure_logging(args.verbose)
+    try:
+        return _run(args)
+    except DataNASError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.random < 1:
+        raise ConfigError(f"--random must be >= 1, got {args.random}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else torch.device("cpu")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    data = load_data_from_args(args)
+    t0 = time.time()
+    data.train, data.test = materialize(data.train), materialize(data.test)
+    logger.info(
+        "data: %d training / %d test images decoded into memory in %.0f s",
+        len(data.train),  # type: ignore[arg-type]
+        len(data.test),  # type: ignore[arg-type]
+        time.time() - t0,
+    )
+    from datanas_vision.search import _space
+
+    space = _space(args.space)
+    t0 = time.time()
+    searched = resolve_genotype(args.genotype) if args.genotype else _search(args, data, out, device)
+    search_seconds = time.time() - t0
+    gen = torch.Generator().manual_seed(args.seed + 1_000_003)
+    cells: list[tuple[str, str, Genotype]] = [("searched", "searched", searched)]
+    for i in range(args.random):
+        cells.append((f"random_{i:02d}", "random", random_genotype(space, gen)))
+    config = RetrainConfig(
+        epochs=args.train_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        C=args.C,
+        layers=args.layers,
+        auxiliary=args.auxiliary,
+        drop_path=args.drop_path,
+        cutout=args.cutout,
+        augment=args.augment,
+        seed=args.seed,
+        num_workers=args.num_workers,
+    )
+    cell_dir = out / "cells"
+    cell_dir.mkdir(exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for idx, (name, kind, genotype) in enumerate(cells):
+        path = cell_dir / f"{name}.json"
+        if path.is_file():
+            row = json.loads(path.read_text(encoding="utf-8"))
+            if row.get("genotype") == genotype.to_dict() and row.get("config") == config.to_dict():
+                logger.info("[%d/%d] %s: reusing %.2f %%", idx + 1, len(cells), name, row["top1"] * 100)
+                rows.append(row)
+                continue
+        logger.info("[%d/%d] retraining %s", idx + 1, len(cells), name)
+        res = retrain(genotype, data, config, device=device)
+        row = {
+            "name": name,
+            "kind": kind,
+            "top1": res["test"]["top1"],
+            "top5": res["test"]["top5"],
+            "params": res["params"],
+            "seconds": res["seconds"],
+            "final_train_acc": res["history"][-1]["train_acc"],
+            "genotype": genotype.to_dict(),
+            "config": config.to_dict(),
+        }
+        atomic_write_text(path, json.dumps(row, indent=2, sort_keys=True) + "\n")
+        logger.info("[%d/%d] %s: test top-1 %.2f %%", idx + 1, len(cells), name, row["top1"] * 100)
+        rows.append(row)
+    summary = summarize(rows)
+    header = (
+        f"# Searched vs random cells ({args.space} space, {args.data}: {len(data.train)} train / "  # type: ignore[arg-type]
+        f"{len(data.test)} test images; retraining C={args.C}, layers={args.layers}, "  # type: ignore[arg-type]
+        f"{args.train_epochs} epochs, seed {args.seed}; torch threads {torch.get_num_threads()})"
+    )
+    doc = {
+        "summary": summary,
+        "rows": [{k: v for k, v in r.items() if k != "config"} for r in rows],
+        "retrain_config": config.to_dict(),
+        "data": data_config(args, data),
+        "search_seconds": search_seconds,
+        "total_seconds": time.time() - t_start,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    atomic_write_text(out / "compare.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    text = to_markdown(rows, summary, header)
+    atomic_write_text(out / "compare.md", text)
+    write_out(text)
+    write_out(f"table: {out / 'compare.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
