@@ -65,6 +65,7 @@ class ClassificationTask:
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, {"acc": accuracy(logits.detach(), y)}
 
+    @torch.no_grad()
     def metrics(self, model: nn.Module, batch: Any, arch: ArchSample) -> dict[str, float]:
         """Loss, top-1 and top-5 accuracy (used by ``Searcher.evaluate``)."""
         x, y = self._unpack(model, batch)
