@@ -236,9 +236,14 @@ class EpisodeLoader:
         self.episodes_per_epoch = int(episodes_per_epoch)
         self.stream = int(stream)
         self.epoch = 0
+        self._start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Make the next iteration produce ``epoch`` from episode ``start_batch``."""
+        if not 0 <= start_batch <= self.episodes_per_epoch:
+            raise ConfigError(f"start_batch must be in 0..{self.episodes_per_epoch}, got {start_batch}")
         self.epoch = int(epoch)
+        self._start_batch = int(start_batch)
 
     def __len__(self) -> int:
         return self.episodes_per_epoch
@@ -249,4 +254,5 @@ class EpisodeLoader:
             yield self.sampler.episode(base + i)
 
     def __iter__(self) -> Iterator[Episode]:
-        return self.iter_from(0)
+        start, self._start_batch = self._start_batch, 0
+        return self.iter_from(start)

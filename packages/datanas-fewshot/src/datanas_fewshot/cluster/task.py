@@ -95,10 +95,14 @@ class PairLoader:
         self.drop_last = drop_last
         self.max_batches = max_batches
         self.epoch = 0
+        self._start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentations the next iteration produces."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Make the next iteration produce ``epoch`` (order and augmentations) from batch ``start_batch``."""
+        if not 0 <= start_batch <= len(self):
+            raise ConfigError(f"start_batch must be in 0..{len(self)}, got {start_batch}")
         self.epoch = int(epoch)
+        self._start_batch = int(start_batch)
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -120,7 +124,8 @@ class PairLoader:
             yield self.augment(self.images[idx], g)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.iter_from(0)
+        start, self._start_batch = self._start_batch, 0
+        return self.iter_from(start)
 
 
 def _device_of(model: nn.Module) -> torch.device:
