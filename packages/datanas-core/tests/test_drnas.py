@@ -315,7 +315,10 @@ def test_parse_stages_and_errors() -> None:
             ProgressiveSearcher(space, task, _config(2), stages=stages, supernet_kwargs={"C": 8, "N": 1})
     with pytest.raises(ConfigError, match="no partial-channel supernet"):
         ProgressiveSearcher(dc.get_space("nb201"), task, _config(2), stages="1:2,1:1")
-    assert type(drnas.build_searcher(space, task, _config(2), supernet_kwargs={"C": 8, "N": 1})) is Searcher
+    kw = {"supernet_kwargs": {"C": 8, "N": 1}}
+    assert type(drnas.build_searcher(space, task, _config(2), stages=None, **kw)) is Searcher
+    built = drnas.build_searcher(space, task, _config(2), stages="1:4,1:2", **kw)
+    assert isinstance(built, ProgressiveSearcher) and built.stages == (Stage(1, 4), Stage(1, 2))
 
 
 def test_pruned_ops_are_never_executed() -> None:

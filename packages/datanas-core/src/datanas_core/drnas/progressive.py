@@ -273,6 +273,15 @@ class ProgressiveSearcher(Searcher):
                 f"the supernet ({type(self.supernet).__name__}) cannot change its partial-channel ratio; the "
                 f"stages {format_stages(parsed)!r} need set_partial_channels (use a drnas_* space)"
             )
+        short = [i for i, st in enumerate(parsed) if st.epochs <= config.arch_warmup_epochs]
+        if short:
+            logger.warning(
+                "α is frozen for the first %d epochs of each stage, so it is never updated in stage(s) %s "
+                "(stages %s)",
+                config.arch_warmup_epochs,
+                [i + 1 for i in short],
+                format_stages(parsed),
+            )
         self.stages: tuple[Stage, ...] = parsed
         self.stage_index = 0
         self.transitions: list[dict[str, Any]] = []
@@ -334,8 +343,8 @@ class ProgressiveSearcher(Searcher):
         if stage.k != self.partial_channels:
             gen = torch.Generator().manual_seed(self.widen_seed + index)
             changes = self.supernet.set_partial_channels(stage.k, gen)  # type: ignore[operator]
-        # Searcher.rebuild_optimizers re-creates the cosine schedule with ``last_epoch``, which advances it one
-        # epoch; restore the schedule and learning rates exactly (DrNAS' configure_scheduler does the same).
+        # Searcher.rebuild_optimizers re-creates the cosine schedule with ``last_epoch``, which advances it
+        # one epoch; restore the schedule and learning rates exactly (as DrNAS' configure_scheduler does).
         schedule = self.w_scheduler.state_dict()
         lrs = [group["lr"] for group in self.w_optimizer.param_groups]
         self.rebuild_optimizers(carry_optimizer_state(changes) if carry else None)
