@@ -38,7 +38,7 @@ def _worker(argv: Sequence[str]) -> int:
     torch.set_num_threads(1)
     import faulthandler
 
-    faulthandler.dump_traceback_later(100, exit=True)  # debugging aid: a hung worker shows where it hangs
+    faulthandler.dump_traceback_later(600, exit=True)  # debugging aid: a hung worker shows where it hangs
     ctx = init_distributed()
 
     class Kill:

@@ -400,3 +400,12 @@ def test_report_of_crashed_run(tmp_path: Path) -> None:
     paths = build_report(tmp_path)
     text = paths["md"].read_text()
     assert "status | failed" in text and "figures/cell_cell.svg" in text
+
+
+def test_progress_bar_when_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = _loaders()
+    run_search(
+        _searcher(epochs=1), train, val, run_dir=tmp_path, progress=True, tensorboard=False, report=False
+    )
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "/4 [" in err and "loss=" in err

@@ -21,6 +21,7 @@ from datanas_core.runtime import (
     genotype_similarity,
     parse_memory,
     parse_seeds,
+    register_data_files,
     run_search,
     run_seeds,
 )
@@ -208,7 +209,7 @@ def test_manifest_records_declared_data_files(tmp_path: Path) -> None:
     f = tmp_path / "data.bin"
     f.write_bytes(b"hello")
     train, val = _loaders(0)
-    train.dataset.data_files = [f]  # type: ignore[attr-defined]  # how a domain dataset declares its files
+    register_data_files(train.dataset, f)  # how a domain dataset declares the files it reads
     run_search(
         _searcher(), train, val, run_dir=tmp_path / "run", progress=False, tensorboard=False, report=False
     )

@@ -30,7 +30,7 @@ from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity
 from datanas_core.runtime.progress import ProgressCallback
 from datanas_core.runtime.report import build_report, load_run
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
-from datanas_core.runtime.rundir import RunDir, build_manifest, collect_data_files
+from datanas_core.runtime.rundir import RunDir, build_manifest, collect_data_files, register_data_files
 from datanas_core.runtime.runner import (
     RuntimeOptions,
     add_runtime_args,
@@ -81,6 +81,7 @@ __all__ = [
     "parse_memory",
     "parse_seeds",
     "read_checkpoint",
+    "register_data_files",
     "restore_rng_state",
     "run_search",
     "run_seeds",

@@ -88,6 +88,29 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name}={v!r} is not an integer") from None
 
 
+def _store(rank: int, world: int, timeout: datetime.timedelta) -> Any:
+    """The rendezvous store, with keys namespaced by torchrun's restart count.
+
+    After an elastic restart the new workers meet in the same store as the failed ones; without a fresh
+    namespace, gloo can read a dead worker's address left by the previous round and hang while
+    connecting. Returns ``None`` when ``MASTER_ADDR``/``MASTER_PORT`` are not set (torch's defaults apply).
+    """
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port:
+        return None
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "") == str(True)
+    store = dist.TCPStore(
+        addr,
+        int(port),
+        world_size=world,
+        is_master=rank == 0 and not agent_hosts_store,
+        timeout=timeout,
+        wait_for_workers=False,
+    )
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"datanas/restart{restart}", store)
+
+
 def init_distributed(
     backend: str | None = None, *, timeout_s: float = 1800.0, device: str | torch.device | None = None
 ) -> DistributedContext:
@@ -129,7 +152,14 @@ def init_distributed(
     else:
         dev = torch.device(device) if device is not None else torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store = _store(rank, world, timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:
+            dist.init_process_group(
+                backend=backend, store=store, rank=rank, world_size=world, timeout=timeout
+            )
         logger.info("joined process group: rank %d/%d, backend %s, device %s", rank, world, backend, dev)
     return DistributedContext(rank=rank, world_size=world, local_rank=local, backend=backend, device=dev)
 

@@ -408,10 +408,16 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
                 labels.append(f"{edge_names[e]} {ops[k]}")
                 values.append([float(r["probs"][ct][e][k]) for r in rows if ct in r["probs"]])
         cols = [str(int(r["epoch"]) + 1) for r in rows if ct in r["probs"]]
+        top = max((v for row in values for v in row), default=1.0)
         doc.figure(
             f"alpha_evolution_{ct}",
             heatmap_svg(
-                values, row_labels=labels, col_labels=cols, title=f"{ct}: probabilities per epoch", cell=10
+                values,
+                row_labels=labels,
+                col_labels=cols,
+                title=f"{ct}: probabilities per epoch",
+                cell=10,
+                vmax=max(top, 1e-6),
             ),
             f"{ct}: evolution of every (edge, op) probability over the epochs",
         )

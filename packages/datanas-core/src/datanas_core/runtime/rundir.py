@@ -36,7 +36,14 @@ from datanas_core.genotype import Genotype
 from datanas_core.runtime._fs import atomic_write
 from datanas_core.runtime._jsonutil import config_hash, dumps, is_number, to_jsonable
 
-__all__ = ["RunDir", "build_manifest", "collect_data_files", "git_commit", "package_versions"]
+__all__ = [
+    "RunDir",
+    "build_manifest",
+    "collect_data_files",
+    "git_commit",
+    "package_versions",
+    "register_data_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +136,24 @@ def _device_info(device: Any) -> dict[str, Any]:
     info["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
     info["num_threads"] = torch.get_num_threads()
     return info
+
+
+def register_data_files(obj: Any, *paths: str | os.PathLike[str]) -> Any:
+    """Declare the files a dataset (or loader) reads, for the run manifest's checksums.
+
+    Domain loaders call this on the datasets they build; :func:`~datanas_core.runtime.run_search` finds the
+    files through :func:`collect_data_files` and records their size and sha256 in ``manifest.json``.
+    Returns ``obj`` (so it can wrap a constructor call).
+
+    Example:
+        >>> ds = register_data_files(MyDataset(root), root / "a.bin", root / "b.bin")  # doctest: +SKIP
+    """
+    existing = list(getattr(obj, "data_files", None) or [])
+    for p in paths:
+        if Path(p) not in [Path(e) for e in existing]:
+            existing.append(Path(p))
+    obj.data_files = existing
+    return obj
 
 
 def collect_data_files(*sources: Any) -> list[Path]:

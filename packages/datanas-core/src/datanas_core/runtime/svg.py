@@ -39,8 +39,8 @@ def heat_color(t: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering ``[lo, hi]`` (1-2-5 steps)."""
+def nice_ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> list[float]:
+    """About ``n`` round tick values covering ``[lo, hi]`` (1-2-5 steps; whole numbers with ``integer``)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [0.0]
     if hi < lo:
@@ -49,7 +49,10 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         return [lo]
     raw = (hi - lo) / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
+    step = next(m * mag for m in steps if m * mag >= raw)
+    if integer:
+        step = max(1.0, float(round(step)))
     start = math.ceil(lo / step - 1e-9) * step
     ticks = []
     v = start
@@ -80,7 +83,9 @@ def line_chart_svg(
 
     Each series is a ``<polyline class="series" data-name=...>``; no data gives a chart saying so.
     """
-    ml, mr, mt, mb = 60, 130, 30 if title else 12, 40
+    longest = max((len(k) for k in series), default=0)
+    ml, mr, mt, mb = 60, max(130, 7 * min(longest, 32) + 40), 30 if title else 12, 40
+    width = max(width, ml + mr + 200)
     pw, ph = width - ml - mr, height - mt - mb
     pts = {
         k: [(float(x), float(y)) for x, y in v if math.isfinite(float(x)) and math.isfinite(float(y))]
@@ -124,7 +129,7 @@ def line_chart_svg(
             y = sy(t)
             out.append(f'<line x1="{ml}" y1="{y:.1f}" x2="{ml + pw}" y2="{y:.1f}" stroke="#eee"/>')
             out.append(f'<text x="{ml - 4}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(t)}</text>')
-    for t in nice_ticks(x0, x1):
+    for t in nice_ticks(x0, x1, integer=all(float(x).is_integer() for x, _ in allp)):
         if x0 <= t <= x1:
             x = sx(t)
             out.append(f'<line x1="{x:.1f}" y1="{mt + ph}" x2="{x:.1f}" y2="{mt + ph + 4}" stroke="#999"/>')
@@ -154,7 +159,7 @@ def line_chart_svg(
             f'<line x1="{ml + pw + 8}" y1="{ly}" x2="{ml + pw + 24}" y2="{ly}" stroke="{color}" '
             f'stroke-width="2"/>'
         )
-        out.append(f'<text x="{ml + pw + 28}" y="{ly + 4}">{escape(name[:18])}</text>')
+        out.append(f'<text x="{ml + pw + 28}" y="{ly + 4}">{escape(name[:32])}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -175,10 +180,10 @@ def heatmap_svg(
     nrows = len(values)
     ncols = max((len(r) for r in values), default=0)
     label_w = 7 * max((len(s) for s in row_labels), default=4) + 10
-    cw = max(3, min(cell, (max_width - label_w - 80) // max(ncols, 1)))
+    cw = max(3, min(max(cell, 36), (max_width - label_w - 80) // max(ncols, 1)))
     ch = cell
     mt = (30 if title else 10) + 7 * min(max((len(s) for s in col_labels), default=2), 14) + 6
-    width = label_w + ncols * cw + 80
+    width = max(label_w + ncols * cw + 80, 7 * len(title) + 20)
     height = mt + max(nrows * ch, 60) + 20
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -190,7 +195,7 @@ def heatmap_svg(
             f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>'
         )
     span = (vmax - vmin) or 1.0
-    show_every = max(1, math.ceil(ncols * 9 / max(ncols * cw, 1)))
+    show_every = max(1, math.ceil(12 / cw))
     for j, lab in enumerate(col_labels[:ncols]):
         if j % show_every:
             continue
