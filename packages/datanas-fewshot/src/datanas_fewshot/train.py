@@ -7,6 +7,7 @@ Examples::
     python -m datanas_fewshot.train --genotype conv4 ...             # the standard Conv-4 backbone
     python -m datanas_fewshot.train --genotype conv4 --conv4-hidden match --match-genotype G.json ...
     python -m datanas_fewshot.train --genotype random:5 ...          # 5 random cells (median reported)
+    python -m datanas_fewshot.train --genotype random:5@0,1 ...      # random cells 0 and 1 of those 5
 
 ``--genotype`` takes a genotype JSON file, ``conv4``, or ``random:N``. The network is meta-trained from
 scratch,
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Meta-train a searched cell (or Conv-4, or random cells) and report 5-way accuracy "
         "with a 95%% confidence interval plus the 20 official one-shot runs.",
     )
-    p.add_argument("--genotype", required=True, help="genotype JSON, 'conv4', or 'random:N'")
+    p.add_argument("--genotype", required=True, help="genotype JSON, 'conv4', 'random:N' or 'random:N@i,j'")
     p.add_argument(
         "--conv4-hidden",
         default="64",
@@ -92,14 +93,21 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
         return [(f"conv4-{hidden}", lambda: build_backbone(config, "conv4", in_ch, conv4_hidden=hidden),
                  {"conv4_hidden": hidden})]  # fmt: skip
     if spec.startswith("random:"):
+        body = spec.split(":", 1)[1]
+        count, _, subset = body.partition("@")
         try:
-            n = int(spec.split(":", 1)[1])
+            n = int(count)
+            keep = {int(i) for i in subset.split(",")} if subset else set(range(n))
         except ValueError:
-            raise ConfigError(f"--genotype random:N needs an integer N, got {spec!r}") from None
+            raise ConfigError(f"--genotype random:N[@i,j] needs integers, got {spec!r}") from None
+        if n < 1 or not keep <= set(range(n)):
+            raise ConfigError(f"--genotype {spec!r}: need N >= 1 and indices in 0..N-1")
         g = torch.Generator().manual_seed(args.seed + 1000)
         out = []
         for i in range(n):
-            geno = random_genotype(space, g)
+            geno = random_genotype(space, g)  # always draw all N so cell i is the same for any subset
+            if i not in keep:
+                continue
             out.append((f"random-{i}", lambda geno=geno: build_backbone(config, geno, in_ch),
                         {"genotype": geno.to_dict()}))  # fmt: skip
         return out
