@@ -16,6 +16,7 @@ from datanas_seg import (
     load_dataset,
     load_isbi2012,
     load_segfolder,
+    median_frequency_weights,
     split_by_image,
     write_segfolder,
 )
@@ -155,3 +156,15 @@ def test_write_segfolder_round_trip(segfolder: Path, tmp_path: Path) -> None:
     assert copy.names == data.names
     assert all(torch.equal(a, b) for a, b in zip(copy.images, data.images, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(copy.masks, data.masks, strict=True))
+
+
+def test_median_frequency_weights(segfolder: Path) -> None:
+    data = load_segfolder(segfolder)
+    data.masks = [torch.tensor([[0, 0, 0, 1]]), torch.tensor([[0, 0, 255, 255]])]
+    data.num_classes = 3
+    w = median_frequency_weights(data)
+    # frequencies 5/6 and 1/6 (the ignored pixels do not count), median 1/2; class 2 absent -> 0
+    assert w == pytest.approx([0.5 / (5 / 6), 0.5 / (1 / 6), 0.0])
+    data.masks = [torch.full((2, 2), 255)]
+    with pytest.raises(DataError, match="no labelled pixels"):
+        median_frequency_weights(data)

@@ -103,3 +103,16 @@ def test_genotype_references(tmp_path: Path, darts_genotype) -> None:
         resolve_genotype(name)
     with pytest.raises(GenotypeError, match="bundled genotypes"):
         resolve_genotype("no-such-genotype")
+
+
+def test_class_weights_reach_both_losses() -> None:
+    from datanas_seg import mmseg_model_config
+
+    cfg = mmseg_model_config(
+        {"type": "DataNASBackbone"}, (8, 16, 32), 2, auxiliary=True, class_weight=[2.0, 0.5]
+    )
+    assert cfg["decode_head"]["loss_decode"]["class_weight"] == [2.0, 0.5]
+    assert cfg["auxiliary_head"]["loss_decode"]["class_weight"] == [2.0, 0.5]
+    assert "class_weight" not in decode_head_config("FCNHead", (8,), 2)["loss_decode"]
+    with pytest.raises(ConfigError, match="class_weight needs 2"):
+        decode_head_config("FCNHead", (8,), 2, class_weight=[1.0])

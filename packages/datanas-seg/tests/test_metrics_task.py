@@ -65,10 +65,10 @@ def test_evaluate_segmentation_is_dataset_level() -> None:
 
 
 def test_search_task_gradient_reaches_arch_weights() -> None:
-    space = SegDartsSpace()
+    space = SegDartsSpace(ops=("none", "skip_connect", "sep_conv_3x3"))
     bb = space.build_supernet(C=4, in_channels=1)
     model = SegModel(bb, SimpleSegHead(bb.out_channels, 2, channels=8))
-    w = {ct: torch.full((14, 8), 1 / 8, requires_grad=True) for ct in ("normal", "reduce")}
+    w = {ct: torch.full((14, 3), 1 / 3, requires_grad=True) for ct in ("normal", "reduce")}
     arch = ArchSample.fixed(w)
     for ct in w:
         arch[ct].weights = w[ct]
@@ -136,3 +136,15 @@ def test_param_matched_baselines(data_genotype) -> None:
         }
     with pytest.raises(SearchSpaceError, match="raise the tolerance"):
         param_matched_random_genotypes(space, data_genotype, 50, C=4, tolerance=1e-9, max_draws=20)
+
+
+def test_class_weighted_loss_matches_torch() -> None:
+    import torch.nn.functional as F
+
+    model = torch.nn.Conv2d(1, 2, 1)
+    task = SegSearchTask(2, class_weight=[3.0, 0.5])
+    x, y = torch.randn(2, 1, 4, 4), torch.randint(0, 2, (2, 4, 4))
+    loss, _ = task.loss(model, (x, y), None)
+    expected = F.cross_entropy(model(x), y, weight=torch.tensor([3.0, 0.5]))
+    assert torch.allclose(loss, expected)
+    assert not torch.allclose(loss, F.cross_entropy(model(x), y))

@@ -27,6 +27,7 @@ from datanas_seg.data import (
     load_dataset,
     load_isbi2012,
     load_segfolder,
+    median_frequency_weights,
     split_by_image,
     write_segfolder,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "load_dataset",
     "load_isbi2012",
     "load_segfolder",
+    "median_frequency_weights",
     "mmseg_model_config",
     "param_matched_random_genotypes",
     "random_genotype",

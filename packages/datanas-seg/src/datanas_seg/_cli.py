@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from datanas_core.errors import ConfigError
-from datanas_seg.data import DATASETS, SegImages, load_dataset, split_by_image
+from datanas_seg.data import DATASETS, SegImages, load_dataset, median_frequency_weights, split_by_image
 from datanas_seg.export import DECODE_HEADS, HEAD_INPUTS
 from datanas_seg.genotypes import GenotypeRef
 from datanas_seg.model import SegModel, SimpleSegHead
@@ -46,6 +46,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split-seed", type=int, default=0, help="seed of the image split (default 0)")
     g.add_argument("--crop-size", type=int, default=None, help="side of the random square crops")
     g.add_argument("--batch-size", type=int, default=8, help="crops per batch (default 8)")
+    g.add_argument(
+        "--class-weight",
+        choices=("balanced", "none"),
+        default="balanced",
+        help="cross-entropy class weights: median-frequency balanced from the training masks, or none "
+        "(default balanced)",
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, C: int, head_channels: int) -> None:
@@ -112,6 +119,7 @@ class Splits:
     val: SegImages
     test: SegImages
     indices: tuple[list[int], list[int], list[int]]
+    class_weight: list[float] | None = None
 
     def names(self) -> dict[str, list[str]]:
         return {"train": self.train.names, "val": self.val.names, "test": self.test.names}
@@ -131,7 +139,11 @@ def load_splits(args: argparse.Namespace) -> Splits:
         data.num_classes,
         data.in_channels,
     )
-    return Splits(data, data.subset(idx[0]), data.subset(idx[1]), data.subset(idx[2]), idx)
+    train = data.subset(idx[0])
+    weights = median_frequency_weights(train) if args.class_weight == "balanced" else None
+    if weights is not None:
+        logger.info("class weights (median frequency, training images): %s", [round(w, 3) for w in weights])
+    return Splits(data, train, data.subset(idx[1]), data.subset(idx[2]), idx, weights)
 
 
 def head_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,7 +151,10 @@ def head_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_search_model(
-    args: argparse.Namespace, space: SegDartsSpace, data: SegImages
+    args: argparse.Namespace,
+    space: SegDartsSpace,
+    data: SegImages,
+    class_weight: list[float] | None = None,
 ) -> tuple[nn.Module, Any]:
     """(supernet model, task) for ``--framework``."""
     if args.framework == "mmseg":
@@ -158,6 +173,7 @@ def build_search_model(
             auxiliary=args.auxiliary,
             ignore_index=data.ignore_index,
             head_options=head_options(args),
+            class_weight=class_weight,
         )
         return model, MMSegSearchTask(data.num_classes, data.ignore_index)
     from datanas_seg.task import SegSearchTask
@@ -169,11 +185,16 @@ def build_search_model(
         in_channels=data.in_channels,
     )
     model = SegModel(bb, SimpleSegHead(bb.out_channels, data.num_classes, channels=args.head_channels))
-    return model, SegSearchTask(data.num_classes, data.ignore_index)
+    return model, SegSearchTask(data.num_classes, data.ignore_index, class_weight)
 
 
 def build_derived_model(
-    args: argparse.Namespace, genotype: GenotypeRef, data: SegImages, *, drop_path_prob: float = 0.0
+    args: argparse.Namespace,
+    genotype: GenotypeRef,
+    data: SegImages,
+    *,
+    drop_path_prob: float = 0.0,
+    class_weight: list[float] | None = None,
 ) -> tuple[nn.Module, Any, Any]:
     """``(model, task, areas_fn)`` for a derived genotype under ``--framework``.
 
@@ -196,8 +217,13 @@ def build_derived_model(
             drop_path_prob=drop_path_prob,
             ignore_index=data.ignore_index,
             head_options=head_options(args),
+            class_weight=class_weight,
         )
-        return model, MMSegSearchTask(data.num_classes, data.ignore_index), mmseg_intersect_and_union
+        return (
+            model,
+            MMSegSearchTask(data.num_classes, data.ignore_index),
+            mmseg_intersect_and_union,
+        )
     from datanas_seg.backbone import DataNASBackbone
     from datanas_seg.task import SegSearchTask
 
@@ -210,7 +236,7 @@ def build_derived_model(
         drop_path_prob=drop_path_prob,
     )
     model = SegModel(bb, SimpleSegHead(bb.out_channels, data.num_classes, channels=args.head_channels))
-    return model, SegSearchTask(data.num_classes, data.ignore_index), None
+    return model, SegSearchTask(data.num_classes, data.ignore_index, class_weight), None
 
 
 def predict_fn(args: argparse.Namespace, model: nn.Module) -> Any:

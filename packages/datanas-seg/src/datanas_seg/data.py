@@ -42,6 +42,7 @@ __all__ = [
     "load_dataset",
     "load_isbi2012",
     "load_segfolder",
+    "median_frequency_weights",
     "split_by_image",
     "write_segfolder",
 ]
@@ -287,6 +288,27 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str], **kwargs: object) 
     if name == "segfolder":
         return load_segfolder(data_dir, **kwargs)  # type: ignore[arg-type]
     raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+
+
+def median_frequency_weights(data: SegImages) -> list[float]:
+    """Median-frequency class weights ``median(f) / f_c`` from the pixel frequencies ``f_c`` of ``data``.
+
+    Classes absent from ``data`` get weight 0 (they cannot be balanced). Use them as the loss' class weights
+    on imbalanced data (ISBI-2012: ~22% membrane pixels) so mIoU, a class-balanced metric, is what is trained.
+
+    Raises:
+        DataError: ``data`` holds no labelled pixel.
+    """
+    counts = torch.zeros(data.num_classes, dtype=torch.float64)
+    for m in data.masks:
+        keep = (m >= 0) & (m < data.num_classes)
+        counts += torch.bincount(m[keep].flatten(), minlength=data.num_classes).double()
+    if counts.sum() == 0:
+        raise DataError("cannot compute class weights: no labelled pixels")
+    freq = counts / counts.sum()
+    present = freq > 0
+    med = float(freq[present].quantile(0.5))
+    return [med / float(f) if f > 0 else 0.0 for f in freq]
 
 
 def split_by_image(

@@ -45,6 +45,21 @@ def _norm_cfg() -> dict[str, Any]:
     return {"type": "BN", "requires_grad": True}
 
 
+def _ce_loss(weight: float, class_weight: Sequence[float] | None, num_classes: int) -> dict[str, Any]:
+    loss: dict[str, Any] = {
+        "type": "CrossEntropyLoss",
+        "use_sigmoid": False,
+        "loss_weight": weight,
+        "avg_non_ignore": True,
+    }
+    if class_weight is not None:
+        cw = [float(w) for w in class_weight]
+        if len(cw) != num_classes or any(w < 0 for w in cw):
+            raise ConfigError(f"class_weight needs {num_classes} non-negative numbers, got {cw}")
+        loss["class_weight"] = cw
+    return loss
+
+
 def decode_head_config(
     decode_head: str,
     in_channels: Sequence[int],
@@ -58,8 +73,12 @@ def decode_head_config(
     ignore_index: int = 255,
     align_corners: bool = False,
     norm_cfg: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The mmseg config dict of ``decode_head`` on backbone levels with ``in_channels`` channels.
+
+    ``class_weight`` sets the cross-entropy class weights (e.g.
+    :func:`datanas_seg.data.median_frequency_weights`).
 
     Raises:
         ConfigError: unknown head or ``head_inputs`` (messages list the valid names), or bad sizes.
@@ -98,12 +117,7 @@ def decode_head_config(
         norm_cfg=dict(norm_cfg) if norm_cfg is not None else _norm_cfg(),
         align_corners=align_corners,
         ignore_index=ignore_index,
-        loss_decode={
-            "type": "CrossEntropyLoss",
-            "use_sigmoid": False,
-            "loss_weight": 1.0,
-            "avg_non_ignore": True,
-        },
+        loss_decode=_ce_loss(1.0, class_weight, num_classes),
     )
     return cfg
 
@@ -118,6 +132,7 @@ def auxiliary_head_config(
     ignore_index: int = 255,
     align_corners: bool = False,
     norm_cfg: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """An auxiliary ``FCNHead`` on one backbone level (default: the second deepest).
 
@@ -141,12 +156,7 @@ def auxiliary_head_config(
         "norm_cfg": dict(norm_cfg) if norm_cfg is not None else _norm_cfg(),
         "align_corners": align_corners,
         "ignore_index": ignore_index,
-        "loss_decode": {
-            "type": "CrossEntropyLoss",
-            "use_sigmoid": False,
-            "loss_weight": loss_weight,
-            "avg_non_ignore": True,
-        },
+        "loss_decode": _ce_loss(loss_weight, class_weight, num_classes),
     }
 
 
@@ -198,6 +208,7 @@ def mmseg_model_config(
     data_preprocessor: Mapping[str, Any] | None = None,
     ignore_index: int = 255,
     head_options: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """An ``EncoderDecoder`` config dict around ``backbone`` (whose levels have ``out_channels`` channels).
 
@@ -214,6 +225,7 @@ def mmseg_model_config(
         ignore_index: label value ignored by the losses.
         head_options: extra keyword options for :func:`decode_head_config` (``dilations``, ``pool_scales``,
             ``dropout_ratio``, ...).
+        class_weight: cross-entropy class weights of both heads.
     """
     head = decode_head_config(
         decode_head,
@@ -222,6 +234,7 @@ def mmseg_model_config(
         channels=head_channels,
         head_inputs=head_inputs,
         ignore_index=ignore_index,
+        class_weight=class_weight,
         **dict(head_options or {}),
     )
     cfg: dict[str, Any] = {"type": "EncoderDecoder"}
@@ -230,7 +243,11 @@ def mmseg_model_config(
     cfg.update(backbone=dict(backbone), decode_head=head)
     if auxiliary:
         cfg["auxiliary_head"] = auxiliary_head_config(
-            out_channels, num_classes, channels=max(head_channels // 2, 8), ignore_index=ignore_index
+            out_channels,
+            num_classes,
+            channels=max(head_channels // 2, 8),
+            ignore_index=ignore_index,
+            class_weight=class_weight,
         )
     cfg.update(train_cfg={}, test_cfg={"mode": "whole"})
     return cfg
@@ -255,6 +272,7 @@ def export_mmseg_config(
     head_inputs: str = "concat",
     auxiliary: bool = False,
     head_options: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
     data_root: str | os.PathLike[str] | None = None,
     splits: Mapping[str, Sequence[str]] | None = None,
     img_suffix: str = ".png",
@@ -289,7 +307,7 @@ def export_mmseg_config(
         num_classes, class_names: classes (names default to ``class0``, ``class1``, ...).
         C, cells_per_stage, num_stages, in_channels: backbone size (images are loaded as 3-channel BGR by
             mmseg's ``LoadImageFromFile``, so keep ``in_channels=3`` for file datasets).
-        head_channels, head_inputs, auxiliary, head_options: see :func:`mmseg_model_config`.
+        head_channels, head_inputs, auxiliary, head_options, class_weight: see :func:`mmseg_model_config`.
         crop_size: ``(h, w)`` of the random training crops.
         max_iters, val_interval, batch_size, lr, weight_decay: schedule (SGD + poly LR, iteration based).
         mean, std: ``SegDataPreProcessor`` normalisation.
@@ -334,6 +352,7 @@ def export_mmseg_config(
         data_preprocessor=preproc,
         ignore_index=ignore_index,
         head_options=head_options,
+        class_weight=class_weight,
     )
     path = Path(path)
     ann_files = {"train": "", "val": "", "test": ""}

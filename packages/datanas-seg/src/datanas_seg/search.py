@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
     g.add_argument("--preset", choices=sorted(PRESETS), default="data", help="method preset (default data)")
-    g.add_argument("--epochs", type=int, default=8, help="search epochs (default 8)")
+    g.add_argument("--epochs", type=int, default=10, help="search epochs (default 10)")
     g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch (default 24)")
     g.add_argument(
         "--val-batches", type=int, default=8, help="distinct validation batches per epoch (default 8)"
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--w-lr", type=float, default=0.05, help="weight learning rate (default 0.05)")
     g.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (default 3e-3)")
-    g.add_argument("--arch-warmup-epochs", type=int, default=1, help="weight-only epochs first (default 1)")
+    g.add_argument("--arch-warmup-epochs", type=int, default=4, help="weight-only epochs first (default 4)")
     g.add_argument("--rule", type=str, default=None, help="derivation rule (default: the preset's)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_runtime_args(p)
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
         cfg = search_config(args, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model, task = _cli.build_search_model(args, space, splits.data)
+            model, task = _cli.build_search_model(args, space, splits.data, splits.class_weight)
         return Searcher(space, task, cfg, supernet=model, device=device)
 
     def loaders(seed: int) -> tuple[CropLoader, CropLoader]:

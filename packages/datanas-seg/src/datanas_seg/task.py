@@ -11,7 +11,7 @@ The mmseg variant lives in :mod:`datanas_seg.mmseg` (the loss there is mmseg's s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -57,11 +57,19 @@ class SegSearchTask:
     Args:
         num_classes: number of classes.
         ignore_index: mask value excluded from loss and metrics.
+        class_weight: cross-entropy class weights (e.g. :func:`datanas_seg.data.median_frequency_weights`).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self, num_classes: int, ignore_index: int = 255, class_weight: Sequence[float] | None = None
+    ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        self.class_weight = None if class_weight is None else torch.tensor([float(w) for w in class_weight])
+
+    def _ce(self, logits: Tensor, y: Tensor) -> Tensor:
+        w = None if self.class_weight is None else self.class_weight.to(logits.device, logits.dtype)
+        return F.cross_entropy(logits, y, weight=w, ignore_index=self.ignore_index)
 
     def _logits(self, model: nn.Module, x: Tensor, arch: ArchSample | None) -> Tensor:
         return model(x) if arch is None else model(x, arch)
@@ -72,7 +80,7 @@ class SegSearchTask:
         """Pixel cross-entropy and pixel accuracy of ``model(x, arch)`` (``model(x)`` if ``arch`` is None)."""
         x, y = unpack_batch(batch, model_device(model))
         logits = self._logits(model, x, arch)
-        loss = F.cross_entropy(logits, y, ignore_index=self.ignore_index)
+        loss = self._ce(logits, y)
         with torch.no_grad():
             keep = y != self.ignore_index
             acc = (logits.argmax(1)[keep] == y[keep]).float().mean() if keep.any() else torch.zeros(())
@@ -87,7 +95,7 @@ class SegSearchTask:
         acc.update(logits.argmax(1), y)
         out = acc.compute()
         return {
-            "loss": float(F.cross_entropy(logits, y, ignore_index=self.ignore_index)),
+            "loss": float(self._ce(logits, y)),
             "mIoU": out["mIoU"],
             "aAcc": out["aAcc"],
         }

@@ -100,7 +100,7 @@ def train_and_evaluate(
     """Build, train and evaluate one derived model; returns the metrics record (also written to ``out``)."""
     torch.manual_seed(args.seed)
     model, task, areas_fn = _cli.build_derived_model(
-        args, genotype, splits.data, drop_path_prob=args.drop_path
+        args, genotype, splits.data, drop_path_prob=args.drop_path, class_weight=splits.class_weight
     )
     model.to(device)
     backbone = model.backbone
@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
             head_inputs=args.head_inputs,
             auxiliary=args.auxiliary,
             head_options=_cli.head_options(args),
+            class_weight=splits.class_weight,
             crop_size=(crop, crop),
             batch_size=args.batch_size,
             max_iters=args.iters,

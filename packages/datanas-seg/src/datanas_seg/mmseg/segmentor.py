@@ -72,6 +72,7 @@ def build_search_segmentor(
     auxiliary: bool = False,
     ignore_index: int = 255,
     head_options: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> nn.Module:
     """An ``EncoderDecoder`` with a ``DataNASSupernetBackbone`` of ``space`` and an mmseg decode head.
 
@@ -102,6 +103,7 @@ def build_search_segmentor(
         auxiliary=auxiliary,
         ignore_index=ignore_index,
         head_options=head_options,
+        class_weight=class_weight,
     )
     return build_segmentor(cfg)
 
@@ -121,6 +123,7 @@ def build_derived_segmentor(
     drop_path_prob: float = 0.0,
     ignore_index: int = 255,
     head_options: Mapping[str, Any] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> nn.Module:
     """An ``EncoderDecoder`` with the ``DataNASBackbone`` of ``genotype`` and an mmseg decode head."""
     out_channels = feature_channels(genotype, C, cells_per_stage=cells_per_stage, num_stages=num_stages)
@@ -142,6 +145,7 @@ def build_derived_segmentor(
         auxiliary=auxiliary,
         ignore_index=ignore_index,
         head_options=head_options,
+        class_weight=class_weight,
     )
     return build_segmentor(cfg)
 
