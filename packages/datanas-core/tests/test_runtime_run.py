@@ -409,3 +409,49 @@ def test_progress_bar_when_forced(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "/4 [" in err and "loss=" in err
+
+
+class _ImageTask:
+    def loss(self, model: Any, batch: Any, arch: Any) -> Any:
+        x, y = batch
+        out = model(x, arch)
+        return F.cross_entropy(out, y), {"acc": float((out.argmax(-1) == y).float().mean())}
+
+
+@pytest.mark.slow
+def test_tiny_darts_search_report_with_derived_size(tmp_path: Path) -> None:
+    from datanas_core.space.darts import DartsSpace
+
+    g = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
+    train = DeterministicLoader(Subset(ds, range(8)), 4, seed=0)
+    val = DeterministicLoader(Subset(ds, range(8, 16)), 4, seed=1)
+    space = DartsSpace(extended=True)
+    cfg = SearchConfig(epochs=1, estimator="egs", estimator_options={"samples": 2}, rule="data")
+    s = Searcher(space, _ImageTask(), cfg, supernet_kwargs={"C": 4, "layers": 2, "num_classes": 3})
+    res = run_search(
+        s,
+        train,
+        val,
+        run_dir=tmp_path,
+        progress=False,
+        tensorboard=False,
+        derived_kwargs={"C": 4, "layers": 3, "num_classes": 3},
+        derived_input_shape=(3, 8, 8),
+    )
+    summary = RunDir(tmp_path).read_summary()
+    net = space.build_derived(res.genotype, C=4, layers=3, num_classes=3)
+    assert summary["derived"]["params"] == sum(p.numel() for p in net.parameters())
+    assert summary["derived"]["flops"] > 0
+    ns = "{http://www.w3.org/2000/svg}"
+    for ct in ("normal", "reduce"):
+        root = ET.parse(tmp_path / "figures" / f"cell_{ct}.svg").getroot()
+        drawn = sorted(
+            (g.get("data-src"), g.get("data-dst"), g.get("data-op"))
+            for g in root.iter(f"{ns}g")
+            if g.get("class") == "edge" and g.get("data-op")
+        )
+        assert drawn == sorted((str(e.src), str(e.dst), e.op) for e in res.genotype.cells[ct].edges)
+        nodes = {g.get("data-node") for g in root.iter(f"{ns}g") if g.get("class") == "node"}
+        assert nodes == {"0", "1", "2", "3", "4", "5", "out"}  # all 4 intermediate nodes, even without inputs
+    assert "Derived network" in (tmp_path / "report.md").read_text()

@@ -149,6 +149,7 @@ class ProgressCallback:
         if not self.enabled:
             return
         if self._bar is not None:
+            self._bar.refresh()  # show the epoch's final numbers before the bar goes away
             self._bar.close()
             self._bar = None
         parts = []

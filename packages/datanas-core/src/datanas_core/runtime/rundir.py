@@ -414,7 +414,7 @@ class RunDir:
         tb = self.tensorboard()
         if tb is None:
             return
-        x = record.get("step" if kind == "step" else "epoch")
+        x = record.get("step")  # epoch records are plotted at their global step too (resume purges by step)
         if not is_number(x):
             return
         for k, v in record.items():

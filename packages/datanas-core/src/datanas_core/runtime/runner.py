@@ -346,6 +346,9 @@ def run_search(
         )
         restore_rng_state(state["rng"], gens)
         dropped = rd.truncate_metrics(step=int(state["global_step"]), epoch=int(state["epoch"]))
+        rd.tensorboard(
+            purge_step=int(state["global_step"]) + 1
+        )  # drop TensorBoard events after the checkpoint
         logger.info(
             "resuming %s from %s (epoch %d, batch %d, step %d; dropped %d later metric records)",
             rd.path,
