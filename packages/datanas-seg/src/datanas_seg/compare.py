@@ -17,6 +17,8 @@ import argparse
 import json
 import logging
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +26,8 @@ from typing import Any
 
 import torch
 
-from datanas_core.errors import DataNASError
+from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
 from datanas_core.runtime import configure_logging, seed_everything
 from datanas_seg import _cli
@@ -47,7 +50,71 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random", type=int, default=5, help="random backbones (default 5)")
     g.add_argument("--tolerance", type=float, default=0.1, help="relative parameter tolerance (default 0.1)")
     g.add_argument("--random-seed", type=int, default=0, help="seed of the random architectures (default 0)")
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many models at once, each in its own `python -m datanas_seg.train` process "
+        "(same results as sequential runs; default 1)",
+    )
     return p
+
+
+def _train_argv(args: argparse.Namespace, genotype: Path, out: Path) -> list[str]:
+    """``python -m datanas_seg.train`` arguments reproducing this run's training options for one model."""
+    argv = ["--genotype", str(genotype), "--out", str(out)]
+    skip = {"genotype", "out", "export_config", "help"}
+    for action in train_parser()._actions:
+        if not action.option_strings or action.dest in skip:
+            continue
+        value = getattr(args, action.dest, None)
+        flag = action.option_strings[0]
+        if value is None:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(action, argparse._CountAction):
+            argv += [flag] * int(value)
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _train_in_processes(
+    args: argparse.Namespace, jobs: list[tuple[str, Genotype]], out: Path
+) -> list[dict[str, Any]]:
+    pending = list(jobs)
+    running: list[tuple[str, subprocess.Popen[bytes]]] = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name, g = pending.pop(0)
+            (out / name).mkdir(parents=True, exist_ok=True)
+            gpath = g.save(out / name / "genotype.json")
+            log = open(out / name / "train.log", "wb")  # noqa: SIM115 - closed when the process ends
+            cmd = [sys.executable, "-m", "datanas_seg.train", *_train_argv(args, gpath, out / name)]
+            logger.info("starting %s: %s", name, " ".join(cmd[1:]))
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            p.log = log  # type: ignore[attr-defined]
+            running.append((name, p))
+        time.sleep(1.0)
+        for item in list(running):
+            name, p = item
+            if p.poll() is not None:
+                p.log.close()  # type: ignore[attr-defined]
+                running.remove(item)
+                if p.returncode != 0:
+                    raise ConfigError(
+                        f"training {name} failed (exit {p.returncode}); see {out / name / 'train.log'}"
+                    )
+                logger.info("%s finished", name)
+    rows = []
+    for name, _ in jobs:
+        rec = json.loads((out / name / "metrics.json").read_text())
+        rec["name"] = name
+        rows.append(rec)
+    return rows
 
 
 def _markdown(rows: list[dict[str, Any]], median: float, searched: dict[str, Any]) -> str:
@@ -70,7 +137,9 @@ def _markdown(rows: list[dict[str, Any]], median: float, searched: dict[str, Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    _cli.check_positive(iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads)
+    _cli.check_positive(
+        iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads, jobs=args.jobs
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -92,13 +161,17 @@ def _run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         seed=args.random_seed,
     )
-    rows = []
-    for name, g in [("searched", searched)] + [(f"random{i}", r) for i, r in enumerate(randoms)]:
-        logger.info("=== %s ===", name)
-        rec = train_and_evaluate(args, g, splits, crop=crop, device=device, out=out / name)
-        g.save(out / name / "genotype.json")
-        rec["name"] = name
-        rows.append(rec)
+    models = [("searched", searched)] + [(f"random{i}", r) for i, r in enumerate(randoms)]
+    if args.jobs > 1:
+        rows = _train_in_processes(args, models, out)
+    else:
+        rows = []
+        for name, g in models:
+            logger.info("=== %s ===", name)
+            rec = train_and_evaluate(args, g, splits, crop=crop, device=device, out=out / name)
+            g.save(out / name / "genotype.json")
+            rec["name"] = name
+            rows.append(rec)
     median = statistics.median(r["test"]["mIoU"] for r in rows[1:]) if rows[1:] else float("nan")
     summary = {
         "searched_test_mIoU": rows[0]["test"]["mIoU"],

@@ -1,0 +1,64 @@
+"""Command-line tools: argument handling, and tiny end-to-end runs (pure-torch framework)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datanas_core.genotype import Genotype
+from datanas_seg import compare, search, train
+
+
+def test_compare_forwards_training_options_to_train() -> None:
+    args = compare.build_parser().parse_args(
+        [
+            "--genotype", "g.json", "--data", "segfolder", "--data-dir", "d", "--iters", "7", "--C", "6",
+            "--cells-per-stage", "1", "2", "1", "--auxiliary", "--dilations", "1", "3",
+            "--class-weight", "none", "--jobs", "3", "--random", "2", "-vv",
+        ]
+    )  # fmt: skip
+    argv = compare._train_argv(args, Path("x/genotype.json"), Path("x"))
+    targs = train.build_parser().parse_args(argv)
+    for dest in (
+        "data",
+        "iters",
+        "C",
+        "cells_per_stage",
+        "auxiliary",
+        "dilations",
+        "class_weight",
+        "verbose",
+    ):
+        assert getattr(targs, dest) == getattr(args, dest), dest
+    assert str(targs.data_dir) == "d" and targs.genotype == "x/genotype.json"
+    assert "--jobs" not in argv and "--random" not in argv
+
+
+def test_train_rejects_bad_random_seed(segfolder: Path, tmp_path: Path) -> None:
+    code = train.main(["--genotype", "random:x", "--data", "segfolder", "--data-dir", str(segfolder)])
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_search_then_train_tiny_pure_torch(segfolder: Path, tmp_path: Path) -> None:
+    common = ["--data", "segfolder", "--data-dir", str(segfolder), "--framework", "torch", "--C", "4"]
+    common += ["--crop-size", "16", "--batch-size", "2", "--head-channels", "4", "--threads", "1"]
+    code = search.main(
+        common
+        + ["--epochs", "2", "--steps-per-epoch", "2", "--val-batches", "1", "--arch-warmup-epochs", "1"]
+        + ["--out", str(tmp_path / "search"), "--no-progress", "--no-report"]
+    )
+    assert code == 0
+    g = Genotype.load(tmp_path / "search" / "genotype.json")
+    assert g.space == "seg.darts"
+    code = train.main(
+        common
+        + ["--genotype", str(tmp_path / "search" / "genotype.json"), "--iters", "2"]
+        + ["--out", str(tmp_path / "train"), "--export-config", str(tmp_path / "cfg.py")]
+    )
+    assert code == 0
+    metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["mIoU"] <= 1.0 and metrics["train"]["iters"] == 2
+    assert (tmp_path / "cfg.py").is_file()
