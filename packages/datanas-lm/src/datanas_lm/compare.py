@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.genotype import Genotype
 from datanas_lm.presets import PRESET_NAMES, train_preset
 
 __all__ = ["build_parser", "main"]
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
     parser.add_argument("--device", type=str, default=None, help="torch device")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="models trained at the same time, in worker processes (default 1)"
+    )
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return parser
 
@@ -78,20 +82,62 @@ def _cell_text(genotype: Any) -> str:
     return " ".join(f"{e.dst}<-{e.op}({e.src})" for e in cell.edges)
 
 
+def _train_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one model of the comparison (runs in the main process or in a worker process)."""
+    from datanas_core.runtime import configure_logging, seed_everything
+    from datanas_lm.data import load_corpus
+    from datanas_lm.search import data_files
+    from datanas_lm.train import build_model, run_training, train_config
+
+    if job["threads"] is not None:
+        torch.set_num_threads(int(job["threads"]))
+    if job["worker"]:
+        configure_logging(job["verbose"])
+    corpus = job["corpus"] if job.get("corpus") is not None else load_corpus(job["data"], job["data_dir"])
+    genotype = Genotype.from_dict(job["genotype"]) if job["genotype"] is not None else None
+    settings = job["settings"]
+    seed_everything(job["seed"])
+    model = build_model(job["kind"], genotype, len(corpus.vocab), settings).to(job["device"])
+    t0 = time.time()
+    scores = run_training(
+        model,
+        corpus,
+        train_config(settings, job["seed"]),
+        run_dir=job["out"],
+        genotype=genotype,
+        run_config={"model": job["kind"], "name": job["name"], "settings": settings, "data": job["data"]},
+        data_files=data_files(job["data"], Path(job["data_dir"])),
+        log_every=10**9,
+    )
+    row = {
+        "name": job["name"],
+        "cell": "LSTM" if genotype is None else _cell_text(genotype),
+        "params": scores["params"],
+        "val_ppl": scores["val_ppl"],
+        "test_ppl": scores["test_ppl"],
+        "time_s": time.time() - t0,
+    }
+    logger.info("%s: valid ppl %.2f, test ppl %.2f", job["name"], row["val_ppl"], row["test_ppl"])
+    return row
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the process exit code."""
-    from datanas_core.runtime import configure_logging, seed_everything
-    from datanas_lm.search import apply_threads, data_files, load_data, merge_settings
-    from datanas_lm.train import build_model, resolve_genotype, run_training, train_config
+    from datanas_core.runtime import configure_logging
+    from datanas_lm.search import apply_threads, load_data, merge_settings
+    from datanas_lm.train import resolve_genotype
 
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
         if args.random < 0:
             raise ConfigError(f"--random must be >= 0, got {args.random}")
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
         settings = merge_settings(train_preset(args.preset), args)
+        threads = settings.get("threads")
         apply_threads(settings)
-        device = torch.device(args.device) if args.device else torch.device("cpu")
+        device = args.device or "cpu"
         corpus, data_dir = load_data(args)
         models: list[tuple[str, str, Any]] = [
             ("searched", "cell", resolve_genotype(args.genotype, args.seed))
@@ -99,31 +145,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, args.random + 1)]
         if args.lstm:
             models.append(("lstm", "lstm", None))
-        rows: list[dict[str, Any]] = []
-        for name, kind, genotype in models:
-            seed_everything(args.seed)
-            model = build_model(kind, genotype, len(corpus.vocab), settings).to(device)
-            t0 = time.time()
-            scores = run_training(
-                model,
-                corpus,
-                train_config(settings, args.seed),
-                run_dir=args.out / name,
-                genotype=genotype,
-                run_config={"model": kind, "name": name, "settings": settings, "data": args.data},
-                data_files=data_files(args.data, data_dir),
-                log_every=10**9,
-            )
-            row = {
+        jobs = [
+            {
                 "name": name,
-                "cell": "LSTM" if genotype is None else _cell_text(genotype),
-                "params": scores["params"],
-                "val_ppl": scores["val_ppl"],
-                "test_ppl": scores["test_ppl"],
-                "time_s": time.time() - t0,
+                "kind": kind,
+                "genotype": None if g is None else g.to_dict(),
+                "settings": settings,
+                "seed": args.seed,
+                "data": args.data,
+                "data_dir": str(data_dir),
+                "device": device,
+                "out": str(args.out / name),
+                "threads": threads,
+                "verbose": args.verbose,
+                "worker": args.jobs > 1,
+                "corpus": corpus if args.jobs == 1 else None,
             }
-            rows.append(row)
-            logger.info("%s: valid ppl %.2f, test ppl %.2f", name, row["val_ppl"], row["test_ppl"])
+            for name, kind, g in models
+        ]
+        if args.jobs == 1:
+            rows = [_train_one(job) for job in jobs]
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+                rows = list(pool.map(_train_one, jobs))
         rand = [r for r in rows if r["name"].startswith("random_")]
         median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
         doc = {"rows": rows, "median_random": median, "settings": settings, "seed": args.seed}
