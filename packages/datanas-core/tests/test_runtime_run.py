@@ -365,6 +365,41 @@ def test_collapse_monitor_warns_and_stops_early(tmp_path: Path, caplog: pytest.L
     assert RunDir(tmp_path).read_summary()["status"] == "stopped_early"
 
 
+def test_monitor_state_survives_resume(tmp_path: Path) -> None:
+    space = ToySpace(ops=("none", "skip_connect", "avg_pool"))
+    train, val = _loaders()
+    ref = run_search(
+        _searcher(epochs=6, space=space),
+        train,
+        val,
+        run_dir=tmp_path / "ref",
+        collapse=CollapseMonitor(early_stop=True, patience=3),
+        **_FAST,
+    )
+    assert len(ref.history) == 3
+    d = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        run_search(
+            _searcher(epochs=6, space=space),
+            train,
+            val,
+            run_dir=d,
+            callbacks=[_Crash(10)],
+            collapse=CollapseMonitor(early_stop=True, patience=3),
+            **_FAST,
+        )
+    res = run_search(
+        _searcher(epochs=6, space=space),
+        train,
+        val,
+        run_dir=d,
+        resume=True,
+        collapse=CollapseMonitor(early_stop=True, patience=3),
+        **_FAST,
+    )
+    assert len(res.history) == 3 and res.stopped_early  # two flagged epochs came from the checkpoint
+
+
 def test_progress_logs_without_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     train, val = _loaders()
     with caplog.at_level(logging.INFO, logger="datanas_core.runtime.progress"):

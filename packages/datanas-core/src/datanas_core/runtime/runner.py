@@ -346,9 +346,8 @@ def run_search(
         )
         restore_rng_state(state["rng"], gens)
         dropped = rd.truncate_metrics(step=int(state["global_step"]), epoch=int(state["epoch"]))
-        rd.tensorboard(
-            purge_step=int(state["global_step"]) + 1
-        )  # drop TensorBoard events after the checkpoint
+        # TensorBoard drops its events after the checkpoint
+        rd.tensorboard(purge_step=int(state["global_step"]) + 1)
         logger.info(
             "resuming %s from %s (epoch %d, batch %d, step %d; dropped %d later metric records)",
             rd.path,
@@ -360,9 +359,8 @@ def run_search(
         )
     else:
         state = None
-        if (
-            is_main and rd.metrics_path.is_file()
-        ):  # "auto" fresh start over a run killed before its first checkpoint
+        if is_main and rd.metrics_path.is_file():
+            # "auto" start over a run that was killed before its first checkpoint
             rd.truncate_metrics(step=0, epoch=0)
         if seed_globals:
             seed_everything(int(getattr(searcher.config, "seed", 0)))
@@ -406,9 +404,12 @@ def run_search(
         runtime_cbs.append(
             ProgressCallback(steps_per_epoch, use_tqdm=progress, log_every=log_every, enabled=is_main)
         )
-    stateful = {
-        f"{type(cb).__name__}_{i}": cb for i, cb in enumerate(runtime_cbs) if hasattr(cb, "state_dict")
-    }
+    stateful: dict[str, Any] = {}
+    for cb in runtime_cbs:
+        if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
+            name = type(cb).__name__
+            n = sum(1 for k in stateful if k.split("#")[0] == name)
+            stateful[f"{name}#{n}"] = cb
 
     def state_fn(s: Any, batches_done: int) -> dict[str, Any]:
         sd = s.state_dict()
