@@ -91,6 +91,13 @@ def _params(searcher: Any) -> int:
     return sum(p.numel() for p in searcher.supernet.parameters())
 
 
+def _macs(searcher: Any, x: Any) -> int:
+    """Multiply-adds of one supernet forward pass with every kept op running (Dirichlet mean weights)."""
+    from datanas_core.space.networks import count_macs
+
+    return int(count_macs(searcher.supernet, x, searcher.distribution.mode()))
+
+
 def _time(fn: Callable[[], Any], reps: int) -> float:
     out = []
     for _ in range(reps):
@@ -131,8 +138,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, s in built:
             step = statistics.median(samples[name]["step"])
             w_step = statistics.median(samples[name]["w_step"])
+            macs = _macs(s, train[0])
             if name == "full":
-                base = {"step": step, "w_step": w_step}
+                base = {"step": step, "w_step": w_step, "macs": macs}
             kept = {
                 ct: int(m.sum(-1).max())
                 for ct, m in (s.transitions[-1]["masks"].items() if s.transitions else [])
@@ -146,6 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if kept
                     else len(next(iter(s.space.cells().values())).ops),
                     "supernet_params": _params(s),
+                    "forward_macs": macs,
+                    "macs_ratio_to_full": macs / base["macs"],
                     "step_ms": 1e3 * step,
                     "w_step_ms": 1e3 * w_step,
                     "step_ratio_to_full": step / base["step"],
@@ -187,20 +197,22 @@ def markdown(result: dict[str, Any]) -> str:
         f"(median of round medians); load average {meta['loadavg_before'][0]:.1f} -> "
         f"{meta['loadavg_after'][0]:.1f} on {meta['cpu_count']} CPUs.",
         "",
-        "| space | config | K | ops/edge | supernet params | step (ms) | w step (ms) | step / full "
-        "| w step / full |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| space | config | K | ops/edge | supernet params | forward MMACs | MACs / full | step (ms) "
+        "| w step (ms) | step / full | w step / full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['space']} | {r['config']} | {r['K']} | {r['ops_per_edge']} | {r['supernet_params']:,} | "
-            f"{r['step_ms']:.1f} | {r['w_step_ms']:.1f} | {r['step_ratio_to_full']:.2f} | "
+            f"{r['forward_macs'] / 1e6:.1f} | {r['macs_ratio_to_full']:.2f} | {r['step_ms']:.1f} | "
+            f"{r['w_step_ms']:.1f} | {r['step_ratio_to_full']:.2f} | "
             f"{r['w_step_ratio_to_full']:.2f} |"
         )
     lines += [
         "",
         "step = α step (validation batch) + w step (training batch); w step = the weight step alone "
-        "(α frozen in the first epochs of each stage). Sizes: "
+        "(α frozen in the first epochs of each stage); forward MACs: one supernet forward pass of the "
+        "batch with every kept op running (load-independent). Sizes: "
         + "; ".join(f"{k}: {v}, stages {meta['stages'][k]}" for k, v in meta["sizes"].items())
         + ".",
         "",
