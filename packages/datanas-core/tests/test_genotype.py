@@ -10,13 +10,17 @@ from datanas_core.testing import ToySpace
 
 
 def _g() -> Genotype:
-    return Genotype("toy", {"cell": CellGenotype([(0, 1, "lin_a"), (0, 2, "lin_b"), (1, 2, "lin_a")], (1, 2))})
+    return Genotype(
+        "toy", {"cell": CellGenotype([(0, 1, "lin_a"), (0, 2, "lin_b"), (1, 2, "lin_a")], (1, 2))}
+    )
 
 
 def test_json_round_trip_and_canonical_order(tmp_path) -> None:
     g = _g()
     assert Genotype.from_json(g.to_json()) == g
-    shuffled = Genotype("toy", {"cell": CellGenotype([(1, 2, "lin_a"), (0, 2, "lin_b"), (0, 1, "lin_a")], (1, 2))})
+    shuffled = Genotype(
+        "toy", {"cell": CellGenotype([(1, 2, "lin_a"), (0, 2, "lin_b"), (0, 1, "lin_a")], (1, 2))}
+    )
     assert shuffled == g and hash(shuffled) == hash(g)
     path = g.save(tmp_path / "sub" / "g.json")
     assert Genotype.load(path) == g
@@ -33,10 +37,16 @@ def test_meta_does_not_affect_equality() -> None:
     [
         ({"space": "toy"}, r"\$\.cells"),
         ({"space": "", "cells": {"c": {}}}, r"\$\.space"),
-        ({"space": "toy", "cells": {"cell": {"edges": [[0, 1]], "concat": [1]}}}, r"\$\.cells\.cell\.edges\[0\]"),
+        (
+            {"space": "toy", "cells": {"cell": {"edges": [[0, 1]], "concat": [1]}}},
+            r"\$\.cells\.cell\.edges\[0\]",
+        ),
         ({"space": "toy", "cells": {"cell": {"edges": [[2, 1, "lin_a"]], "concat": [1]}}}, r"src < dst"),
         ({"space": "toy", "cells": {"cell": {"edges": [], "concat": []}}}, r"concat"),
-        ({"schema_version": 99, "space": "toy", "cells": {"cell": {"edges": [], "concat": [1]}}}, "schema_version"),
+        (
+            {"schema_version": 99, "space": "toy", "cells": {"cell": {"edges": [], "concat": [1]}}},
+            "schema_version",
+        ),
     ],
 )
 def test_malformed_documents_name_the_json_path(doc: dict, path: str) -> None:

@@ -19,7 +19,10 @@ def test_registry_lookup_error_lists_names_and_suggests() -> None:
     r: Registry[type] = Registry("estimator")
     r.register("egs", dict)
     r.register("gdas", list)
-    with pytest.raises(UnknownNameError, match=r"unknown estimator 'eggs'; valid estimator names: egs, gdas\. Did you mean 'egs'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown estimator 'eggs'; valid estimator names: egs, gdas\. Did you mean 'egs'",
+    ):
         r.get("eggs")
     with pytest.raises(KeyError):  # still a KeyError for callers that catch builtins
         r.get("x")

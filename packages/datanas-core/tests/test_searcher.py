@@ -76,7 +76,8 @@ def test_same_seed_same_result_and_different_seed_differs() -> None:
         assert torch.equal(a, b)
     assert r1.genotype == r2.genotype
     assert any(
-        not torch.equal(a, b) for a, b in zip(s1.distribution.parameters(), s3.distribution.parameters(), strict=True)
+        not torch.equal(a, b)
+        for a, b in zip(s1.distribution.parameters(), s3.distribution.parameters(), strict=True)
     )
 
 
@@ -137,8 +138,16 @@ def test_second_order_hypergradient_matches_finite_differences() -> None:
     torch.manual_seed(0)
     space = ToySpace(dim=3, in_features=2, num_classes=2)
     cfg = SearchConfig(
-        epochs=1, estimator="softmax", estimator_options={}, regularizers=(), order="second",
-        w_momentum=0.0, w_weight_decay=0.0, w_lr=0.5, a_weight_decay=0.0, unrolled_eps=1e-4,
+        epochs=1,
+        estimator="softmax",
+        estimator_options={},
+        regularizers=(),
+        order="second",
+        w_momentum=0.0,
+        w_weight_decay=0.0,
+        w_lr=0.5,
+        a_weight_decay=0.0,
+        unrolled_eps=1e-4,
     )
     s = Searcher(space, ToyTask(), cfg)
     s.supernet.double()
@@ -154,7 +163,9 @@ def test_second_order_hypergradient_matches_finite_differences() -> None:
         loss, _ = ToyTask().loss(s.supernet, train, arch)
         grads = torch.autograd.grad(loss, list(s.supernet.parameters()))
         names = [n for n, _ in s.supernet.named_parameters()]
-        w_prime = {n: p.detach() - xi * g for n, p, g in zip(names, s.supernet.parameters(), grads, strict=True)}
+        w_prime = {
+            n: p.detach() - xi * g for n, p, g in zip(names, s.supernet.parameters(), grads, strict=True)
+        }
         arch = s.distribution.sample(generator=torch.Generator().manual_seed(0))
         out = torch.func.functional_call(s.supernet, w_prime, (val[0], arch))
         return float(torch.nn.functional.cross_entropy(out, val[1]).detach())

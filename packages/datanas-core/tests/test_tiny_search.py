@@ -42,8 +42,14 @@ def test_tiny_search_every_estimator(space_name: str, estimator: str, options: d
         kwargs = {"C": 4, "layers": 2, "num_classes": 3}
         rule = "data" if space_name == "darts_ext" else "topk_edges"
     regs = ({"type": "adc"},) if estimator == "egs" else ()
-    cfg = SearchConfig(epochs=1, estimator=estimator, estimator_options=options, executor=executor,
-                       regularizers=regs, rule=rule)
+    cfg = SearchConfig(
+        epochs=1,
+        estimator=estimator,
+        estimator_options=options,
+        executor=executor,
+        regularizers=regs,
+        rule=rule,
+    )
     s = Searcher(space, _Task(), cfg, supernet_kwargs=kwargs)
     alpha0 = [p.detach().clone() for p in s.distribution.parameters()]
     data = _data(4)

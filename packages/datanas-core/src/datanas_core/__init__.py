@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 # Method subpackages register their spaces, estimators, rules and regularisers on import.
 from datanas_core import drnas as drnas  # noqa: F401  registers drnas_darts, drnas_nb201
+from datanas_core import e2nas as e2nas  # noqa: F401  registers the e2nas estimator and novelty
 from datanas_core import entrannas as entrannas  # noqa: F401  registers entrannas_*, dst
 from datanas_core.derive import (
     DERIVATION_RULES,

@@ -150,7 +150,9 @@ class Genotype:
                 edges.append(EdgeChoice(int(e[0]), int(e[1]), str(e[2])))
             concat = cdoc.get("concat")
             if not isinstance(concat, list) or not all(isinstance(c, int) for c in concat) or not concat:
-                raise GenotypeError(f"{path}.concat: expected a non-empty list of node indices, got {concat!r}")
+                raise GenotypeError(
+                    f"{path}.concat: expected a non-empty list of node indices, got {concat!r}"
+                )
             cells[str(name)] = CellGenotype(tuple(edges), tuple(concat))
         meta = doc.get("meta", {})
         if not isinstance(meta, Mapping):

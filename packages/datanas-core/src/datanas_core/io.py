@@ -71,7 +71,9 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "md5", chunk: int
     return h.hexdigest()
 
 
-def verify_checksum(path: str | os.PathLike[str], *, md5: str | None = None, sha256: str | None = None) -> None:
+def verify_checksum(
+    path: str | os.PathLike[str], *, md5: str | None = None, sha256: str | None = None
+) -> None:
     """Raise :class:`DataError` if the file's checksum differs from the expected one.
 
     The message names the file, the expected and the actual digest.
@@ -188,4 +190,3 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         arr.byteswap()  # idx is big-endian
         t = torch.tensor(arr.tolist(), dtype=dtype)
     return t.reshape(dims)
-

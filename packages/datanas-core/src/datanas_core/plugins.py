@@ -34,5 +34,7 @@ def get_space(name: str, **options: Any) -> SearchSpace:
                 SPACES.register(name, obj)
         else:
             valid = sorted(set(SPACES.names()) | set(advertised))
-            raise UnknownNameError(f"unknown search space {name!r}; valid search space names: {', '.join(valid)}")
+            raise UnknownNameError(
+                f"unknown search space {name!r}; valid search space names: {', '.join(valid)}"
+            )
     return SPACES.build({"type": name, **options})

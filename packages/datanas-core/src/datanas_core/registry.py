@@ -39,7 +39,9 @@ class Registry(Generic[T]):
 
         def _do(o: T) -> T:
             if name in self._items and not override:
-                raise ConfigError(f"{self.kind} {name!r} is already registered (pass override=True to replace it)")
+                raise ConfigError(
+                    f"{self.kind} {name!r} is already registered (pass override=True to replace it)"
+                )
             self._items[name] = o
             return o
 

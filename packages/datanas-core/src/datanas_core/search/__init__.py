@@ -6,4 +6,12 @@ from datanas_core.search.config import PRESETS, SearchConfig
 from datanas_core.search.searcher import Searcher, SearchResult, arch_from_genotype
 from datanas_core.search.task import SearchTask, split_loss
 
-__all__ = ["PRESETS", "SearchConfig", "SearchResult", "SearchTask", "Searcher", "arch_from_genotype", "split_loss"]
+__all__ = [
+    "PRESETS",
+    "SearchConfig",
+    "SearchResult",
+    "SearchTask",
+    "Searcher",
+    "arch_from_genotype",
+    "split_loss",
+]

@@ -30,7 +30,8 @@ class SearchConfig:
         estimator: estimator name (see ``datanas_core.ESTIMATORS``).
         estimator_options: keyword options of the estimator (e.g. ``{"samples": 4, "tau": "linear:5:1"}``).
         executor: ``"exact"`` runs every op of a mixed edge (zero-weight ops still pass straight-through
-            gradients); ``"sparse"`` runs only ops with non-zero weight and adds zero-valued gradient carriers.
+            gradients); ``"sparse"`` runs only ops with non-zero weight and adds zero-valued gradient
+            carriers.
         regularizers: regulariser specs, each ``{"type": name, "weight": w, **options}``.
         rule: derivation rule name, or ``None`` for the space's default; ``rule_options`` its options.
         order: ``"first"`` (first-order DARTS), ``"second"`` (unrolled, finite-difference Hessian-vector
@@ -114,7 +115,9 @@ class SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"unknown SearchConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"unknown SearchConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
+            )
         kw = dict(d)
         if "regularizers" in kw:
             kw["regularizers"] = tuple(kw["regularizers"])
@@ -140,21 +143,74 @@ class SearchConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "data": {"epochs": 100, "estimator": "egs", "estimator_options": {"samples": 2}, "rule": "data",
-             "a_weight_decay": 0.0, "regularizers": ({"type": "adc", "weight": 0.1},)},
-    "data_m4": {"epochs": 100, "estimator": "egs", "estimator_options": {"samples": 4}, "rule": "data",
-                "a_weight_decay": 0.0, "regularizers": ({"type": "adc", "weight": 0.1},)},
-    "data_m7": {"epochs": 100, "estimator": "egs", "estimator_options": {"samples": 7}, "rule": "data",
-                "a_weight_decay": 0.0, "regularizers": ({"type": "adc", "weight": 0.1},)},
-    "darts": {"epochs": 50, "estimator": "softmax", "estimator_options": {}, "regularizers": (),
-              "rule": "topk_edges"},
-    "darts2": {"epochs": 50, "estimator": "softmax", "estimator_options": {}, "regularizers": (),
-               "rule": "topk_edges", "order": "second"},
-    "gdas": {"epochs": 250, "estimator": "gdas", "estimator_options": {}, "regularizers": (),
-             "executor": "sparse", "rule": "topk_pairs", "step_order": "weight_first", "w_nesterov": True,
-             "w_weight_decay": 5e-4},
-    "snas": {"epochs": 150, "estimator": "snas", "estimator_options": {}, "regularizers": (),
-             "order": "single_level", "rule": "all_edges_argmax", "a_grad_clip": 10.0},
-    "drnas": {"epochs": 50, "estimator": "dirichlet", "estimator_options": {}, "regularizers": (),
-              "rule": "topk_edges", "w_lr": 0.1, "w_lr_min": 0.0, "a_lr": 6e-4, "arch_warmup_epochs": 10},
+    "data": {
+        "epochs": 100,
+        "estimator": "egs",
+        "estimator_options": {"samples": 2},
+        "rule": "data",
+        "a_weight_decay": 0.0,
+        "regularizers": ({"type": "adc", "weight": 0.1},),
+    },
+    "data_m4": {
+        "epochs": 100,
+        "estimator": "egs",
+        "estimator_options": {"samples": 4},
+        "rule": "data",
+        "a_weight_decay": 0.0,
+        "regularizers": ({"type": "adc", "weight": 0.1},),
+    },
+    "data_m7": {
+        "epochs": 100,
+        "estimator": "egs",
+        "estimator_options": {"samples": 7},
+        "rule": "data",
+        "a_weight_decay": 0.0,
+        "regularizers": ({"type": "adc", "weight": 0.1},),
+    },
+    "darts": {
+        "epochs": 50,
+        "estimator": "softmax",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": "topk_edges",
+    },
+    "darts2": {
+        "epochs": 50,
+        "estimator": "softmax",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": "topk_edges",
+        "order": "second",
+    },
+    "gdas": {
+        "epochs": 250,
+        "estimator": "gdas",
+        "estimator_options": {},
+        "regularizers": (),
+        "executor": "sparse",
+        "rule": "topk_pairs",
+        "step_order": "weight_first",
+        "w_nesterov": True,
+        "w_weight_decay": 5e-4,
+    },
+    "snas": {
+        "epochs": 150,
+        "estimator": "snas",
+        "estimator_options": {},
+        "regularizers": (),
+        "order": "single_level",
+        "rule": "all_edges_argmax",
+        "a_grad_clip": 10.0,
+    },
+    "drnas": {
+        "epochs": 50,
+        "estimator": "dirichlet",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": "topk_edges",
+        "w_lr": 0.1,
+        "w_lr_min": 0.0,
+        "a_lr": 6e-4,
+        "arch_warmup_epochs": 10,
+    },
 }

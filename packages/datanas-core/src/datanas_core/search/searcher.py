@@ -9,7 +9,8 @@ network), both optimisers and the weight LR schedule. Each :meth:`Searcher.step`
   (order configurable);
 - second order (DARTS-2): the unrolled hypergradient
   ``∇_α L_val(w', α) − ξ [∇_α L_train(w⁺, α) − ∇_α L_train(w⁻, α)] / 2ε`` with
-  ``w' = w − ξ (μ m + ∇_w L_train + λ w)`` and ``w^± = w ± ε ∇_{w'} L_val(w', α)``; stochastic estimators reuse
+  ``w' = w − ξ (μ m + ∇_w L_train + λ w)`` and ``w^± = w ± ε ∇_{w'} L_val(w', α)``; stochastic
+  estimators reuse
   one sample (the same noise) for every term by replaying the generator state;
 - single level (SNAS): one training loss updates both ``w`` and ``α``.
 
@@ -50,7 +51,9 @@ class SearchResult:
     stopped_early: bool = False
 
 
-def arch_from_genotype(genotype: Genotype, space: SearchSpace, device: torch.device | None = None) -> ArchSample:
+def arch_from_genotype(
+    genotype: Genotype, space: SearchSpace, device: torch.device | None = None
+) -> ArchSample:
     """The fixed 0/1 code of a genotype as an ArchSample (the derived child inside the supernet).
 
     Every kept ``(src, dst, op)`` gets weight 1 and every other entry weight 0 (not executed), so the
@@ -92,8 +95,9 @@ class Searcher:
             (under ``config.seed``, so weight init is reproducible).
         distribution: a prebuilt architecture distribution; built from ``config`` otherwise.
         supernet_kwargs: options for ``space.build_supernet``.
-        weight_loss: optional replacement of the weight-step loss, ``weight_loss(searcher, batch) -> (loss, logs)``
-            (E2NAS' complementation mixes several architectures here); default: the task loss under a fresh sample.
+        weight_loss: optional replacement of the weight-step loss,
+            ``weight_loss(searcher, batch) -> (loss, logs)`` (E2NAS' complementation mixes several
+            architectures here); default: the task loss under a fresh sample.
         callbacks: objects with any of ``on_search_start(searcher)``, ``on_step_end(searcher, logs)``,
             ``on_epoch_end(searcher, record)``, ``on_search_end(searcher, result)``.
         device: where to put the supernet and distribution (default: where the supernet already is).
@@ -140,7 +144,9 @@ class Searcher:
         self.distribution = distribution.to(dev)
         #: Built regularisers; each carries its own ``weight`` (the spec's, or the regulariser's default,
         #: e.g. 0.1 for ADC as in DATA's code).
-        self.regularizers: list[Any] = [REGULARIZERS.build(dict(spec), space=space) for spec in config.regularizers]
+        self.regularizers: list[Any] = [
+            REGULARIZERS.build(dict(spec), space=space) for spec in config.regularizers
+        ]
         self.generator = torch.Generator().manual_seed(config.seed + 2)
         self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
         self.w_optimizer = torch.optim.SGD(
@@ -161,6 +167,9 @@ class Searcher:
         )
         self.callbacks = list(callbacks)
         self.weight_loss = weight_loss
+        #: Optional factor on the validation loss of the architecture step, ``fn(searcher) -> float``
+        #: (E2NAS weights it by ``1 - eta_e`` while its novelty term explores).
+        self.val_loss_weight: Callable[[Searcher], float] | None = None
         self.epoch = 0
         self.global_step = 0
         self.batch_in_epoch = 0
@@ -199,12 +208,15 @@ class Searcher:
             return torch.zeros((), device=self.device)
         return total
 
+    def _val_weight(self) -> float:
+        return 1.0 if self.val_loss_weight is None else float(self.val_loss_weight(self))
+
     def _check(self, value: Tensor, what: str) -> None:
         if not torch.isfinite(value.detach()).all():
             raise NumericalError(
-                f"{what} became {value.item()} at epoch {self.epoch} step {self.global_step}; the run was stopped "
-                "before the optimiser step so the last checkpoint is still good (lower the learning rates or the "
-                "temperature floor)"
+                f"{what} became {value.item()} at epoch {self.epoch} step {self.global_step}; the run was "
+                "stopped before the optimiser step so the last checkpoint is still good (lower the learning "
+                "rates or the temperature floor)"
             )
 
     # ------------------------------------------------------------------ steps
@@ -212,7 +224,7 @@ class Searcher:
         arch = self.sample()
         loss, logs = split_loss(self.task.loss(self.supernet, val_batch, arch))
         reg = self._regularization(arch)
-        total = loss + reg
+        total = self._val_weight() * loss + reg
         self._check(total, "architecture loss")
         params = self.arch_params
         grads = torch.autograd.grad(total, params, allow_unused=True)
@@ -303,9 +315,15 @@ class Searcher:
         self._check(lval + reg, "architecture loss")
         a_params = self.arch_params
         wp_list = [w_prime[n] for n in names]
-        grads = torch.autograd.grad(lval + reg, a_params + wp_list, allow_unused=True)
-        d_alpha = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads[: len(a_params)], strict=True)]
-        d_w = [torch.zeros_like(p) if g is None else g for p, g in zip(wp_list, grads[len(a_params) :], strict=True)]
+        grads = torch.autograd.grad(self._val_weight() * lval + reg, a_params + wp_list, allow_unused=True)
+        d_alpha = [
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(a_params, grads[: len(a_params)], strict=True)
+        ]
+        d_w = [
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(wp_list, grads[len(a_params) :], strict=True)
+        ]
         norm = torch.sqrt(sum((g * g).sum() for g in d_w))
         eps = cfg.unrolled_eps / (float(norm) + 1e-12)
 
@@ -483,7 +501,9 @@ class Searcher:
                 hook = getattr(cb, "on_epoch_end", None)
                 if hook is not None:
                     hook(self, record)
-        result = SearchResult(self.derive(), list(self.history), stopped_early=self.epoch < self.config.epochs)
+        result = SearchResult(
+            self.derive(), list(self.history), stopped_early=self.epoch < self.config.epochs
+        )
         for cb in self.callbacks:
             hook = getattr(cb, "on_search_end", None)
             if hook is not None:
@@ -498,10 +518,14 @@ class Searcher:
             return math.inf  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ state
-    def rebuild_optimizers(self, carry: Callable[[torch.optim.Optimizer, torch.optim.Optimizer], None] | None = None) -> None:
-        """Recreate the weight optimiser and LR schedule after the supernet's parameters changed (DrNAS stages).
+    def rebuild_optimizers(
+        self, carry: Callable[[torch.optim.Optimizer, torch.optim.Optimizer], None] | None = None
+    ) -> None:
+        """Recreate the weight optimiser and LR schedule after the supernet's parameters changed (DrNAS
+        stages).
 
-        The schedule keeps its position (``last_epoch``); ``carry(old_optimizer, new_optimizer)`` may move state
+        The schedule keeps its position (``last_epoch``); ``carry(old_optimizer, new_optimizer)`` may
+        move state
         (e.g. momentum buffers widened with the same channel mapping) from the old optimiser to the new one.
         """
         cfg = self.config
@@ -537,6 +561,8 @@ class Searcher:
             "batch_in_epoch": self.batch_in_epoch,
             "history": list(self.history),
             "config": self.config.to_dict(),
+            "regularizers": [r.state_dict() if hasattr(r, "state_dict") else None for r in self.regularizers],
+            "weight_loss": self.weight_loss.state_dict() if hasattr(self.weight_loss, "state_dict") else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -550,4 +576,12 @@ class Searcher:
         self.global_step = int(state["global_step"])
         self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
         self.history = list(state.get("history", []))
+        for reg, st in zip(
+            self.regularizers, state.get("regularizers", [None] * len(self.regularizers)), strict=False
+        ):
+            if st is not None and hasattr(reg, "load_state_dict"):
+                reg.load_state_dict(st)
+        wl = state.get("weight_loss")
+        if wl is not None and hasattr(self.weight_loss, "load_state_dict"):
+            self.weight_loss.load_state_dict(wl)  # type: ignore[union-attr]
         self.distribution.set_epoch(self.epoch, self.config.epochs)

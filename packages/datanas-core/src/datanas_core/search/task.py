@@ -24,8 +24,9 @@ class SearchTask(Protocol):
     - ``batch_size(batch) -> int`` for weighted averages (defaults to ``len(batch[0])``).
     """
 
-    def loss(self, model: nn.Module, batch: Any, arch: ArchSample) -> Tensor | tuple[Tensor, Mapping[str, Any]]:
-        ...
+    def loss(
+        self, model: nn.Module, batch: Any, arch: ArchSample
+    ) -> Tensor | tuple[Tensor, Mapping[str, Any]]: ...
 
 
 def split_loss(out: Tensor | tuple[Tensor, Mapping[str, Any]]) -> tuple[Tensor, dict[str, float]]:

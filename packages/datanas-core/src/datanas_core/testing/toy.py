@@ -97,9 +97,7 @@ class ToySpace(SearchSpace):
         num_classes: int = 3,
         layers: int = 1,
     ) -> None:
-        self._cells = {
-            ct: CellSpec.dense(ct, num_inputs, num_nodes, tuple(ops)) for ct in cell_types
-        }
+        self._cells = {ct: CellSpec.dense(ct, num_inputs, num_nodes, tuple(ops)) for ct in cell_types}
         self.sizes = {"in_features": in_features, "dim": dim, "num_classes": num_classes, "layers": layers}
 
     def cells(self) -> Mapping[str, CellSpec]:
@@ -131,7 +129,11 @@ class ToySpace(SearchSpace):
 
     def edge_costs(self, metric: str = "params") -> dict[str, Tensor]:
         d = self.sizes["dim"]
-        per_op = {"params": float(d * d + d), "flops": float(d * d)}[metric] if metric in ("params", "flops") else None
+        per_op = (
+            {"params": float(d * d + d), "flops": float(d * d)}[metric]
+            if metric in ("params", "flops")
+            else None
+        )
         if per_op is None:
             return super().edge_costs(metric)
         out = {}
