@@ -251,8 +251,10 @@ def test_dst_genotype_equals_engine_active_graph() -> None:
 def test_dst_rule_rejects_non_dst_probabilities_and_entrannas_rule_falls_back() -> None:
     soft = ArchitectureDistribution(get_space("darts"), "softmax", seed=0)
     _spread_logits(soft, std=1.0)
-    with pytest.raises(ConfigError, match="dst"):
-        derive(soft, get_space("darts"), "dst")
+    with pytest.raises(ConfigError, match="not DST weights"):
+        derive(soft, get_space("darts"), {"type": "dst", "strict": True})
+    dense = derive(soft, get_space("darts_ext"), "dst")  # non-strict: warns and keeps every pair
+    assert all(len(dense.cells[ct].edges) == 14 * 7 for ct in ("normal", "reduce"))
     auto = derive(soft, get_space("entrannas_darts", extended=False), "entrannas")
     top2 = derive(soft, get_space("darts"), "topk_edges")
     assert auto.cells == top2.cells

@@ -337,7 +337,8 @@ class DSTRule(DerivationRule):
     Args:
         min_inputs: minimum number of kept pairs per node.
         strict: raise if ``p`` is not DST output (an excluded op such as ``none`` has non-zero probability:
-            the softmax of another estimator would keep every pair).
+            the softmax of another estimator keeps every pair); by default such input is only logged as a
+            warning and every pair with ``p > 0`` is kept.
         ops_per_edge: at most this many ops per edge (largest ``q_hat`` first); ``None``: no limit.
         exclude: ops never kept.
 
@@ -350,7 +351,7 @@ class DSTRule(DerivationRule):
     def __init__(
         self,
         min_inputs: int = 1,
-        strict: bool = True,
+        strict: bool = False,
         ops_per_edge: int | None = None,
         exclude: Sequence[str] = ("none",),
     ) -> None:
@@ -366,12 +367,15 @@ class DSTRule(DerivationRule):
         self.ops_per_edge = ops_per_edge
 
     def derive_cell(self, p: list[list[float]], spec: CellSpec) -> list[EdgeChoice]:
-        if self.strict and is_dst_probs(p, spec, self.exclude) is False:
-            raise ConfigError(
+        if is_dst_probs(p, spec, self.exclude) is False:
+            msg = (
                 f"rule 'dst' on cell type {spec.cell_type!r}: the excluded op(s) {list(self.exclude)} have "
-                "non-zero probability, so these are not DST weights; use the 'dst' estimator, or the rule "
-                "'entrannas' (which falls back to top-2 / argmax for other estimators)"
+                "non-zero probability, so these are not DST weights and every pair would be kept; use the "
+                "'dst' estimator, or the rule 'entrannas' (top-2 / argmax for other estimators)"
             )
+            if self.strict:
+                raise ConfigError(msg)
+            logger.warning("%s", msg)
         ops = self.allowed_ops(spec)
         out = []
         for node in spec.nodes:
