@@ -65,6 +65,7 @@ EXPECTED = {
     "UnknownNameError",
     "__version__",
     "arch_from_genotype",
+    "build_searcher",
     "derive",
     "get_space",
     "load_published",

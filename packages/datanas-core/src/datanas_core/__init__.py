@@ -71,7 +71,15 @@ from datanas_core.regularizers import (
 )
 from datanas_core.sample import ArchSample, CellSample
 from datanas_core.schedules import SCHEDULES, Constant, Exponential, Linear
-from datanas_core.search import PRESETS, SearchConfig, Searcher, SearchResult, SearchTask, arch_from_genotype
+from datanas_core.search import (
+    PRESETS,
+    SearchConfig,
+    Searcher,
+    SearchResult,
+    SearchTask,
+    arch_from_genotype,
+    build_searcher,
+)
 from datanas_core.space.base import SPACES, CellSpec, SearchSpace
 from datanas_core.space.darts import DartsExtSpace, DartsSpace
 from datanas_core.space.mixed import MixedOp
@@ -146,6 +154,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "arch_from_genotype",
+    "build_searcher",
     "derive",
     "get_space",
     "load_published",

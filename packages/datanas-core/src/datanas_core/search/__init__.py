@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datanas_core.search.config import PRESETS, SearchConfig
+from datanas_core.search.factory import build_searcher
 from datanas_core.search.searcher import Searcher, SearchResult, arch_from_genotype
 from datanas_core.search.task import SearchTask, split_loss
 
@@ -13,5 +14,6 @@ __all__ = [
     "SearchTask",
     "Searcher",
     "arch_from_genotype",
+    "build_searcher",
     "split_loss",
 ]

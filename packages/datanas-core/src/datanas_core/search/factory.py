@@ -1,0 +1,40 @@
+"""One entry point that builds the right searcher for a configuration (plain bilevel search or a method that
+needs more wiring, such as E2NAS' complementation and exploration)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from datanas_core.search.config import SearchConfig
+from datanas_core.search.searcher import Searcher
+from datanas_core.search.task import SearchTask
+from datanas_core.space.base import SearchSpace
+
+__all__ = ["build_searcher"]
+
+
+def build_searcher(
+    space: SearchSpace,
+    task: SearchTask,
+    config: SearchConfig,
+    *,
+    supernet_kwargs: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    device: Any = None,
+    method_options: Mapping[str, Any] | None = None,
+) -> Searcher:
+    """A :class:`Searcher` for ``config``; domain CLIs call this instead of the constructor.
+
+    - ``estimator="e2nas"``: :func:`datanas_core.e2nas.e2nas_searcher` (complementation ``lam``, exploration
+      ``novelty_weight``/``r`` from ``method_options``).
+    - anything else: ``Searcher(space, task, config, ...)``.
+    """
+    opts = dict(method_options or {})
+    if config.estimator == "e2nas":
+        from datanas_core.e2nas import e2nas_searcher
+
+        return e2nas_searcher(
+            space, task, config, supernet_kwargs=supernet_kwargs, callbacks=callbacks, device=device, **opts
+        )
+    return Searcher(space, task, config, supernet_kwargs=supernet_kwargs, callbacks=callbacks, device=device)
