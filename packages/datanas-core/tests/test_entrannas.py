@@ -372,6 +372,34 @@ def test_transit_cell_runs_exactly_the_derived_graph_without_alpha_gradient() ->
     assert grads[list(dist.logits).index("reduce")] is not None
 
 
+def test_detached_transit_weights_scale_pairs_without_alpha_gradient() -> None:
+    space = get_space("entrannas_darts")
+    dist = _dst_dist(seed=2)
+    _spread_logits(dist, std=1.0, seed=2)
+    plain = space.build_supernet(**DARTS_KW)
+    weighted = space.build_supernet(**DARTS_KW, transit_weights="detached")
+    weighted.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    arch = dist.sample()
+    feats_plain = plain.forward_intermediates(x, arch, intermediates_only=True)
+    feats_weighted = weighted.forward_intermediates(x, arch, intermediates_only=True)
+    assert torch.allclose(feats_plain[2], feats_weighted[2])  # stem + engine cells 0, 1: identical
+    assert not torch.allclose(feats_plain[3], feats_weighted[3])  # cell 2 is the first transit cell
+    cell = weighted.cells[2]
+    plan = weighted.prepare(arch)["normal"]
+    out = cell(feats_weighted[1].detach(), feats_weighted[2].detach(), plan)
+    assert all(g is None for g in torch.autograd.grad(out.sum(), list(dist.parameters()), allow_unused=True))
+
+
+def test_space_config_identifies_the_method() -> None:
+    cfg = get_space("entrannas_darts", engine_cells=[0, 1], feature_sharing=False).config()
+    assert cfg["name"] == "darts_ext" and cfg["method"] == "entrannas"
+    assert cfg["engine_cells"] == [0, 1] and cfg["feature_sharing"] is False and cfg["rule"] == "entrannas"
+    assert get_space("entrannas_nb201").config()["rule"] == "entrannas_nb201"
+    with pytest.raises(ConfigError, match="alias"):
+        get_space("entrannas_nb201").build_supernet(C=4, N=1, layers=2)
+
+
 def test_fixed_genotype_code_runs_the_genotype_in_every_cell() -> None:
     """arch_from_genotype (the 'child' evaluation) makes engine and transit cells run the same graph."""
     space = get_space("entrannas_darts")

@@ -10,12 +10,21 @@ Importing this package registers:
 * derivation rules ``"dst"``, ``"entrannas"`` and ``"entrannas_nb201"`` (transit and final derivation);
 * regulariser ``"dst_sparsity"`` (:class:`DSTSparsity`, a guess: the paper's threshold penalty is unknown).
 
+Through the core's options (any domain that selects spaces and estimators by registry name):
+
+* EnTranNAS-DST: space ``entrannas_darts`` (or ``entrannas_nb201``), estimator ``dst``, executor ``sparse``
+  (same numbers as ``exact``, cheaper), regularisers ``()`` or ``({"type": "dst_sparsity", "weight": w},)``,
+  rule unset (the space's ``entrannas`` rule = what the transit cells run);
+* plain EnTranNAS (top-2): the same spaces with estimator ``softmax`` (optionally ``tau``), no regulariser.
+
 Example:
-    >>> import torch
     >>> from datanas_core import SearchConfig, Searcher, get_space
-    >>> cfg = SearchConfig(epochs=1, estimator="dst", estimator_options={}, regularizers=())
+    >>> cfg = SearchConfig(epochs=1, estimator="dst", estimator_options={}, executor="sparse",
+    ...                    regularizers=({"type": "dst_sparsity", "weight": 0.01},))
     >>> searcher = Searcher(get_space("entrannas_darts"), task, cfg,
     ...                     supernet_kwargs={"C": 8, "layers": 5})  # doctest: +SKIP
+    >>> searcher.fit(train_loader, val_loader).genotype.space  # doctest: +SKIP
+    'darts_ext'
 """
 
 from __future__ import annotations

@@ -33,6 +33,13 @@ beta initialisation ``threshold_init=0.5``           ``beta = 0``; with DARTS' n
 threshold ceiling   ``max_threshold=0.999``          keeps ``1 - t_j > 0`` in float32 (>= 1 input)
 threshold penalty   regulariser ``dst_sparsity``     off unless configured (nothing in the sources)
 =================== ================================ ===================================================
+
+Dynamics worth knowing: a pair below its threshold gets no gradient through the ReLU, and a node (with
+``"node"`` normalisation) or an edge (with ``"edge"``) left with a single pair has weight exactly 1, so the
+task loss no longer moves its ``alpha``; pruning is effectively one-way. Sparsity appears only as ``alpha``
+separates: from DARTS' near-uniform initialisation a short search keeps (almost) every pair, and transit
+cells then sum all of them. For short searches use a lower ``tau`` (e.g. 0.1), a larger architecture
+learning rate and/or ``dst_sparsity``.
 """
 
 from __future__ import annotations
