@@ -18,6 +18,7 @@ from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.space.darts import DARTS_OPS, DartsSpace
 
 __all__ = [
+    "SMALL_OPS",
     "COMPACT_OPS",
     "build_space",
     "count_parameters",
@@ -39,13 +40,26 @@ COMPACT_OPS: tuple[str, ...] = (
     "dil_conv_3x3",
 )
 
-_OP_SETS = {"compact": COMPACT_OPS, "darts": DARTS_OPS}
+#: Small-image op set: pooling, identity, plain 1x1 / 3x3 convolutions (ReLU-conv-BN, as in NAS-Bench-201) and
+#: the 3x3 separable convolution. Plain convolutions are cheaper per channel on CPU than the depthwise ones and
+#: more expressive at the small widths (C = 8) of the CPU configurations.
+SMALL_OPS: tuple[str, ...] = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "sep_conv_3x3",
+)
+
+_OP_SETS = {"compact": COMPACT_OPS, "darts": DARTS_OPS, "small": SMALL_OPS}
 
 M = TypeVar("M", bound=nn.Module)
 
 
 def build_space(ops: str | Sequence[str] = "compact", *, steps: int = 4) -> DartsSpace:
-    """A DARTS space with the named op set (``"compact"`` or ``"darts"``) or an explicit op list.
+    """A DARTS space with the named op set (``"compact"``, ``"small"`` or ``"darts"``) or an explicit op list.
 
     Raises:
         ConfigError: unknown op-set name (listing the valid ones).

@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FewShotConfig:
-    """A few-shot search / evaluation run (CPU-sized defaults: ProtoNet, compact ops, C=8, 3 cells).
+    """A few-shot search / evaluation run (CPU-sized defaults: ProtoNet, small ops, C=8, 3 cells of 3 nodes).
 
     Attributes:
         ways, shots: task size; queries: query samples per class in training and test episodes.
@@ -76,13 +76,19 @@ class FewShotConfig:
     queries: int = 15
     learner: Literal["protonet", "maml"] = "protonet"
     maml: Mapping[str, Any] = field(default_factory=dict)
-    ops: str | tuple[str, ...] = "compact"
-    steps: int = 4
+    ops: str | tuple[str, ...] = "small"
+    steps: int = 3
     C: int = 8
     layers: int = 3
     search: SearchConfig = field(
         default_factory=lambda: SearchConfig(
-            epochs=3, executor="sparse", w_lr=0.05, w_lr_min=0.005, w_weight_decay=0.0, a_lr=3e-3
+            epochs=4,
+            arch_warmup_epochs=1,
+            executor="sparse",
+            w_lr=0.05,
+            w_lr_min=0.005,
+            w_weight_decay=0.0,
+            a_lr=3e-3,
         )
     )
     search_episodes: int = 60

@@ -58,10 +58,12 @@ def add_fewshot_args(p: argparse.ArgumentParser) -> None:
         default=True,
         help="first-order MAML (no second derivatives)",
     )
-    m.add_argument("--ops", default="compact", help="op set: compact or darts (or a comma-separated list)")
+    m.add_argument(
+        "--ops", default="small", help="op set: small, compact or darts (or a comma-separated list)"
+    )
     m.add_argument("--C", type=int, default=8, help="initial channels")
     m.add_argument("--layers", type=int, default=3, help="cells")
-    m.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell")
+    m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -100,13 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_fewshot_args(p)
     s = p.add_argument_group("search")
-    s.add_argument("--epochs", type=int, default=3, help="search epochs")
+    s.add_argument("--epochs", type=int, default=4, help="search epochs")
     s.add_argument("--episodes", type=int, default=60, help="weight-step episodes per search epoch")
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
     s.add_argument("--w-lr", type=float, default=0.05, help="supernet weight learning rate (SGD)")
     s.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (Adam)")
+    s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
     add_runtime_args(p)
     return p
 
@@ -139,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 w_lr_min=args.w_lr / 10,
                 w_weight_decay=0.0,
                 a_lr=args.a_lr,
+                arch_warmup_epochs=args.arch_warmup,
                 seed=seed,
             )
             config = fewshot_config(

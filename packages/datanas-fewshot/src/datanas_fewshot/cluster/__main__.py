@@ -61,35 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--clusters", type=int, default=None, help="number of clusters (default: number of classes)"
     )
-    d.add_argument("--image-size", type=int, default=16, help="resize images to this side (0: keep)")
+    d.add_argument("--image-size", type=int, default=12, help="resize images to this side (0: keep)")
     d.add_argument("--invert", action=argparse.BooleanOptionalAction, default=False,
                    help="image folders: invert (dark strokes on light background)")  # fmt: skip
     m = p.add_argument_group("model")
     m.add_argument("--objective", choices=OBJECTIVES.names(), default="iic", help="unsupervised objective")
     m.add_argument("--entropy-weight", type=float, default=None, help="IIC lambda / SCAN entropy weight")
-    m.add_argument("--ops", default="compact", help="op set: compact or darts")
+    m.add_argument(
+        "--ops", default="small", help="op set: small, compact or darts (or a comma-separated list)"
+    )
     m.add_argument("--C", type=int, default=8, help="initial channels")
     m.add_argument("--layers", type=int, default=3, help="cells")
-    m.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell")
+    m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
     m.add_argument("--embed-dim", type=int, default=64, help="embedding width of the head")
     m.add_argument("--overcluster", type=int, default=0, help="IIC over-clustering head size (0: off)")
+    m.add_argument(
+        "--nce-weight",
+        type=float,
+        default=1.0,
+        help="auxiliary InfoNCE term on the embeddings (0: pure objective)",
+    )
+    m.add_argument("--thickness", type=float, default=0.5, help="stroke-thickness augmentation (0: off)")
+    m.add_argument("--contrast", type=float, default=0.3, help="intensity augmentation (0: off)")
     s = p.add_argument_group("search")
     s.add_argument(
         "--genotype", type=Path, default=None, help="skip the search and train this genotype (JSON)"
     )
     s.add_argument("--search-epochs", type=int, default=2)
     s.add_argument("--search-batches", type=int, default=40, help="batches per search epoch (0: all)")
-    s.add_argument("--search-batch-size", type=int, default=128)
+    s.add_argument("--search-batch-size", type=int, default=64)
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
     s.add_argument("--w-lr", type=float, default=0.05)
     s.add_argument("--a-lr", type=float, default=3e-3)
+    s.add_argument("--arch-warmup", type=int, default=0, help="epochs before the architecture is updated")
     t = p.add_argument_group("training")
     t.add_argument("--train-epochs", type=int, default=4)
-    t.add_argument("--train-batches", type=int, default=60, help="batches per training epoch (0: all)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--train-batches", type=int, default=100, help="batches per training epoch (0: all)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-3)
     e = p.add_argument_group("evaluation")
     e.add_argument("--kmeans-n-init", type=int, default=10)
     e.add_argument(
@@ -123,6 +134,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         objective_options=opts,
         assignment="student_t" if args.objective == "dec" else "linear",
         overcluster=args.overcluster,
+        nce_weight=args.nce_weight,
         search=SearchConfig(
             epochs=args.search_epochs,
             estimator=args.estimator,
@@ -132,6 +144,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
             w_lr_min=args.w_lr / 10,
             w_weight_decay=0.0,
             a_lr=args.a_lr,
+            arch_warmup_epochs=args.arch_warmup,
             seed=seed,
         ),
         search_batch_size=args.search_batch_size,
@@ -144,7 +157,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
             seed=seed,
         ),
         kmeans_n_init=args.kmeans_n_init,
-        augment=PairAugment(RandomAffine()),
+        augment=PairAugment(RandomAffine(thickness=args.thickness, contrast=args.contrast)),
         seed=seed,
     )
 

@@ -32,6 +32,10 @@ class RandomAffine:
         scale: ``(min, max)`` zoom factor.
         shear: maximum absolute shear in degrees.
         noise: standard deviation of additive Gaussian pixel noise (0 disables it).
+        thickness: stroke-thickness jitter: each image is blended with its 3x3 grey-level dilation
+            (``a > 0``) or erosion (``a < 0``), ``a ~ U(-thickness, thickness)``. Without it "amount of ink" is
+            invariant under the affine part and becomes a shortcut for pair objectives.
+        contrast: per-image intensity scale ``U(1 - contrast, 1 + contrast)`` (clipped to ``[0, 1]``).
     """
 
     degrees: float = 15.0
@@ -39,8 +43,14 @@ class RandomAffine:
     scale: tuple[float, float] = (0.9, 1.1)
     shear: float = 10.0
     noise: float = 0.0
+    thickness: float = 0.0
+    contrast: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.thickness <= 1 or not 0 <= self.contrast < 1:
+            raise ConfigError(
+                f"thickness must be in [0, 1] and contrast in [0, 1), got {self.thickness}, {self.contrast}"
+            )
         if self.degrees < 0 or self.translate < 0 or self.shear < 0 or self.noise < 0:
             raise ConfigError(
                 f"degrees, translate, shear and noise must be >= 0, got degrees={self.degrees}, "
@@ -67,6 +77,15 @@ class RandomAffine:
         xf = x if x.is_floating_point() else x.float()
         grid = F.affine_grid(theta, list(xf.shape), align_corners=False)
         out = F.grid_sample(xf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.thickness > 0:
+            a = _uniform(n, -self.thickness, self.thickness, generator).to(out.device, out.dtype)
+            a = a.view(n, 1, 1, 1)
+            dil = F.max_pool2d(out, 3, 1, 1)
+            ero = -F.max_pool2d(-out, 3, 1, 1)
+            out = out + a.clamp(min=0) * (dil - out) + (-a).clamp(min=0) * (ero - out)
+        if self.contrast > 0:
+            c = _uniform(n, 1 - self.contrast, 1 + self.contrast, generator).to(out.device, out.dtype)
+            out = (out * c.view(n, 1, 1, 1)).clamp(0.0, 1.0)
         if self.noise > 0:
             eps = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
             out = out + self.noise * eps

@@ -84,9 +84,9 @@ class ClusterConfig:
     """
 
     n_clusters: int = 10
-    image_size: int | None = 16
-    ops: str | tuple[str, ...] = "compact"
-    steps: int = 4
+    image_size: int | None = 12
+    ops: str | tuple[str, ...] = "small"
+    steps: int = 3
     C: int = 8
     layers: int = 3
     embed_dim: int = 64
@@ -95,20 +95,25 @@ class ClusterConfig:
     assignment: Literal["linear", "student_t"] = "linear"
     overcluster: int = 0
     overcluster_weight: float = 1.0
-    nce_weight: float = 0.0
+    nce_weight: float = 1.0
     search: SearchConfig = field(
         default_factory=lambda: SearchConfig(
             epochs=2, executor="sparse", w_lr=0.05, w_lr_min=0.005, w_weight_decay=0.0, a_lr=3e-3
         )
     )
-    search_batch_size: int = 128
+    search_batch_size: int = 64
     search_max_batches: int | None = 40
     val_fraction: float = 0.5
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=4, batch_size=128, lr=2e-3, max_batches=60)
+        default_factory=lambda: TrainConfig(epochs=4, batch_size=64, lr=3e-3, max_batches=100)
     )
+
     kmeans_n_init: int = 10
-    augment: PairAugment = field(default_factory=lambda: PairAugment(RandomAffine(degrees=15, translate=0.1)))
+    augment: PairAugment = field(
+        default_factory=lambda: PairAugment(
+            RandomAffine(degrees=15, translate=0.1, thickness=0.5, contrast=0.3)
+        )
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:
