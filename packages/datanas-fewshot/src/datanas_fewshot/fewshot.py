@@ -85,10 +85,10 @@ class FewShotConfig:
             epochs=4,
             arch_warmup_epochs=1,
             executor="sparse",
-            w_lr=0.05,
-            w_lr_min=0.005,
+            w_lr=0.01,
+            w_lr_min=0.001,
             w_weight_decay=0.0,
-            a_lr=3e-3,
+            a_lr=0.03,
         )
     )
     search_episodes: int = 60

@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
-    s.add_argument("--w-lr", type=float, default=0.05, help="supernet weight learning rate (SGD)")
-    s.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (Adam)")
+    s.add_argument("--w-lr", type=float, default=0.01, help="supernet weight learning rate (SGD)")
+    s.add_argument("--a-lr", type=float, default=0.03, help="architecture learning rate (Adam)")
     s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
     add_runtime_args(p)
     return p

@@ -98,14 +98,20 @@ class ClusterConfig:
     nce_weight: float = 1.0
     search: SearchConfig = field(
         default_factory=lambda: SearchConfig(
-            epochs=2, executor="sparse", w_lr=0.05, w_lr_min=0.005, w_weight_decay=0.0, a_lr=3e-3
+            epochs=3,
+            arch_warmup_epochs=1,
+            executor="sparse",
+            w_lr=0.05,
+            w_lr_min=0.005,
+            w_weight_decay=0.0,
+            a_lr=0.03,
         )
     )
     search_batch_size: int = 64
-    search_max_batches: int | None = 40
+    search_max_batches: int | None = 30
     val_fraction: float = 0.5
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=4, batch_size=64, lr=3e-3, max_batches=100)
+        default_factory=lambda: TrainConfig(epochs=3, batch_size=64, lr=3e-3, max_batches=100)
     )
 
     kmeans_n_init: int = 10
