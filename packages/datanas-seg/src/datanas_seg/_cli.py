@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 FRAMEWORKS = ("mmseg", "torch")
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
+def add_data_args(parser: argparse.ArgumentParser, *, class_weight: str = "none") -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=DATASETS, default="isbi2012", help="dataset (default: isbi2012)")
     g.add_argument(
@@ -49,9 +49,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--class-weight",
         choices=("balanced", "none"),
-        default="balanced",
+        default=class_weight,
         help="cross-entropy class weights: median-frequency balanced from the training masks, or none "
-        "(default balanced)",
+        f"(default {class_weight})",
     )
 
 

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_seg.search",
         description="Search a segmentation backbone of DARTS cells (space seg.darts).",
     )
-    _cli.add_data_args(p)
+    _cli.add_data_args(p, class_weight="balanced")
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
     g.add_argument("--preset", choices=sorted(PRESETS), default="data", help="method preset (default data)")
@@ -130,8 +130,13 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
             reps = -(-n // x.shape[0])
             return x.repeat(reps, 1, 1, 1)[:n].to(device), y.repeat(reps, 1, 1)[:n].to(device)
 
+        # probe with >= 2 samples: BatchNorm after global pooling (ASPP's image pool) needs two
         report = dry_run(
-            make_searcher(opts.seeds[0]), make_batch, batch_size=bs, memory_budget=opts.memory_budget
+            make_searcher(opts.seeds[0]),
+            make_batch,
+            batch_size=bs,
+            memory_budget=opts.memory_budget,
+            probe_batch_size=max(2, bs // 2),
         )
         logger.info("dry run:\n%s", report.to_text())
         return 0
