@@ -194,11 +194,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Configurations: `darts` core DARTS supernet; `shared-all` every cell an engine cell with feature",
-        "sharing;",
-        "`entrannas` first normal + first reduction cell engine, the rest transit (top-2), feature sharing;",
-        "`entrannas-ns` the same without feature sharing; `dst-init` / `dst-trained` EnTranNAS-DST at",
-        "initialisation (every pair survives) and with separated alpha (N(0, 1.5^2)).",
+        "Configurations:",
+        "",
+        "- `darts`: core DARTS supernet (softmax, every op of every edge);",
+        "- `shared-all`: every cell an engine cell, feature sharing (sharing alone);",
+        "- `entrannas`: first normal + first reduction cell engine, the rest transit (top-2), sharing;",
+        "- `entrannas-ns`: as `entrannas` without feature sharing (transit cells alone);",
+        "- `dst-init` / `dst-trained`: EnTranNAS-DST at initialisation (every pair survives the thresholds)",
+        "  and with separated alpha (N(0, 1.5^2)), sparse executor.",
     ]
     return "\n".join(lines) + "\n"
 
