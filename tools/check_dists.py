@@ -290,9 +290,14 @@ print(f"  imported {name} (+ submodules); needs an extra: {skipped or 'none'}")
 """
 
 
-def install_and_import(wheel: WheelInfo, wheels: Mapping[str, WheelInfo], dist: Path, tmp: Path) -> list[str]:
+def install_and_import(
+    wheel: WheelInfo,
+    wheels: Mapping[str, WheelInfo],
+    dist: Path,
+    tmp: Path,
+    workspace: Mapping[str, tuple[Path, list[str], set[str]]],
+) -> list[str]:
     """Install ``wheel`` alone into a fresh venv (offline, deps from dist/ + its closure) and import it."""
-    workspace = workspace_requires()
     requires_of: dict[str, Sequence[str]] = {n: w[1] for n, w in workspace.items()}
     requires_of.update({n: w.requires for n, w in wheels.items()})
     found, missing = dependency_closure([wheel.name], requires_of)
@@ -351,10 +356,11 @@ def check(dist: Path, *, install: bool = True) -> list[str]:
         if not sdists:
             problems.append(f"{name}: no sdist {import_name(name)}-{wheel.version}.tar.gz in {dist}")
     if install:
+        workspace = workspace_requires()
         with tempfile.TemporaryDirectory(prefix="datanas-check-dists-") as tmp:
             for wheel in wheels.values():
                 print(f"installing {wheel.path.name} alone in a fresh venv", flush=True)
-                problems += install_and_import(wheel, wheels, dist, Path(tmp))
+                problems += install_and_import(wheel, wheels, dist, Path(tmp), workspace)
     return problems
 
 

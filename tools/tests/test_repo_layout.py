@@ -60,8 +60,16 @@ def test_readme_names_the_two_commands_and_ci_runs_them() -> None:
 
 
 def test_make_test_runs_the_default_suite_then_the_slow_tooling_tests() -> None:
+    # Strip make's own variables: under `make test` this runs as a sub-make, which prints directory lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     out = subprocess.run(
-        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+        ["make", "--no-print-directory", "-n", "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env=env,
     ).stdout
     lines = [line for line in out.splitlines() if "pytest" in line]
     assert lines == [".venv/bin/python -m pytest -q", ".venv/bin/python -m pytest -q -m slow tools/"]
