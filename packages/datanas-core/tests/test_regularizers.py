@@ -250,11 +250,11 @@ class _NoCost(CostSpace):
 
 # ---------------------------------------------------------------- registry
 def test_registry_and_build() -> None:
-    assert set(REGULARIZERS.names()) == {"adc", "dirichlet_kl", "l2", "entropy", "expected_cost"}
+    assert {"adc", "dirichlet_kl", "l2", "entropy", "expected_cost"} <= set(REGULARIZERS.names())
     adc = build_regularizer({"type": "adc", "weight": 0.5, "distance": "l2"})
     assert isinstance(adc, DistributionConstraint) and adc.weight == 0.5 and adc.needs_sample
     assert not build_regularizer("l2").needs_sample
-    with pytest.raises(UnknownNameError, match="adc, dirichlet_kl, entropy, expected_cost, l2"):
+    with pytest.raises(UnknownNameError, match=r"adc, dirichlet_kl, .*entropy, expected_cost, l2"):
         build_regularizer("adx")
     with pytest.raises(ConfigError, match="unknown option"):
         build_regularizer({"type": "adc", "wieght": 0.1})
