@@ -184,3 +184,19 @@ def test_second_order_hypergradient_matches_finite_differences() -> None:
     s.arch_grad_hooks.append(lambda ps: captured.append(ps[0].grad.detach().clone()))
     s._arch_second_order(train, val)
     torch.testing.assert_close(captured[0], numeric, rtol=1e-3, atol=1e-6)
+
+
+def test_rebuild_optimizers_keeps_schedule_position_and_lr() -> None:
+    s = _searcher("softmax", epochs=6)
+    b = toy_batches(2)
+    for _ in range(3):
+        s.step(b[0], b[1])
+        s.w_scheduler.step()
+    before = (s.w_scheduler.last_epoch, s.w_optimizer.param_groups[0]["lr"])
+    s.rebuild_optimizers()
+    assert (s.w_scheduler.last_epoch, s.w_optimizer.param_groups[0]["lr"]) == before
+    s.w_scheduler.step()
+    ref = _searcher("softmax", epochs=6)
+    for _ in range(4):
+        ref.w_scheduler.step()
+    assert s.w_optimizer.param_groups[0]["lr"] == pytest.approx(ref.w_optimizer.param_groups[0]["lr"])

@@ -530,20 +530,26 @@ class Searcher:
         """
         cfg = self.config
         old = self.w_optimizer
-        last_epoch = self.w_scheduler.last_epoch
+        sched_state = self.w_scheduler.state_dict()
+        lrs = [g["lr"] for g in old.param_groups]
+        initial = [g.get("initial_lr", cfg.w_lr) for g in old.param_groups]
         self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
         self.w_optimizer = torch.optim.SGD(
             self.w_params,
-            lr=old.param_groups[0]["lr"],
+            lr=lrs[0],
             momentum=cfg.w_momentum,
             weight_decay=cfg.w_weight_decay,
             nesterov=cfg.w_nesterov and cfg.w_momentum > 0,
         )
         for group in self.w_optimizer.param_groups:
-            group["initial_lr"] = old.param_groups[0].get("initial_lr", cfg.w_lr)
+            group["initial_lr"] = initial[0]
         self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min, last_epoch=last_epoch
+            self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min
         )
+        # constructing a scheduler steps it once; restore the old position and learning rate exactly
+        self.w_scheduler.load_state_dict(sched_state)
+        for group in self.w_optimizer.param_groups:
+            group["lr"] = lrs[0]
         if carry is not None:
             carry(old, self.w_optimizer)
 
