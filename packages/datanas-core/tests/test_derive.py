@@ -258,7 +258,10 @@ def test_every_registered_rule_runs_and_is_deterministic() -> None:
 
 
 def test_derive_errors() -> None:
-    with pytest.raises(UnknownNameError, match=r"valid derivation rule names: all_edges_argmax, argmax_edge, data, .*threshold, topk_edges"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"valid derivation rule names: all_edges_argmax, argmax_edge, data, .*threshold, topk_edges",
+    ):
         derive({"normal": P}, FakeSpace(), "top2")
     bad = P.clone()
     bad[4, 1] = float("nan")
