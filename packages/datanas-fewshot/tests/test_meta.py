@@ -76,8 +76,10 @@ def test_confidence_interval_matches_formula():
 def test_build_learner_errors():
     with pytest.raises(ConfigError, match="maml, protonet"):
         build_learner("reptile")
-    with pytest.raises(ConfigError, match="no options"):
+    with pytest.raises(ConfigError, match="only distance_scale"):
         build_learner("protonet", inner_lr=0.1)
+    with pytest.raises(ConfigError, match="distance_scale"):
+        build_learner("protonet", distance_scale=0)
 
 
 def test_conv4_hidden_for_matches_parameter_count():

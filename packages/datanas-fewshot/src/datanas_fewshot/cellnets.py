@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ __all__ = [
     "random_genotype",
     "resize_images",
     "seeded_build",
+    "use_weight_optimizer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,26 @@ def random_genotype(space: DartsSpace, generator: torch.Generator) -> Genotype:
     g = Genotype(space.name, cells, meta={"source": "random"})
     space.validate(g)
     return g
+
+
+def use_weight_optimizer(searcher: Any, name: str, lr: float, lr_min: float) -> None:
+    """Give a core ``Searcher`` a different weight optimiser (``"sgd"``: keep the core's SGD; ``"adam"``).
+
+    Unsupervised pair objectives (IIC) and ProtoNet on the supernet's wide batch-normalised embeddings train
+    far more slowly with SGD than with Adam in the short CPU searches. The optimiser and its cosine schedule
+    are replaced before the first step, so checkpoints and resumes see the Adam state.
+
+    Raises:
+        ConfigError: unknown optimiser name.
+    """
+    if name == "sgd":
+        return
+    if name != "adam":
+        raise ConfigError(f"unknown weight optimiser {name!r}; valid: adam, sgd")
+    searcher.w_optimizer = torch.optim.Adam(searcher.w_params, lr=lr)
+    searcher.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        searcher.w_optimizer, T_max=searcher.config.epochs, eta_min=lr_min
+    )
 
 
 def seeded_build(factory: Callable[[], M], seed: int) -> M:

@@ -26,7 +26,7 @@ from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.search import SearchConfig, Searcher
 from datanas_core.space.darts import DartsSpace
-from datanas_fewshot.cellnets import build_space, count_parameters, seeded_build
+from datanas_fewshot.cellnets import build_space, count_parameters, seeded_build, use_weight_optimizer
 from datanas_fewshot.episodes import EpisodeLoader, EpisodeSampler
 from datanas_fewshot.meta import (
     Conv4,
@@ -66,8 +66,11 @@ class FewShotConfig:
         ops, steps, C, layers: the DARTS space and network size.
         search: the core search configuration; ``search_episodes``: weight-step episodes per search epoch
             (each paired with one fresh meta-validation episode for the architecture step).
+        weight_optimizer: supernet weight optimiser, ``"adam"`` (default) or the core's ``"sgd"``.
         train: meta-training of the evaluated network.
         test_episodes: meta-test episodes for the confidence interval (>= 600 for reporting).
+        search_distance_scale: ProtoNet distance scale during the search (``"dim"`` divides squared distances
+            by the embedding width: the supernet's embeddings are wide and batch-normalised).
         seed: seeds initialisation and episode streams.
     """
 
@@ -85,15 +88,17 @@ class FewShotConfig:
             epochs=4,
             arch_warmup_epochs=1,
             executor="sparse",
-            w_lr=0.01,
-            w_lr_min=0.001,
+            w_lr=1e-3,
+            w_lr_min=1e-4,
             w_weight_decay=0.0,
             a_lr=0.03,
         )
     )
     search_episodes: int = 60
+    weight_optimizer: Literal["adam", "sgd"] = "adam"
     train: MetaTrainConfig = field(default_factory=lambda: MetaTrainConfig(episodes=600, lr=2e-3))
     test_episodes: int = 600
+    search_distance_scale: float | Literal["dim"] = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -112,8 +117,11 @@ class FewShotConfig:
     def space(self) -> DartsSpace:
         return build_space(self.ops, steps=self.steps)
 
-    def make_learner(self) -> ProtoNetLearner | MAMLLearner:
-        return build_learner(self.learner, **(self.maml if self.learner == "maml" else {}))
+    def make_learner(self, *, search: bool = False) -> ProtoNetLearner | MAMLLearner:
+        """The meta-learner (``search=True``: with the search-time ProtoNet distance scale)."""
+        if self.learner == "maml":
+            return build_learner("maml", **self.maml)
+        return build_learner("protonet", distance_scale=self.search_distance_scale if search else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -149,9 +157,10 @@ def build_fewshot_searcher(
     val_s = EpisodeSampler(splits.val, config.ways, config.shots, q, seed=config.seed * 3 + 2)
     train_loader = EpisodeLoader(train_s, config.search_episodes, stream=0)
     val_loader = EpisodeLoader(val_s, config.search_episodes, stream=1)
-    task = FewShotSearchTask(config.make_learner())
+    task = FewShotSearchTask(config.make_learner(search=True))
     search_cfg = dataclasses.replace(config.search, seed=config.seed)
     searcher = Searcher(space, task, search_cfg, supernet=model, callbacks=callbacks)
+    use_weight_optimizer(searcher, config.weight_optimizer, search_cfg.w_lr, search_cfg.w_lr_min)
     return searcher, train_loader, val_loader
 
 

@@ -166,9 +166,20 @@ class MetaLearner(Protocol):
 
 
 class ProtoNetLearner:
-    """Prototypical Networks: no inner loop; support and query go through the network in one batch."""
+    """Prototypical Networks: no inner loop; support and query go through the network in one batch.
+
+    Args:
+        distance_scale: divide the squared distances by this number, or by the embedding width with
+            ``"dim"`` (softer logits for wide, un-normalised embeddings such as a supernet's batch-normalised
+            cell outputs; 1.0 is the original ProtoNet).
+    """
 
     needs_classifier = False
+
+    def __init__(self, distance_scale: float | Literal["dim"] = 1.0) -> None:
+        if distance_scale != "dim" and not (isinstance(distance_scale, (int, float)) and distance_scale > 0):
+            raise ConfigError(f"distance_scale must be a positive number or 'dim', got {distance_scale!r}")
+        self.distance_scale = distance_scale
 
     def episode_loss(
         self, model: FewShotModel, episode: Episode, arch: ArchSample | None
@@ -178,6 +189,9 @@ class ProtoNetLearner:
         n_s = ep.support_x.shape[0]
         emb = model.embed(torch.cat([ep.support_x, ep.query_x]), arch)
         logits = prototypical_logits(emb[:n_s], ep.support_y, emb[n_s:])
+        scale = float(emb.shape[1]) if self.distance_scale == "dim" else float(self.distance_scale)
+        if scale != 1.0:
+            logits = logits / scale
         return F.cross_entropy(logits, ep.query_y), _accuracy(logits, ep.query_y).detach()
 
     @torch.no_grad()
@@ -191,7 +205,7 @@ class ProtoNetLearner:
         return float(acc)
 
     def __repr__(self) -> str:
-        return "ProtoNetLearner()"
+        return f"ProtoNetLearner(distance_scale={self.distance_scale!r})"
 
 
 class MAMLLearner:
@@ -288,9 +302,10 @@ def build_learner(name: Literal["protonet", "maml"], **options: Any) -> ProtoNet
         ConfigError: unknown name (listing the valid ones) or options for ProtoNet.
     """
     if name == "protonet":
-        if options:
-            raise ConfigError(f"protonet takes no options, got {sorted(options)}")
-        return ProtoNetLearner()
+        unknown = sorted(set(options) - {"distance_scale"})
+        if unknown:
+            raise ConfigError(f"protonet takes only distance_scale, got {unknown}")
+        return ProtoNetLearner(**options)
     if name == "maml":
         return MAMLLearner(**options)
     raise ConfigError(f"unknown meta-learner {name!r}; valid meta-learners: {', '.join(_LEARNERS)}")

@@ -107,9 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
-    s.add_argument("--w-lr", type=float, default=0.01, help="supernet weight learning rate (SGD)")
+    s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
+    s.add_argument("--w-lr", type=float, default=1e-3, help="supernet weight learning rate")
     s.add_argument("--a-lr", type=float, default=0.03, help="architecture learning rate (Adam)")
     s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
+    s.add_argument(
+        "--distance-scale",
+        default="1",
+        help="ProtoNet: divide squared distances by this number during the search, or 'dim' (embedding width)",
+    )
     add_runtime_args(p)
     return p
 
@@ -145,8 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arch_warmup_epochs=args.arch_warmup,
                 seed=seed,
             )
+            scale: float | str = (
+                args.distance_scale if args.distance_scale == "dim" else float(args.distance_scale)
+            )
             config = fewshot_config(
-                args, seed, search=search, search_episodes=args.episodes, train=MetaTrainConfig(episodes=1)
+                args,
+                seed,
+                search=search,
+                search_episodes=args.episodes,
+                train=MetaTrainConfig(episodes=1),
+                search_distance_scale=scale,
+                weight_optimizer=args.w_optimizer,
             )
             searcher, train_loader, val_loader = build_fewshot_searcher(config, splits)
             out = opts.run_dir_for(seed)

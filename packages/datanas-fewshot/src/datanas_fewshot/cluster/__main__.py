@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
-    s.add_argument("--w-lr", type=float, default=0.05)
+    s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
+    s.add_argument("--w-lr", type=float, default=3e-3)
     s.add_argument("--a-lr", type=float, default=0.03)
     s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
     t = p.add_argument_group("training")
@@ -135,6 +136,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         assignment="student_t" if args.objective == "dec" else "linear",
         overcluster=args.overcluster,
         nce_weight=args.nce_weight,
+        weight_optimizer=args.w_optimizer,
         search=SearchConfig(
             epochs=args.search_epochs,
             estimator=args.estimator,

@@ -28,6 +28,7 @@ from datanas_fewshot.cellnets import (
     random_genotype,
     resize_images,
     seeded_build,
+    use_weight_optimizer,
 )
 from datanas_fewshot.cluster.augment import PairAugment, RandomAffine
 from datanas_fewshot.cluster.data import ClusteringData
@@ -75,6 +76,8 @@ class ClusterConfig:
         overcluster: IIC over-clustering head size (0: off); ``overcluster_weight`` its loss weight.
         nce_weight: weight of an auxiliary InfoNCE term between the two views' embeddings (0: off).
         search: the core search configuration (epochs, estimator, learning rates, ...).
+        weight_optimizer: supernet weight optimiser, ``"adam"`` (default) or the core's ``"sgd"``; it uses
+            ``search.w_lr`` / ``search.w_lr_min``.
         search_batch_size: images per search batch; ``search_max_batches`` caps batches per search epoch.
         val_fraction: share of images held out for the architecture step.
         train: training of the derived network.
@@ -101,12 +104,13 @@ class ClusterConfig:
             epochs=3,
             arch_warmup_epochs=1,
             executor="sparse",
-            w_lr=0.05,
-            w_lr_min=0.005,
+            w_lr=3e-3,
+            w_lr_min=3e-4,
             w_weight_decay=0.0,
             a_lr=0.03,
         )
     )
+    weight_optimizer: Literal["adam", "sgd"] = "adam"
     search_batch_size: int = 64
     search_max_batches: int | None = 30
     val_fraction: float = 0.5
@@ -209,6 +213,7 @@ def build_clustering_searcher(
     )
     search_cfg = dataclasses.replace(config.search, seed=config.seed)
     searcher = Searcher(config.space(), task, search_cfg, supernet=net, callbacks=callbacks)
+    use_weight_optimizer(searcher, config.weight_optimizer, search_cfg.w_lr, search_cfg.w_lr_min)
     return searcher, train_loader, val_loader
 
 
