@@ -12,7 +12,15 @@ from typing import Any
 from datanas_core.errors import ConfigError
 from datanas_vision.data import DATASETS, DataOptions, VisionData, load_dataset
 
-__all__ = ["add_data_args", "data_config", "load_data_from_args", "parse_kv", "parse_reg", "write_out"]
+__all__ = [
+    "add_data_args",
+    "set_threads",
+    "data_config",
+    "load_data_from_args",
+    "parse_kv",
+    "parse_reg",
+    "write_out",
+]
 
 
 def write_out(text: str) -> None:
@@ -148,3 +156,35 @@ def _default_weight(name: str) -> float | None:
     if param is None or param.default is inspect.Parameter.empty:
         return None
     return float(param.default)
+
+
+#: Images with fewer pixels than this get one torch thread by default (see :func:`set_threads`).
+SMALL_IMAGE_PIXELS = 32 * 32
+
+
+def set_threads(requested: int | None, image_size: tuple[int, int], device: Any) -> int:
+    """Set torch's intra-op CPU threads and return the number used.
+
+    ``requested`` wins when given. Otherwise, on the CPU with images smaller than 32x32 (digits, MNIST-sized
+    or smaller), one thread: intra-op parallelism gains little on such small feature maps, and OpenMP
+    threads that wait for each other slow a run down many times over when the cores are shared with
+    other processes. Larger images keep torch's default.
+
+    Raises:
+        ConfigError: ``requested`` < 1.
+    """
+    import logging
+
+    import torch
+
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError(f"--threads must be >= 1, got {requested}")
+        torch.set_num_threads(requested)
+    elif str(device).startswith("cpu") and image_size[0] * image_size[1] < SMALL_IMAGE_PIXELS:
+        if torch.get_num_threads() != 1:
+            logging.getLogger(__name__).info(
+                "using 1 CPU thread for %dx%d images (pass --threads N to change)", *image_size
+            )
+        torch.set_num_threads(1)
+    return torch.get_num_threads()

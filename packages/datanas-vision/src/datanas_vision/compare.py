@@ -34,7 +34,7 @@ import torch
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.io import atomic_write_text
-from datanas_vision._cli import add_data_args, data_config, load_data_from_args, write_out
+from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
 from datanas_vision.data import VisionData, materialize
 from datanas_vision.models import resolve_genotype
 from datanas_vision.retrain import RetrainConfig, retrain
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--reg", action="append", default=None, help="regularizer spec (see datanas_vision.search)"
     )
+    s.add_argument(
+        "--a-lr", type=float, default=None, help="architecture learning rate (search default 3e-4)"
+    )
+    s.add_argument("--w-lr", type=float, default=None, help="supernet weight learning rate (default 0.025)")
     t = p.add_argument_group("retraining (the same for every cell)")
     t.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
     t.add_argument("--C", type=int, default=8, help="retraining width")
@@ -205,6 +209,8 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
         ("--image-size", args.image_size),
         ("--samples", args.samples),
         ("--executor", args.executor),
+        ("--a-lr", args.a_lr),
+        ("--w-lr", args.w_lr),
         ("--threads", args.threads),
         ("--device", args.device),
     ):
@@ -239,13 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.random < 1:
         raise ConfigError(f"--random must be >= 1, got {args.random}")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else torch.device("cpu")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     data = load_data_from_args(args)
+    set_threads(args.threads, data.image_size, device)
     t0 = time.time()
     data.train, data.test = materialize(data.train), materialize(data.test)
     logger.info(

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.errors import DataNASError
+from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.search import PRESETS, SearchConfig, Searcher
 from datanas_vision._cli import (
@@ -34,6 +34,7 @@ from datanas_vision._cli import (
     load_data_from_args,
     parse_kv,
     parse_reg,
+    set_threads,
     write_out,
 )
 from datanas_vision.data import BatchTransform, ImageLoader, VisionData, make_search_loaders
@@ -92,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra estimator option, e.g. tau=linear:5:1 (repeatable)",
     )
-    m.add_argument("--executor", choices=("exact", "sparse"), default=None, help="mixed-edge executor")
+    m.add_argument(
+        "--executor",
+        choices=("exact", "sparse"),
+        default="sparse",
+        help="mixed-edge executor: 'sparse' runs only ops with non-zero weight (fast for sampled codes such as "
+        "EGS/GDAS; the same as 'exact' for dense relaxations), 'exact' runs every op of every edge",
+    )
     m.add_argument(
         "--reg",
         action="append",
@@ -122,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="validation batches for the per-epoch search/child consistency check",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's default)",
+    )
     add_runtime_args(p)
     return p
 
@@ -219,10 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run_seeds: Any) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise _config_error(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     for name in ("epochs", "batch_size", "C", "layers"):
         if getattr(args, name) < 1:
             raise _config_error(
@@ -230,6 +238,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             )
     device = opts.torch_device()
     data = load_data_from_args(args)
+    threads = set_threads(args.threads, data.image_size, device)
     for note in data.notes:
         logger.info("data: %s", note)
     logger.info(
@@ -262,6 +271,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
     config = {
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         **data_config(args, data),
+        "threads": threads,
         "search_config": None,
     }
     space = _space(args.space)
@@ -316,8 +326,6 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
 
 
 def _config_error(msg: str) -> DataNASError:
-    from datanas_core.errors import ConfigError
-
     return ConfigError(msg)
 
 

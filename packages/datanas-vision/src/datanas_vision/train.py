@@ -29,7 +29,7 @@ import torch
 
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.io import atomic_write_text
-from datanas_vision._cli import add_data_args, data_config, load_data_from_args, write_out
+from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
 from datanas_vision.models import resolve_genotype
 from datanas_vision.retrain import RetrainConfig, retrain
 
@@ -78,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's default)",
+    )
     r.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -157,10 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     genotype = resolve_genotype(args.genotype)
     out = args.out or _default_out(args.genotype, args.data)
     if (out / "results.json").exists() and not args.overwrite:
@@ -168,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
             f"{str(out)!r} already holds results.json; pass --overwrite or choose another --out"
         )
     data = load_data_from_args(args)
+    device = _device(args.device)
+    set_threads(args.threads, data.image_size, device)
     for note in data.notes:
         logger.info("data: %s", note)
     config = RetrainConfig(
@@ -189,7 +192,6 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_workers=args.num_workers,
     )
-    device = _device(args.device)
     out.mkdir(parents=True, exist_ok=True)
     run_config = {
         "genotype_arg": str(args.genotype),
