@@ -148,3 +148,16 @@ def test_public_api_is_pinned() -> None:
     )
     for name in datanas_lm.__all__:
         assert getattr(datanas_lm, name) is not None
+
+
+@pytest.mark.slow
+def test_compare_cli_worker_processes_match_the_sequential_run(
+    patterned_corpus_dir: Path, tmp_path: Path
+) -> None:
+    argv = ["--genotype", "darts_v1", "--random", "1", "--no-lstm", "--data", "textdir"]
+    argv += ["--data-dir", str(patterned_corpus_dir), *TINY, "--epochs", "1", "--train-tokens", "48"]
+    assert compare.main([*argv, "--out", str(tmp_path / "seq")]) == 0
+    assert compare.main([*argv, "--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    seq = json.loads((tmp_path / "seq" / "comparison.json").read_text(encoding="utf-8"))
+    par = json.loads((tmp_path / "par" / "comparison.json").read_text(encoding="utf-8"))
+    assert [r["val_ppl"] for r in seq["rows"]] == pytest.approx([r["val_ppl"] for r in par["rows"]], rel=1e-4)
