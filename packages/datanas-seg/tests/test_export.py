@@ -78,6 +78,7 @@ def test_export_writes_a_python_config(tmp_path: Path, darts_genotype) -> None:
     assert model["decode_head"]["in_channels"] == list(feature_channels(darts_genotype, 4))
     assert model["auxiliary_head"]["type"] == "FCNHead"
     assert ns["train_cfg"]["max_iters"] == 7
+    assert model["test_cfg"] == {"mode": "slide", "crop_size": (32, 32), "stride": (24, 24)}
     assert ns["train_dataloader"]["dataset"]["pipeline"] is ns["train_pipeline"]
     assert ns["train_dataloader"]["dataset"]["metainfo"]["classes"] == ("class0", "class1", "class2")
     train_ann = Path(ns["train_dataloader"]["dataset"]["ann_file"])

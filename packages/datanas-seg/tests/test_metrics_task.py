@@ -64,6 +64,28 @@ def test_evaluate_segmentation_is_dataset_level() -> None:
     assert res["mIoU"] == pytest.approx((4 / 5 + 3 / 4) / 2)
 
 
+def test_sliding_window_tiles_and_averages() -> None:
+    from datanas_seg.task import sliding_window_logits
+
+    x = torch.arange(2 * 1 * 10 * 7, dtype=torch.float32).reshape(2, 1, 10, 7)
+    calls: list[tuple[int, int]] = []
+
+    def ident(t: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(t.shape[-2:]))
+        return torch.cat([t, -t], 1)
+
+    out = sliding_window_logits(ident, x, crop_size=4, stride=3)
+    # a pointwise model gives back its whole-image output, whatever the tiling
+    assert torch.allclose(out, torch.cat([x, -x], 1))
+    assert set(calls) == {(4, 4)} and len(calls) == 3 * 2  # rows 0,3,6 ; cols 0,3 (last flush with border)
+    # windows larger than the image: one call on the whole image
+    calls.clear()
+    assert torch.allclose(sliding_window_logits(ident, x, crop_size=16, stride=8), torch.cat([x, -x], 1))
+    assert calls == [(10, 7)]
+    with pytest.raises(ConfigError):
+        sliding_window_logits(ident, x, crop_size=0, stride=1)
+
+
 def test_search_task_gradient_reaches_arch_weights() -> None:
     space = SegDartsSpace(ops=("none", "skip_connect", "sep_conv_3x3"))
     bb = space.build_supernet(C=4, in_channels=1)

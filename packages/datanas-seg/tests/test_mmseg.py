@@ -142,3 +142,18 @@ def test_evaluate_segmentor_uses_whole_loader(data_genotype) -> None:
     res = dsm.evaluate_segmentor(model, [batch(1), batch(1)], 2)
     assert {"mIoU", "mAcc", "aAcc", "IoU.0", "IoU.1"} <= set(res)
     assert model.training  # restored
+
+
+def test_slide_inference_matches_the_pure_torch_tiling(data_genotype) -> None:
+    from datanas_seg.task import sliding_window_logits
+
+    torch.manual_seed(0)
+    model = dsm.build_derived_segmentor(data_genotype, 2, C=4, head_channels=8).eval()
+    x = batch(1, size=40)[0]
+    with torch.no_grad():
+        ours = sliding_window_logits(lambda t: dsm.segmentor_logits(model, t), x, 32, 16)
+        theirs = dsm.segmentor_logits(model, x, crop_size=32, stride=16)  # mmseg's slide_inference
+        whole = dsm.segmentor_logits(model, x)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert not torch.allclose(theirs, whole, atol=1e-4)
+    assert model.test_cfg.mode == "whole"  # restored after the call

@@ -17,6 +17,7 @@ from datanas_seg.export import DECODE_HEADS, HEAD_INPUTS
 from datanas_seg.genotypes import GenotypeRef
 from datanas_seg.model import SegModel, SimpleSegHead
 from datanas_seg.space import SegDartsSpace
+from datanas_seg.task import sliding_window_logits
 
 logger = logging.getLogger(__name__)
 
@@ -239,12 +240,18 @@ def build_derived_model(
     return model, SegSearchTask(data.num_classes, data.ignore_index, class_weight), None
 
 
-def predict_fn(args: argparse.Namespace, model: nn.Module) -> Any:
+def predict_fn(
+    args: argparse.Namespace, model: nn.Module, *, crop_size: int | None = None, stride: int | None = None
+) -> Any:
+    """Images -> logits at input resolution; sliding windows of ``crop_size`` when given."""
     if args.framework == "mmseg":
         from datanas_seg.mmseg import segmentor_logits
 
-        return lambda x: segmentor_logits(model, x)
-    return lambda x: model(x)
+        return lambda x: segmentor_logits(model, x, crop_size=crop_size, stride=stride)
+    if crop_size is None:
+        return lambda x: model(x)
+    st = stride if stride is not None else max(1, 3 * crop_size // 4)
+    return lambda x: sliding_window_logits(model, x, crop_size, st)
 
 
 def pick_device(name: str | None) -> torch.device:

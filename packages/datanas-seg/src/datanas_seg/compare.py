@@ -57,13 +57,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="train this many models at once, each in its own `python -m datanas_seg.train` process "
         "(same results as sequential runs; default 1)",
     )
+    g.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="re-evaluate the models already trained in --out (OUT/<name>/model.pt) with the current "
+        "evaluation options (e.g. --test-mode) instead of training",
+    )
     return p
+
+
+def _reevaluate(
+    args: argparse.Namespace, out: Path, splits: _cli.Splits, crop: int, device: Any
+) -> list[dict]:
+    rows = []
+    names = ["searched"] + [f"random{i}" for i in range(args.random)]
+    for name in names:
+        folder = out / name
+        old_path = folder / "metrics.json"
+        if not (folder / "model.pt").is_file() or not old_path.is_file():
+            raise ConfigError(
+                f"--evaluate-only: {str(folder)!r} has no model.pt / metrics.json to re-evaluate"
+            )
+        g = Genotype.load(folder / "genotype.json")
+        eval_args = argparse.Namespace(**{**vars(args), "iters": 0, "init_weights": folder / "model.pt"})
+        fresh = train_and_evaluate(eval_args, g, splits, crop=crop, device=device, out=None)
+        rec = json.loads(old_path.read_text())
+        rec.update(
+            val=fresh["val"],
+            test=fresh["test"],
+            test_mode=fresh["test_mode"],
+            eval_seconds=fresh["eval_seconds"],
+        )
+        atomic_write_text(old_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
+        logger.info("%s: val mIoU %.4f | test mIoU %.4f", name, rec["val"]["mIoU"], rec["test"]["mIoU"])
+        rec["name"] = name
+        rows.append(rec)
+    return rows
 
 
 def _train_argv(args: argparse.Namespace, genotype: Path, out: Path) -> list[str]:
     """``python -m datanas_seg.train`` arguments reproducing this run's training options for one model."""
     argv = ["--genotype", str(genotype), "--out", str(out)]
-    skip = {"genotype", "out", "export_config", "help"}
+    skip = {"genotype", "out", "export_config", "help", "init_weights"}
     for action in train_parser()._actions:
         if not action.option_strings or action.dest in skip:
             continue
@@ -151,27 +186,30 @@ def _run(args: argparse.Namespace) -> int:
     crop = args.crop_size or 64
     device = _cli.pick_device(args.device)
     cps = _cli.cells_per_stage(args)
-    randoms = param_matched_random_genotypes(
-        space,
-        searched,
-        args.random,
-        C=args.C,
-        cells_per_stage=cps,
-        num_stages=args.num_stages,
-        tolerance=args.tolerance,
-        seed=args.random_seed,
-    )
-    models = [("searched", searched)] + [(f"random{i}", r) for i, r in enumerate(randoms)]
-    if args.jobs > 1:
-        rows = _train_in_processes(args, models, out)
+    if args.evaluate_only:
+        rows = _reevaluate(args, out, splits, crop, device)
     else:
-        rows = []
-        for name, g in models:
-            logger.info("=== %s ===", name)
-            rec = train_and_evaluate(args, g, splits, crop=crop, device=device, out=out / name)
-            g.save(out / name / "genotype.json")
-            rec["name"] = name
-            rows.append(rec)
+        randoms = param_matched_random_genotypes(
+            space,
+            searched,
+            args.random,
+            C=args.C,
+            cells_per_stage=cps,
+            num_stages=args.num_stages,
+            tolerance=args.tolerance,
+            seed=args.random_seed,
+        )
+        models = [("searched", searched)] + [(f"random{i}", r) for i, r in enumerate(randoms)]
+        if args.jobs > 1:
+            rows = _train_in_processes(args, models, out)
+        else:
+            rows = []
+            for name, g in models:
+                logger.info("=== %s ===", name)
+                rec = train_and_evaluate(args, g, splits, crop=crop, device=device, out=out / name)
+                g.save(out / name / "genotype.json")
+                rec["name"] = name
+                rows.append(rec)
     median = statistics.median(r["test"]["mIoU"] for r in rows[1:]) if rows[1:] else float("nan")
     summary = {
         "searched_test_mIoU": rows[0]["test"]["mIoU"],

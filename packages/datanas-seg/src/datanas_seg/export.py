@@ -278,6 +278,7 @@ def export_mmseg_config(
     img_suffix: str = ".png",
     seg_map_suffix: str = ".png",
     crop_size: tuple[int, int] = (256, 256),
+    test_mode: str = "slide",
     batch_size: int = 4,
     num_workers: int = 0,
     max_iters: int = 2000,
@@ -309,6 +310,8 @@ def export_mmseg_config(
             mmseg's ``LoadImageFromFile``, so keep ``in_channels=3`` for file datasets).
         head_channels, head_inputs, auxiliary, head_options, class_weight: see :func:`mmseg_model_config`.
         crop_size: ``(h, w)`` of the random training crops.
+        test_mode: ``"slide"`` (validation/test by sliding windows of ``crop_size``, stride 3/4 of it, like
+            mmseg's Cityscapes configs; models trained on crops need it) or ``"whole"``.
         max_iters, val_interval, batch_size, lr, weight_decay: schedule (SGD + poly LR, iteration based).
         mean, std: ``SegDataPreProcessor`` normalisation.
         work_dir: optional ``work_dir`` entry (the Runner's output folder).
@@ -354,6 +357,14 @@ def export_mmseg_config(
         head_options=head_options,
         class_weight=class_weight,
     )
+    if test_mode == "slide":
+        model["test_cfg"] = {
+            "mode": "slide",
+            "crop_size": crop,
+            "stride": (max(1, 3 * crop[0] // 4), max(1, 3 * crop[1] // 4)),
+        }
+    elif test_mode != "whole":
+        raise ConfigError(f"unknown test_mode {test_mode!r}; valid: slide, whole")
     path = Path(path)
     ann_files = {"train": "", "val": "", "test": ""}
     if splits is not None:

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datanas_core.errors import DataError
+from datanas_core.errors import ConfigError, DataError
 from datanas_core.sample import ArchSample
 from datanas_seg.metrics import IoUAccumulator, intersect_and_union
 
-__all__ = ["SegSearchTask", "evaluate_segmentation", "model_device", "unpack_batch"]
+__all__ = ["SegSearchTask", "evaluate_segmentation", "model_device", "sliding_window_logits", "unpack_batch"]
 
 AreasFn = Callable[[Tensor, Tensor, int, int], tuple[Tensor, Tensor, Tensor, Tensor]]
 
@@ -102,6 +102,39 @@ class SegSearchTask:
 
     def batch_size(self, batch: Any) -> int:
         return int(batch[0].shape[0])
+
+
+def sliding_window_logits(
+    predict: Callable[[Tensor], Tensor], x: Tensor, crop_size: int, stride: int
+) -> Tensor:
+    """Average ``predict``'s logits over overlapping ``crop_size`` windows of ``x`` (N, C, H, W).
+
+    The same tiling as mmseg's ``EncoderDecoder.slide_inference`` (windows every ``stride`` pixels, the last
+    one flush with the border, logits averaged where windows overlap). Models trained on small crops should be
+    evaluated this way: whole-image inference changes the statistics their global pooling and padding see.
+
+    Raises:
+        ConfigError: ``crop_size`` or ``stride`` < 1.
+    """
+    if crop_size < 1 or stride < 1:
+        raise ConfigError(f"crop_size and stride must be >= 1, got {crop_size} and {stride}")
+    n, _, h, w = x.shape
+    hg = max(h - crop_size + stride - 1, 0) // stride + 1
+    wg = max(w - crop_size + stride - 1, 0) // stride + 1
+    out: Tensor | None = None
+    count = x.new_zeros((n, 1, h, w))
+    for i in range(hg):
+        for j in range(wg):
+            y2, x2 = min(i * stride + crop_size, h), min(j * stride + crop_size, w)
+            y1, x1 = max(y2 - crop_size, 0), max(x2 - crop_size, 0)
+            logits = predict(x[:, :, y1:y2, x1:x2])
+            if out is None:
+                out = x.new_zeros((n, logits.shape[1], h, w))
+            out[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+    if out is None:  # pragma: no cover - hg, wg >= 1 always
+        raise ConfigError(f"no window fits input of shape {tuple(x.shape)}")
+    return out / count
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from datanas_seg.space import SegDartsSpace
 from datanas_seg.task import evaluate_segmentation
 from datanas_seg.training import TrainSettings, count_parameters, random_genotype, train_model
 
-__all__ = ["build_parser", "main", "parse_genotype", "train_and_evaluate"]
+__all__ = ["build_parser", "evaluate_model", "main", "parse_genotype", "train_and_evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_data_args(p)
     _cli.add_model_args(p, C=16, head_channels=16)
     g = p.add_argument_group("training")
-    g.add_argument("--iters", type=int, default=500, help="optimisation steps (default 500)")
+    g.add_argument(
+        "--iters", type=int, default=500, help="optimisation steps (default 500; 0: evaluate --init-weights)"
+    )
+    g.add_argument(
+        "--init-weights", type=Path, default=None, help="start from these model weights (model.pt)"
+    )
+    g.add_argument(
+        "--test-mode",
+        choices=("slide", "whole"),
+        default="slide",
+        help="evaluation: sliding windows of the crop size (mmseg's test_cfg mode='slide') or whole images "
+        "(default slide)",
+    )
+    g.add_argument("--test-stride", type=int, default=None, help="sliding-window stride (default 3/4 crop)")
     g.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate (default 0.05)")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
     g.add_argument("--drop-path", type=float, default=0.0, help="drop-path probability (default 0)")
@@ -88,6 +101,38 @@ def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:
     return resolve_genotype(text)
 
 
+def evaluate_model(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    part: SegImages,
+    areas_fn: Any,
+    device: torch.device,
+    *,
+    crop: int,
+) -> dict[str, float]:
+    """mIoU of ``model`` on the whole images of ``part`` (sliding windows unless ``--test-mode whole``)."""
+    slide = args.test_mode == "slide"
+    predict = _cli.predict_fn(
+        args, model, crop_size=crop if slide else None, stride=args.test_stride if slide else None
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        loader = [
+            (x[None], y[None]) for x, y in EvalImageDataset(part, size_divisor=4 * 2 ** (args.num_stages - 1))
+        ]
+        return evaluate_segmentation(
+            predict,
+            loader,
+            part.num_classes,
+            ignore_index=part.ignore_index,
+            device=device,
+            areas_fn=areas_fn,
+        )
+    finally:
+        model.train(was_training)
+
+
 def train_and_evaluate(
     args: argparse.Namespace,
     genotype: Genotype,
@@ -106,46 +151,38 @@ def train_and_evaluate(
     backbone = model.backbone
     n_backbone = count_parameters(backbone)
     n_total = count_parameters(model)
+    if args.init_weights is not None:
+        try:
+            model.load_state_dict(torch.load(args.init_weights, map_location=device, weights_only=True))
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(
+                f"cannot load --init-weights {str(args.init_weights)!r} into this model: {exc}"
+            ) from exc
     settings = TrainSettings(
-        iters=args.iters,
+        iters=max(args.iters, 1),
         batch_size=args.batch_size,
         crop_size=crop,
         lr=args.lr,
         weight_decay=args.weight_decay,
         seed=args.seed,
     )
-    logger.info("training: %d backbone / %d total parameters, %s", n_backbone, n_total, settings)
+    history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    history = train_model(model, task, splits.train, settings)
+    if args.iters > 0:
+        logger.info("training: %d backbone / %d total parameters, %s", n_backbone, n_total, settings)
+        history = train_model(model, task, splits.train, settings)
     train_seconds = time.perf_counter() - t0
-    predict = _cli.predict_fn(args, model)
-
-    def evaluate(part: SegImages) -> dict[str, float]:
-        model.eval()
-        loader = [
-            (x[None], y[None]) for x, y in EvalImageDataset(part, size_divisor=4 * 2 ** (args.num_stages - 1))
-        ]
-        res = evaluate_segmentation(
-            predict,
-            loader,
-            part.num_classes,
-            ignore_index=part.ignore_index,
-            device=device,
-            areas_fn=areas_fn,
-        )
-        model.train()
-        return res
-
     t1 = time.perf_counter()
-    val = evaluate(splits.val)
-    test = evaluate(splits.test)
+    val = evaluate_model(args, model, splits.val, areas_fn, device, crop=crop)
+    test = evaluate_model(args, model, splits.test, areas_fn, device, crop=crop)
     record = {
         "genotype": genotype.to_dict(),
         "framework": args.framework,
         "decode_head": args.decode_head if args.framework == "mmseg" else "SimpleSegHead",
         "params_backbone": n_backbone,
         "params_total": n_total,
-        "train": settings.to_dict(),
+        "train": {**settings.to_dict(), "iters": args.iters},
+        "test_mode": args.test_mode,
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - t1,
         "final_train_loss": history[-1]["loss"] if history else None,
@@ -168,7 +205,13 @@ def train_and_evaluate(
 
 
 def _run(args: argparse.Namespace) -> int:
-    _cli.check_positive(iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads)
+    _cli.check_positive(
+        batch_size=args.batch_size, C=args.C, threads=args.threads, test_stride=args.test_stride
+    )
+    if args.iters < 0 or (args.iters == 0 and args.init_weights is None):
+        raise ConfigError(
+            f"--iters must be >= 1 (or 0 with --init-weights to only evaluate), got {args.iters}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)

@@ -168,9 +168,34 @@ def make_data_samples(masks: Tensor) -> list[SegDataSample]:
     return out
 
 
-def segmentor_logits(model: Any, x: Tensor) -> Tensor:
-    """Logits ``(N, K, H, W)`` of an mmseg segmentor at the input resolution (``mode='tensor'`` + resize)."""
-    logits = model(x, None, mode="tensor")
+def segmentor_logits(
+    model: Any, x: Tensor, *, crop_size: int | None = None, stride: int | None = None
+) -> Tensor:
+    """Logits ``(N, K, H, W)`` of an mmseg segmentor at the input resolution, through mmseg's ``inference``.
+
+    Args:
+        model: an ``EncoderDecoder``.
+        x: normalised images ``(N, C, H, W)``.
+        crop_size: sliding-window inference (``test_cfg.mode='slide'``) with square windows of this side;
+            ``None``: whole-image inference.
+        stride: window stride (default ``3 * crop_size // 4``).
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    metas = [
+        {"img_shape": (h, w), "ori_shape": (h, w), "pad_shape": (h, w), "padding_size": [0, 0, 0, 0]}
+        for _ in range(x.shape[0])
+    ]
+    if crop_size is None:
+        test_cfg = ConfigDict(mode="whole")
+    else:
+        st = stride if stride is not None else max(1, 3 * crop_size // 4)
+        test_cfg = ConfigDict(mode="slide", crop_size=(crop_size, crop_size), stride=(st, st))
+    previous = model.test_cfg
+    model.test_cfg = test_cfg
+    try:
+        logits = model.inference(x, metas)
+    finally:
+        model.test_cfg = previous
     if logits.shape[-2:] != x.shape[-2:]:
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
     return logits  # type: ignore[no-any-return]
@@ -255,31 +280,26 @@ def evaluate_segmentor(
     *,
     ignore_index: int = 255,
     arch: ArchSample | None = None,
+    crop_size: int | None = None,
+    stride: int | None = None,
 ) -> dict[str, float]:
     """Dataset-level mIoU of an mmseg segmentor over ``loader`` with mmseg's IoU utilities.
 
-    ``arch`` is required for segmentors with a supernet backbone (e.g. a derived code with inherited weights).
+    ``arch`` is required for segmentors with a supernet backbone (e.g. a derived code with inherited weights);
+    ``crop_size`` / ``stride`` select sliding-window inference (see :func:`segmentor_logits`).
     """
     was_training = model.training
     model.eval()
+    ctx = _backbone_with_arch(model).use_arch(arch) if arch is not None else contextlib.nullcontext()
     try:
-        if arch is not None:
-            with _backbone_with_arch(model).use_arch(arch):
-                return evaluate_segmentation(
-                    lambda x: segmentor_logits(model, x),
-                    loader,
-                    num_classes,
-                    ignore_index=ignore_index,
-                    device=model_device(model),
-                    areas_fn=mmseg_intersect_and_union,
-                )
-        return evaluate_segmentation(
-            lambda x: segmentor_logits(model, x),
-            loader,
-            num_classes,
-            ignore_index=ignore_index,
-            device=model_device(model),
-            areas_fn=mmseg_intersect_and_union,
-        )
+        with ctx:
+            return evaluate_segmentation(
+                lambda x: segmentor_logits(model, x, crop_size=crop_size, stride=stride),
+                loader,
+                num_classes,
+                ignore_index=ignore_index,
+                device=model_device(model),
+                areas_fn=mmseg_intersect_and_union,
+            )
     finally:
         model.train(was_training)
