@@ -156,3 +156,35 @@ def test_maml_evaluate_handles_more_ways_with_fresh_head():
     assert model.ways == 2  # the model itself is unchanged
     with pytest.raises(ConfigError, match="3 outputs"):
         MAMLLearner().episode_loss(model, _episode(ways=3), None)
+
+
+def test_protonet_distance_scale_divides_logits():
+    model = FewShotModel(Conv4(1, hidden=4, blocks=2))
+    ep = _episode()
+    torch.manual_seed(0)
+    base, _ = ProtoNetLearner().episode_loss(model.eval(), ep, None)
+    scaled, _ = ProtoNetLearner(distance_scale="dim").episode_loss(model, ep, None)
+    emb = model.embed(torch.cat([ep.support_x, ep.query_x]))
+    logits = prototypical_logits(emb[:2], ep.support_y, emb[2:])
+    expected = torch.nn.functional.cross_entropy(logits / emb.shape[1], ep.query_y)
+    torch.testing.assert_close(scaled, expected)
+    assert not torch.isclose(base, scaled)
+
+
+def test_use_weight_optimizer_swaps_in_adam():
+    from datanas_core.search import SearchConfig, Searcher
+    from datanas_fewshot.cellnets import use_weight_optimizer
+
+    space = build_space(steps=2)
+    sn = space.build_supernet(C=4, layers=3, num_classes=0, in_channels=1)
+    searcher = Searcher(
+        space, FewShotSearchTask(ProtoNetLearner()), SearchConfig(epochs=2), supernet=FewShotModel(sn)
+    )
+    use_weight_optimizer(searcher, "adam", 1e-3, 1e-4)
+    assert isinstance(searcher.w_optimizer, torch.optim.Adam)
+    assert searcher.w_optimizer.param_groups[0]["params"] == searcher.w_params
+    before = [p.detach().clone() for p in searcher.w_params]
+    searcher.step(_episode(), _episode(seed=1))
+    assert any(not torch.equal(a, b) for a, b in zip(before, searcher.w_params, strict=True))
+    with pytest.raises(ConfigError, match="adam, sgd"):
+        use_weight_optimizer(searcher, "lion", 1e-3, 0.0)

@@ -48,6 +48,7 @@ __all__ = [
     "FewShotResult",
     "build_backbone",
     "build_fewshot_searcher",
+    "cell_channels_for",
     "conv4_hidden_for",
     "evaluate_backbone",
 ]
@@ -171,6 +172,19 @@ def conv4_hidden_for(params: int, in_channels: int = 1, blocks: int = 4) -> int:
         n = count_parameters(Conv4(in_channels, h, blocks))
         if abs(n - params) < best_gap:
             best, best_gap = h, abs(n - params)
+        if n > params:
+            break
+    return best
+
+
+def cell_channels_for(config: FewShotConfig, genotype: Genotype, params: int, in_channels: int = 1) -> int:
+    """The initial width ``C`` whose derived network of ``genotype`` has the parameter count closest to
+    ``params`` (random cells at equal parameters)."""
+    best, best_gap = config.C, math.inf
+    for c in range(2, 65):
+        n = count_parameters(build_backbone(dataclasses.replace(config, C=c), genotype, in_channels))
+        if abs(n - params) < best_gap:
+            best, best_gap = c, abs(n - params)
         if n > params:
             break
     return best

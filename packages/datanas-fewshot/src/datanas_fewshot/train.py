@@ -19,6 +19,7 @@ interval) and on the 20 official 20-way one-shot Omniglot runs (``all_runs.zip``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
@@ -33,7 +34,13 @@ from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
 from datanas_fewshot.cellnets import count_parameters, random_genotype
-from datanas_fewshot.fewshot import FewShotConfig, build_backbone, conv4_hidden_for, evaluate_backbone
+from datanas_fewshot.fewshot import (
+    FewShotConfig,
+    build_backbone,
+    cell_channels_for,
+    conv4_hidden_for,
+    evaluate_backbone,
+)
 from datanas_fewshot.meta import MetaTrainConfig
 from datanas_fewshot.search import add_fewshot_args, fewshot_config
 from datanas_fewshot.sources import load_fewshot_splits, load_omniglot_runs
@@ -53,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="64",
         help="Conv-4 width: an integer, or 'match' (the parameter count of --match-genotype's network)",
     )
-    p.add_argument("--match-genotype", type=Path, default=None, help="genotype whose size Conv-4 matches")
+    p.add_argument(
+        "--match-genotype",
+        type=Path,
+        default=None,
+        help="genotype whose parameter count Conv-4 ('--conv4-hidden match') and random cells (their C) match",
+    )
     add_fewshot_args(p)
     t = p.add_argument_group("training and evaluation")
     t.add_argument("--train-episodes", type=int, default=600, help="meta-training episodes")
@@ -108,8 +120,12 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
             geno = random_genotype(space, g)  # always draw all N so cell i is the same for any subset
             if i not in keep:
                 continue
-            out.append((f"random-{i}", lambda geno=geno: build_backbone(config, geno, in_ch),
-                        {"genotype": geno.to_dict()}))  # fmt: skip
+            cfg = config
+            if args.match_genotype is not None:  # equal parameters: widen or narrow this random cell
+                target = count_parameters(build_backbone(config, Genotype.load(args.match_genotype), in_ch))
+                cfg = dataclasses.replace(config, C=cell_channels_for(config, geno, target, in_ch))
+            out.append((f"random-{i}", lambda geno=geno, cfg=cfg: build_backbone(cfg, geno, in_ch),
+                        {"genotype": geno.to_dict(), "C": cfg.C}))  # fmt: skip
         return out
     path = Path(spec)
     if not path.is_file():
