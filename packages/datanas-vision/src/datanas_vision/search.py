@@ -38,6 +38,7 @@ from datanas_vision._cli import (
     write_out,
 )
 from datanas_vision.data import BatchTransform, ImageLoader, VisionData, make_search_loaders
+from datanas_vision.data.base import subset
 from datanas_vision.task import ClassificationTask
 
 __all__ = ["build_parser", "build_searcher", "main"]
@@ -286,8 +287,12 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             augment=args.augment,
             num_workers=args.num_workers,
         )
+        # a fixed random order (shuffle=False over a permuted view): the consistency monitor evaluates the
+        # first few batches twice (sampled and derived codes), which must be the same batches and must not
+        # be one class only (folder and zip datasets are stored class by class)
+        perm = torch.randperm(len(val.dataset), generator=torch.Generator().manual_seed(seed)).tolist()
         eval_loader = ImageLoader(
-            val.dataset,
+            subset(val.dataset, perm),
             args.batch_size,
             transform=BatchTransform(data.mean, data.std),
             shuffle=False,
