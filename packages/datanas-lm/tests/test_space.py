@@ -30,6 +30,10 @@ def test_cell_spec_is_the_darts_recurrent_space() -> None:
     assert spec.concat == tuple(range(1, 9))
     assert SPACES.get("lm.darts_rnn") is RNNSpace
     assert space.name == "lm.darts_rnn"
+    from datanas_core.plugins import get_space
+
+    assert isinstance(get_space("lm.darts_rnn"), RNNSpace)
+    assert dict(RNNSpace.default_rule_options) == {"k": 1}
 
 
 def test_bundled_genotypes_are_the_published_darts_cells() -> None:

@@ -79,7 +79,9 @@ def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, setti
 
 def _cell_text(genotype: Any) -> str:
     cell = genotype.cells["recurrent"]
-    return " ".join(f"{e.dst}<-{e.op}({e.src})" for e in cell.edges)
+    return " ".join(
+        f"{e.dst}<-{e.op}({e.src})" for e in sorted(cell.edges, key=lambda e: (e.dst, e.src, e.op))
+    )
 
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
