@@ -293,3 +293,18 @@ def test_rule_reprs_and_configs_rebuild() -> None:
 def test_genotype_edge_types() -> None:
     cg = TopKEdges()({"normal": P}, {"normal": CELL})["normal"]
     assert all(isinstance(e, EdgeChoice) for e in cg.edges) and cg.concat == (2, 3)
+
+
+def test_space_default_rule_options_are_used_when_no_rule_is_given() -> None:
+    from datanas_core import ArchitectureDistribution, derive
+    from datanas_core.testing import ToySpace
+
+    class OnePredecessor(ToySpace):
+        default_rule_options = {"k": 1}
+
+    space = OnePredecessor(num_nodes=3)
+    dist = ArchitectureDistribution(space, "softmax", seed=0)
+    g = derive(dist, space)
+    assert all(len(g.cells["cell"].inputs_of(n)) == 1 for n in space.cell("cell").nodes)
+    g2 = derive(dist, ToySpace(num_nodes=3))
+    assert any(len(g2.cells["cell"].inputs_of(n)) == 2 for n in space.cell("cell").nodes)

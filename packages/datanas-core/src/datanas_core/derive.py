@@ -454,7 +454,7 @@ def derive(
             ``cell_type -> [E, K]`` probabilities.
         space: the search space (or a mapping of cell specs); optional when a distribution is given.
         rule: a rule, its registry name or ``{"type": name, **options}``; default: the space's
-            ``default_rule``, else ``"topk_edges"``. The ``"data"`` rule without ``samples`` takes M from the
+            ``default_rule`` with its ``default_rule_options`` (if any), else ``"topk_edges"``. The ``"data"`` rule without ``samples`` takes M from the
             distribution's estimator.
         space_name: name written in the genotype (default: the space's name, else ``"custom"``).
 
@@ -486,7 +486,12 @@ def derive(
         default_rule = dist.space.default_rule if dist.space is not None else "topk_edges"
     else:
         raise ConfigError("derive from a probability mapping needs the space (or its cell specs)")
-    r = build_rule(rule if rule is not None else default_rule)
+    if rule is None:
+        # a space may give options for its default rule (the RNN space: one predecessor, k=1)
+        owner = space if isinstance(space, SearchSpace) else (dist.space if dist is not None else None)
+        options = dict(getattr(owner, "default_rule_options", None) or {})
+        rule = {"type": default_rule, **options} if options else default_rule
+    r = build_rule(rule)
     if isinstance(r, EGSMultinomial) and r.samples is None:
         if dist is None:
             raise ConfigError(

@@ -457,9 +457,9 @@ class Searcher:
         """The discrete architecture of the current distribution under the configured rule."""
         from datanas_core.derive import derive
 
-        rule: Any = self.config.rule or self.space.default_rule
+        rule: Any = self.config.rule
         if self.config.rule_options:
-            rule = {"type": rule, **self.config.rule_options}
+            rule = {"type": rule or self.space.default_rule, **self.config.rule_options}
         return derive(self.distribution, self.space, rule=rule)
 
     def fit(
