@@ -178,3 +178,15 @@ def test_data_loaders(tmp_path):
     assert f.images.shape == (4, 1, 4, 4) and f.labels.tolist() == [0, 0, 1, 1] and f.classes == ("x", "y")
     with pytest.raises(DataError, match="not found"):
         load_clustering_data("mnist", tmp_path)
+
+
+@pytest.mark.parametrize(("objective", "assignment"), [("scan", "linear"), ("dec", "student_t")])
+def test_other_objectives_run_end_to_end(objective, assignment):
+    from datanas_fewshot.cellnets import random_genotype
+
+    cfg = _tiny_config(objective=objective, assignment=assignment, nce_weight=0.0, overcluster=4)
+    g = random_genotype(cfg.space(), torch.Generator().manual_seed(0))
+    run = run_clustering(_tiny_data(), cfg, genotype=g)
+    assert run.genotype == g and run.search_history == []
+    assert 0.0 <= run.evaluation.kmeans.nmi <= 1.0 and run.evaluation.head_pred.shape == (48,)
+    assert all(np.isfinite(h["loss"]) for h in run.train_history)

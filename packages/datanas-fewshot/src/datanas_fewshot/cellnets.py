@@ -18,6 +18,7 @@ from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.space.darts import DARTS_OPS, DartsSpace
 
 __all__ = [
+    "CONV_OPS",
     "SMALL_OPS",
     "COMPACT_OPS",
     "build_space",
@@ -54,13 +55,18 @@ SMALL_OPS: tuple[str, ...] = (
     "sep_conv_3x3",
 )
 
-_OP_SETS = {"compact": COMPACT_OPS, "darts": DARTS_OPS, "small": SMALL_OPS}
+#: Convolutions only (plus ``none``): short CPU searches on an unsupervised objective drift to pooling and
+#: identity ops (the parameter-free collapse of DARTS-style search; measured on MNIST, see the README); this
+#: set searches the topology and the kind of convolution instead.
+CONV_OPS: tuple[str, ...] = ("none", "nor_conv_1x1", "nor_conv_3x3", "sep_conv_3x3", "dil_conv_3x3")
+
+_OP_SETS = {"compact": COMPACT_OPS, "conv": CONV_OPS, "darts": DARTS_OPS, "small": SMALL_OPS}
 
 M = TypeVar("M", bound=nn.Module)
 
 
 def build_space(ops: str | Sequence[str] = "compact", *, steps: int = 4) -> DartsSpace:
-    """A DARTS space with the named op set (``"compact"``, ``"small"`` or ``"darts"``) or an explicit op list.
+    """A DARTS space with the named op set (``"compact"``, ``"conv"``, ``"small"`` or ``"darts"``) or an explicit op list.
 
     Raises:
         ConfigError: unknown op-set name (listing the valid ones).
