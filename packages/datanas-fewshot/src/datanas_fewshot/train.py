@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_spec(spec: str) -> None:
+    """Validate ``--genotype`` before any data is loaded."""
+    if spec == "conv4":
+        return
+    if spec.startswith("random:"):
+        count, _, subset = spec.split(":", 1)[1].partition("@")
+        try:
+            int(count)
+            [int(i) for i in subset.split(",")] if subset else None
+        except ValueError:
+            raise ConfigError(f"--genotype random:N[@i,j] needs integers, got {spec!r}") from None
+        return
+    if not Path(spec).is_file():
+        raise ConfigError(f"--genotype {spec!r} is neither a file, 'conv4', nor 'random:N'")
+
+
 def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> list[tuple[str, Any, dict]]:
     """``(name, factory, info)`` for every network to evaluate."""
     spec = args.genotype
@@ -149,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             episodes=args.train_episodes, meta_batch=args.meta_batch, lr=args.lr, lr_min=args.lr / 10
         )
         config = fewshot_config(args, args.seed, train=train, test_episodes=args.test_episodes)
+        _check_spec(args.genotype)
         if args.test_episodes < 600:
             logger.warning("%d test episodes: report numbers with >= 600", args.test_episodes)
         splits = load_fewshot_splits(
