@@ -28,6 +28,7 @@ import torch
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.search import PRESETS, SearchConfig, Searcher
+from datanas_core.search import build_searcher as core_build_searcher
 from datanas_vision._cli import (
     add_data_args,
     data_config,
@@ -45,7 +46,16 @@ __all__ = ["build_parser", "build_searcher", "main"]
 
 logger = logging.getLogger(__name__)
 
-SPACE_CHOICES = ("darts", "darts_ext", "nb201")
+#: Core spaces usable for images: DARTS (+ extended), NB201, and the method spaces of DrNAS and EnTranNAS.
+SPACE_CHOICES = (
+    "darts",
+    "darts_ext",
+    "nb201",
+    "drnas_darts",
+    "drnas_nb201",
+    "entrannas_darts",
+    "entrannas_nb201",
+)
 
 
 def _registry_names() -> tuple[list[str], list[str], list[str]]:
@@ -109,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"regularizer, repeatable ({', '.join(regularizers)}, or 'none'); default: adc:0.1",
     )
     m.add_argument("--rule", choices=rules, default=None, help="derivation rule (default: the space's)")
+    m.add_argument(
+        "--stages",
+        default=None,
+        metavar="EPOCHS:K:OPS,...",
+        help="DrNAS progressive search stages, e.g. 25:6:7,25:4:4 (epochs, partial-channel K, kept ops per "
+        "edge); the stage epochs must add up to --epochs",
+    )
     m.add_argument(
         "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
     )
@@ -179,15 +196,14 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
 
 
 def _space(name: str) -> Any:
-    from datanas_core.space import darts, nb201  # noqa: F401  (registers the spaces)
-    from datanas_core.space.base import SPACES
+    from datanas_core import get_space  # importing datanas_core registers every core space
 
-    return SPACES.build(name)
+    return get_space(name)
 
 
 def supernet_kwargs(args: argparse.Namespace, data: VisionData) -> dict[str, Any]:
     common = {"C": args.C, "num_classes": data.num_classes, "in_channels": data.in_channels}
-    if args.space == "nb201":
+    if args.space.endswith("nb201"):
         return {**common, "N": args.layers}
     return {**common, "layers": args.layers}
 
@@ -195,13 +211,15 @@ def supernet_kwargs(args: argparse.Namespace, data: VisionData) -> dict[str, Any
 def build_searcher(
     args: argparse.Namespace, data: VisionData, seed: int, device: torch.device | None = None
 ) -> Searcher:
-    """The :class:`~datanas_core.search.Searcher` the flags describe."""
-    return Searcher(
+    """The :class:`~datanas_core.search.Searcher` the flags describe (E2NAS wiring for ``--estimator e2nas``,
+    DrNAS progressive stages for ``--stages``; see :func:`datanas_core.build_searcher`)."""
+    return core_build_searcher(
         _space(args.space),
         ClassificationTask(),
         search_config(args, seed),
         supernet_kwargs=supernet_kwargs(args, data),
         device=device,
+        stages=getattr(args, "stages", None),
     )
 
 
@@ -317,8 +335,8 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
         write_out(f"derived genotype ({genotype.space}): {Path(run_dir) / 'genotype.json'}")
         for line in _describe_genotype(genotype):
             write_out(line)
-        if args.space == "nb201":
-            text = space.to_string(genotype)
+        if genotype.space == "nb201":
+            text = (space if hasattr(space, "to_string") else _space("nb201")).to_string(genotype)
             (Path(run_dir) / "nb201.txt").write_text(text + "\n", encoding="utf-8")
             write_out(f"NB201 string: {text}")
         report = Path(run_dir) / "report.html"

@@ -23,14 +23,29 @@ def build_searcher(
     callbacks: Sequence[Any] = (),
     device: Any = None,
     method_options: Mapping[str, Any] | None = None,
+    stages: Any = None,
 ) -> Searcher:
     """A :class:`Searcher` for ``config``; domain CLIs call this instead of the constructor.
 
     - ``estimator="e2nas"``: :func:`datanas_core.e2nas.e2nas_searcher` (complementation ``lam``, exploration
       ``novelty_weight``/``r`` from ``method_options``).
+    - ``stages`` (e.g. ``"25:6:7,25:4:4"``): DrNAS progressive search
+      (:class:`datanas_core.drnas.ProgressiveSearcher`: partial channels, pruning, widening per stage).
     - anything else: ``Searcher(space, task, config, ...)``.
     """
     opts = dict(method_options or {})
+    if stages is not None and not (isinstance(stages, str) and not stages.strip()):
+        from datanas_core.drnas import ProgressiveSearcher
+
+        return ProgressiveSearcher(
+            space,
+            task,
+            config,
+            stages=stages,
+            supernet_kwargs=supernet_kwargs,
+            callbacks=callbacks,
+            device=device,
+        )
     if config.estimator == "e2nas":
         from datanas_core.e2nas import e2nas_searcher
 
