@@ -190,6 +190,11 @@ def test_summarize_median_and_rank():
     assert s["random_median"] == pytest.approx(0.725) and s["beats_random_median"] is True
     assert s["searched_rank"] == 2 and s["random_better_than_searched"] == 1
     assert s["searched_minus_median"] == pytest.approx(0.075)
+    tie = summarize(
+        [{"kind": "searched", "top1": 0.36000000596}]
+        + [{"kind": "random", "top1": a} for a in (0.3, 0.36, 0.42)]
+    )
+    assert tie["beats_random_median"] is False and tie["searched_rank"] == 2
 
 
 def test_compare_cli_with_given_genotype_and_reuse(tmp_path):

@@ -97,10 +97,14 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         acc = searched[0]["top1"]
         out["searched_top1"] = acc
         if random_acc:
+            # accuracies are float32 fractions of the test set: compare at 1e-6, so a tie is not a win
+            def gt(a: float, b: float) -> bool:
+                return round(a - b, 6) > 0
+
             out["searched_minus_median"] = acc - out["random_median"]
-            out["beats_random_median"] = acc > out["random_median"]
-            out["searched_rank"] = 1 + sum(a > acc for a in random_acc)  # 1 = best of all cells
-            out["random_better_than_searched"] = sum(a > acc for a in random_acc)
+            out["beats_random_median"] = gt(acc, out["random_median"])
+            out["searched_rank"] = 1 + sum(gt(a, acc) for a in random_acc)  # 1 = best of all cells
+            out["random_better_than_searched"] = sum(gt(a, acc) for a in random_acc)
     return out
 
 
@@ -125,6 +129,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], header:
         )
     if "searched_top1" in summary and "random_median" in summary:
         verdict = "beats" if summary["beats_random_median"] else "does not beat"
+        if not summary["beats_random_median"] and abs(summary["searched_minus_median"]) < 1e-6:
+            verdict = "ties"
         lines.append(
             f"Searched cell: {summary['searched_top1'] * 100:.2f} % ({verdict} the random median by "
             f"{summary['searched_minus_median'] * 100:+.2f} points; rank {summary['searched_rank']} of "
