@@ -209,3 +209,30 @@ def test_compare_cli_with_given_genotype_and_reuse(tmp_path):
     assert compare_main(argv) == 0  # finished cells are reused, not retrained
     assert (tmp_path / "cells" / "random_01.json").stat().st_mtime_ns == stamp
     assert "| searched | searched |" in (tmp_path / "compare.md").read_text()
+
+
+def test_search_cli_resume_reproduces_the_uninterrupted_run(tmp_path):
+    argv = [
+        *TINY_SEARCH[:1],
+        "2",
+        *TINY_SEARCH[2:],
+        "--checkpoint-every",
+        "1",
+        "--space",
+        "nb201",
+        "--layers",
+        "1",
+    ]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert search_cli.main([*argv, "--out", str(full)]) == 0
+    assert search_cli.main([*argv, "--out", str(cut)]) == 0
+    ckpts = sorted((cut / "checkpoints").iterdir())
+    ckpts[-1].unlink()  # as if the run had died before its last checkpoint
+    assert search_cli.main([*argv, "--resume", str(cut)]) == 0
+
+    def epochs(run):
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["epoch"], r["train_loss"], r["val_loss"]) for r in rows if r["kind"] == "epoch"]
+
+    assert epochs(cut) == epochs(full)
+    assert Genotype.load(cut / "genotype.json") == Genotype.load(full / "genotype.json")
