@@ -211,6 +211,34 @@ def test_compare_cli_with_given_genotype_and_reuse(tmp_path):
     assert "| searched | searched |" in (tmp_path / "compare.md").read_text()
 
 
+@pytest.mark.slow
+def test_compare_jobs_gives_the_sequential_table(tmp_path):
+    """--jobs 3: search and retrainings in child processes; the same rows as one process doing it all."""
+    common = ["--random", "2", "--max-per-class", "3", "--test-max-per-class", "2", "--train-epochs", "1",
+              "--C", "4", "--layers", "2", "--batch-size", "10", "--threads", "1", "--device", "cpu",
+              "--space", "nb201", "--search-epochs", "1", "--search-C", "4", "--search-layers", "1",
+              "--search-batch-size", "8"]  # fmt: skip
+    assert compare_main([*common, "--out", str(tmp_path / "seq")]) == 0
+    assert compare_main([*common, "--out", str(tmp_path / "par"), "--jobs", "3"]) == 0
+    seq = json.loads((tmp_path / "seq" / "compare.json").read_text())
+    par = json.loads((tmp_path / "par" / "compare.json").read_text())
+    key = [(r["name"], r["genotype"], r["top1"], r["params"]) for r in seq["rows"]]
+    assert key == [(r["name"], r["genotype"], r["top1"], r["params"]) for r in par["rows"]]
+    assert sorted(p.name for p in (tmp_path / "par" / "logs").iterdir()) == [
+        "random_00.log", "random_01.log", "search.log", "searched.log"
+    ]  # fmt: skip
+    assert par["search_seconds"] is not None
+
+
+def test_compare_rejects_bad_jobs_and_only(tmp_path, caplog):
+    base = ["--out", str(tmp_path), "--genotype", "darts_v2", "--random", "1", "--max-per-class", "2",
+            "--test-max-per-class", "1"]  # fmt: skip
+    assert compare_main([*base, "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1, got 0" in caplog.text
+    assert compare_main([*base, "--only", "random_07"]) == 2
+    assert "valid: search, searched, random_00" in caplog.text
+
+
 def test_search_cli_resume_reproduces_the_uninterrupted_run(tmp_path):
     argv = [
         *TINY_SEARCH[:1],

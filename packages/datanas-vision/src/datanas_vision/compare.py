@@ -10,7 +10,11 @@
    random cells; the searched cell's rank) into ``--out``.
 
 Each finished retraining is stored under ``--out/cells/`` and reused when the command is run again, so an
-interrupted comparison continues where it stopped.
+interrupted comparison continues where it stopped. ``--jobs N`` runs the search and the retrainings in up to
+N child processes at once (``python -m datanas_vision.compare ... --only NAME``; the random cells start while
+the search runs, the searched cell when it has finished); every cell still gets the same seed and protocol,
+so the table is the one a sequential run would give up to the nondeterminism of GPU kernels. Useful on a GPU
+(small cells leave most of it idle) or on a machine with many cores (``--threads 1`` per job).
 
 Example (CIFAR-10 subset from a JPEG zip, 10k training images)::
 
@@ -24,6 +28,8 @@ import argparse
 import json
 import logging
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,6 +176,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--a-lr", type=float, default=None, help="architecture learning rate (search default 3e-4)"
     )
     s.add_argument("--w-lr", type=float, default=None, help="supernet weight learning rate (default 0.025)")
+    s.add_argument("--preset", default=None, help="method preset of the search (see datanas_vision.search)")
+    s.add_argument(
+        "--arch-warmup-epochs",
+        type=int,
+        default=None,
+        help="search epochs before the architecture is updated",
+    )
+    s.add_argument(
+        "--estimator-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="extra estimator option of the search, e.g. tau=linear:5:1 (repeatable)",
+    )
+    s.add_argument("--rule", default=None, help="derivation rule of the search (default: the space's)")
+    s.add_argument(
+        "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
+    )
+    s.add_argument(
+        "--search-train-fraction",
+        type=float,
+        default=None,
+        help="share of the training images for the weights; the rest update the architecture (search default 0.5)",
+    )
     t = p.add_argument_group("retraining (the same for every cell)")
     t.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
     t.add_argument("--C", type=int, default=8, help="retraining width")
@@ -182,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the random cells and retraining")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run the search and the retrainings in up to this many child processes at once (default 1: "
+        "everything in this process, one after the other)",
+    )
+    p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child process: one task, no summary
     p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return p
 
@@ -218,12 +256,20 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
         ("--a-lr", args.a_lr),
         ("--w-lr", args.w_lr),
         ("--threads", args.threads),
-        ("--device", args.device),
+        ("--device", str(device)),
+        ("--preset", args.preset),
+        ("--arch-warmup-epochs", args.arch_warmup_epochs),
+        ("--rule", args.rule),
+        ("--train-fraction", args.search_train_fraction),
     ):
         if value is not None:
             argv += [flag, str(value)]
     for r in args.reg or ():
         argv += ["--reg", r]
+    for kv in args.estimator_option or ():
+        argv += ["--estimator-option", kv]
+    for kv in args.rule_option or ():
+        argv += ["--rule-option", kv]
     if run_dir.exists():
         argv = ["--resume", str(run_dir), *[a for a in argv if a not in ("--out", str(run_dir))]]
     t0 = time.time()
@@ -231,13 +277,16 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
     if status != 0 or not (run_dir / "genotype.json").is_file():
         raise ConfigError(f"the search in {run_dir} failed (exit status {status}); see the log above")
     logger.info("search finished in %.0f s", time.time() - t0)
+    atomic_write_text(run_dir / "search_seconds.txt", f"{time.time() - t0:.1f}\n")
     return Genotype.load(run_dir / "genotype.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison CLI; returns the process exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     from datanas_core.runtime import configure_logging
 
     configure_logging(args.verbose)
@@ -248,10 +297,81 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _child_argv(argv: Sequence[str], only: str) -> list[str]:
+    """The parent's arguments without ``--jobs``/``--only``, plus ``--jobs 1 --only ONLY``."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--jobs", "--only"):
+            skip = True
+            continue
+        if a.startswith(("--jobs=", "--only=")):
+            continue
+        out.append(a)
+    return [*out, "--jobs", "1", "--only", only]
+
+
+def _run_children(args: argparse.Namespace, out: Path, names: list[str], need_search: bool) -> None:
+    """Run the search (when ``need_search``) and the retraining of ``names`` in up to ``--jobs`` processes.
+
+    The searched cell waits for the search; everything else starts in order as slots free up.
+
+    Raises:
+        DataNASError: a child process failed (its log file is named).
+    """
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pending = (["search"] if need_search else []) + [n for n in names if n != "searched"]
+    if "searched" in names:
+        pending.insert(1 if need_search else 0, "searched")
+    done: set[str] = set()
+    running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
+    failed: list[str] = []
+    while pending or running:
+        for name in list(pending):
+            if len(running) >= args.jobs:
+                break
+            if name == "searched" and need_search and "search" not in done:
+                continue
+            pending.remove(name)
+            log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed when the child ends
+            cmd = [sys.executable, "-m", "datanas_vision.compare", *_child_argv(args.argv, name)]
+            logger.info("starting %s (log: %s)", name, log_dir / f"{name}.log")
+            running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(0.5)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is None:
+                continue
+            log.close()
+            running.remove(item)
+            if proc.returncode == 0:
+                done.add(name)
+                logger.info("%s finished", name)
+            else:
+                failed.append(name)
+                logger.error("%s failed (exit %d); see %s", name, proc.returncode, log_dir / f"{name}.log")
+                if name == "search":
+                    pending = [n for n in pending if n != "searched"]
+    if failed:
+        raise ConfigError(
+            f"{len(failed)} child process(es) failed: {', '.join(failed)}; logs in {log_dir} "
+            "(re-running the command keeps the finished cells)"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.random < 1:
-        raise ConfigError(f"--random must be >= 1, got {args.random}")
-    device = torch.device(args.device) if args.device else torch.device("cpu")
+    if args.random < 0:
+        raise ConfigError(f"--random must be >= 0, got {args.random}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.device:
+        device = torch.device(args.device)
+    else:
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -268,13 +388,9 @@ def _run(args: argparse.Namespace) -> int:
     from datanas_vision.search import _space
 
     space = _space(args.space)
-    t0 = time.time()
-    searched = resolve_genotype(args.genotype) if args.genotype else _search(args, data, out, device)
-    search_seconds = time.time() - t0
-    gen = torch.Generator().manual_seed(args.seed + 1_000_003)
-    cells: list[tuple[str, str, Genotype]] = [("searched", "searched", searched)]
-    for i in range(args.random):
-        cells.append((f"random_{i:02d}", "random", random_genotype(space, gen)))
+    names = ["searched"] + [f"random_{i:02d}" for i in range(args.random)]
+    if args.only is not None and args.only not in ("search", *names):
+        raise ConfigError(f"--only {args.only!r}: valid: search, {', '.join(names)}")
     config = RetrainConfig(
         epochs=args.train_epochs,
         batch_size=args.batch_size,
@@ -290,15 +406,44 @@ def _run(args: argparse.Namespace) -> int:
     )
     cell_dir = out / "cells"
     cell_dir.mkdir(exist_ok=True)
+
+    def cached(name: str, genotype: Genotype) -> dict[str, Any] | None:
+        path = cell_dir / f"{name}.json"
+        if not path.is_file():
+            return None
+        row = json.loads(path.read_text(encoding="utf-8"))
+        same = row.get("genotype") == genotype.to_dict() and row.get("config") == config.to_dict()
+        return row if same else None
+
+    gen = torch.Generator().manual_seed(args.seed + 1_000_003)
+    randoms = [(f"random_{i:02d}", "random", random_genotype(space, gen)) for i in range(args.random)]
+    if args.jobs > 1 and args.only is None:
+        known = resolve_genotype(args.genotype) if args.genotype else None
+        if known is None and (out / "search" / "genotype.json").is_file():
+            known = Genotype.load(out / "search" / "genotype.json")
+        todo = [n for n, _, g in randoms if cached(n, g) is None]
+        if known is None or cached("searched", known) is None:
+            todo.insert(0, "searched")
+        _run_children(args, out, todo, need_search=known is None)
+    if args.only is not None and args.only.startswith("random_"):
+        searched = None  # a random cell's child process does not need the search
+    else:
+        searched = resolve_genotype(args.genotype) if args.genotype else _search(args, data, out, device)
+    if args.only == "search":
+        return 0
+    timing = out / "search" / "search_seconds.txt"  # written by the (possibly child) process that searched
+    search_seconds = float(timing.read_text()) if args.genotype is None and timing.is_file() else None
+    cells = ([("searched", "searched", searched)] if searched is not None else []) + randoms
+    if args.only is not None:
+        cells = [c for c in cells if c[0] == args.only]
     rows: list[dict[str, Any]] = []
     for idx, (name, kind, genotype) in enumerate(cells):
         path = cell_dir / f"{name}.json"
-        if path.is_file():
-            row = json.loads(path.read_text(encoding="utf-8"))
-            if row.get("genotype") == genotype.to_dict() and row.get("config") == config.to_dict():
-                logger.info("[%d/%d] %s: reusing %.2f %%", idx + 1, len(cells), name, row["top1"] * 100)
-                rows.append(row)
-                continue
+        row = cached(name, genotype)
+        if row is not None:
+            logger.info("[%d/%d] %s: reusing %.2f %%", idx + 1, len(cells), name, row["top1"] * 100)
+            rows.append(row)
+            continue
         logger.info("[%d/%d] retraining %s", idx + 1, len(cells), name)
         res = retrain(genotype, data, config, device=device)
         row = {
@@ -315,6 +460,8 @@ def _run(args: argparse.Namespace) -> int:
         atomic_write_text(path, json.dumps(row, indent=2, sort_keys=True) + "\n")
         logger.info("[%d/%d] %s: test top-1 %.2f %%", idx + 1, len(cells), name, row["top1"] * 100)
         rows.append(row)
+    if args.only is not None:
+        return 0
     summary = summarize(rows)
     header = (
         f"# Searched vs random cells ({args.space} space, {args.data}: {len(data.train)} train / "  # type: ignore[arg-type]
