@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--search-C", type=int, default=8, help="supernet width")
     s.add_argument("--search-layers", type=int, default=5, help="supernet cells (NB201: per stage)")
     s.add_argument("--search-batch-size", type=int, default=64, help="search batch size")
+    s.add_argument(
+        "--search-seed",
+        type=int,
+        default=None,
+        help="seed of the search only (default: --seed); the random cells and retraining keep --seed, so "
+        "searches with several seeds are compared against the same random cells",
+    )
     s.add_argument("--estimator", default="egs", help="estimator (default egs)")
     s.add_argument("--samples", type=int, default=None, help="EGS samples M")
     s.add_argument("--executor", choices=("exact", "sparse"), default=None, help="mixed-edge executor")
@@ -240,7 +247,7 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
         "--batch-size", str(args.search_batch_size),
         "--space", args.space,
         "--estimator", args.estimator,
-        "--seed", str(args.seed),
+        "--seed", str(args.seed if args.search_seed is None else args.search_seed),
         "--out", str(run_dir),
         "--no-progress",
         "--no-report",

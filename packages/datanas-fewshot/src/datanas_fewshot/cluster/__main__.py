@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
+    s.add_argument("--samples", type=int, default=2, help="EGS samples M per step")
+    s.add_argument(
+        "--search-seed",
+        type=int,
+        default=None,
+        help="seed of the search's supernet and architecture draws only (default: the run seed); training "
+        "and evaluation keep the run seed, so searches with several seeds share one training protocol",
+    )
     s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
     s.add_argument("--w-lr", type=float, default=3e-3)
     s.add_argument("--a-lr", type=float, default=0.03)
@@ -140,7 +148,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         search=SearchConfig(
             epochs=args.search_epochs,
             estimator=args.estimator,
-            estimator_options={"samples": 2} if args.estimator == "egs" else {},
+            estimator_options={"samples": args.samples} if args.estimator == "egs" else {},
             executor="sparse",
             w_lr=args.w_lr,
             w_lr_min=args.w_lr / 10,
@@ -161,6 +169,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         kmeans_n_init=args.kmeans_n_init,
         augment=PairAugment(RandomAffine(thickness=args.thickness, contrast=args.contrast)),
         seed=seed,
+        search_seed=args.search_seed,
     )
 
 

@@ -84,6 +84,9 @@ class ClusterConfig:
         kmeans_n_init: k-means restarts at evaluation.
         augment: the pair augmentation.
         seed: seeds splits, initialisation, order and augmentations.
+        search_seed: seeds the search alone (its split, supernet initialisation, batch order, augmentations
+            and architecture draws); ``None``: ``seed``. Training and evaluation always use ``seed``, so
+            searches with several seeds are compared under one training protocol.
     """
 
     n_clusters: int = 10
@@ -125,6 +128,7 @@ class ClusterConfig:
         )
     )
     seed: int = 0
+    search_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_clusters, int) or self.n_clusters < 2:
@@ -197,21 +201,22 @@ def build_clustering_searcher(
     held-out images (``config.val_fraction``). ``images`` only: labels are not an argument.
     """
     images = resize_images(images, config.image_size)
-    train_x, val_x = split_images(images, config.val_fraction, config.seed)
+    seed = config.seed if config.search_seed is None else config.search_seed
+    train_x, val_x = split_images(images, config.val_fraction, seed)
     bs = min(config.search_batch_size, train_x.shape[0], val_x.shape[0])
     train_loader = PairLoader(
-        train_x, bs, augment=config.augment, seed=config.seed * 2 + 1, max_batches=config.search_max_batches
+        train_x, bs, augment=config.augment, seed=seed * 2 + 1, max_batches=config.search_max_batches
     )
     val_loader = PairLoader(
-        val_x, bs, augment=config.augment, seed=config.seed * 2 + 2, max_batches=config.search_max_batches
+        val_x, bs, augment=config.augment, seed=seed * 2 + 2, max_batches=config.search_max_batches
     )
-    net = build_clustering_supernet(config, images.shape[1])
+    net = build_clustering_supernet(config, images.shape[1], seed=seed)
     task = ClusteringSearchTask(
         build_objective(config.objective, **config.objective_options),
         overcluster_weight=config.overcluster_weight,
         nce_weight=config.nce_weight,
     )
-    search_cfg = dataclasses.replace(config.search, seed=config.seed)
+    search_cfg = dataclasses.replace(config.search, seed=seed)
     searcher = Searcher(config.space(), task, search_cfg, supernet=net, callbacks=callbacks)
     use_weight_optimizer(searcher, config.weight_optimizer, search_cfg.w_lr, search_cfg.w_lr_min)
     return searcher, train_loader, val_loader
