@@ -200,3 +200,61 @@ def test_rebuild_optimizers_keeps_schedule_position_and_lr() -> None:
     for _ in range(4):
         ref.w_scheduler.step()
     assert s.w_optimizer.param_groups[0]["lr"] == pytest.approx(ref.w_optimizer.param_groups[0]["lr"])
+
+
+def test_uniform_weight_sampling_ignores_the_distribution() -> None:
+    """weight_sampling='uniform': weight-step codes are drawn at zero logits, so an op the distribution has
+    all but ruled out is still sampled (and trained) about 1/K of the time; the arch step is unchanged."""
+    s = _searcher("gdas", weight_sampling="uniform", executor="sparse")  # sparse: mask = drawn ops
+    with torch.no_grad():
+        for p in s.distribution.parameters():
+            p.zero_()
+            p[:, 1] = 30.0  # the distribution puts all its mass on op 1
+    spec = next(iter(s.space.cells().values()))
+    K = spec.num_ops
+    hits = torch.zeros(K)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        arch = s.sample(gen, uniform=True)
+        hits += next(iter(arch.values())).mask.float().sum(0)
+    freq = hits / hits.sum()
+    assert torch.allclose(freq, torch.full((K,), 1.0 / K), atol=0.03), freq
+    biased = next(iter(s.sample(gen).values())).mask.float()
+    assert bool(biased[:, 1].all()) and int(biased.sum()) == biased.shape[0]
+    uni = next(iter(s.sample(gen, uniform=True).values()))
+    assert uni.weights.grad_fn is None or not uni.weights.requires_grad
+
+
+def test_uniform_weight_sampling_trains_ops_the_distribution_avoids() -> None:
+    def grads_of_op(s: Searcher, k: int) -> float:
+        b = toy_batches(1)[0]
+        s._weight_step(b)
+        total = 0.0
+        for cell in s.supernet.modules():
+            if hasattr(cell, "ops") and isinstance(cell.ops, torch.nn.ModuleList):
+                for edge in cell.ops:
+                    op = edge[k]
+                    for p in op.parameters():
+                        if p.grad is not None:
+                            total += float(p.grad.abs().sum())
+        return total
+
+    results = {}
+    for mode in ("distribution", "uniform"):
+        s = _searcher("gdas", weight_sampling=mode, executor="sparse")
+        with torch.no_grad():
+            for p in s.distribution.parameters():
+                p.zero_()
+                p[:, 1] = 30.0
+        spec = next(iter(s.space.cells().values()))
+        k = next(i for i, o in enumerate(spec.ops) if o != "none" and i != 1)
+        results[mode] = sum(grads_of_op(s, k) for _ in range(5))
+    assert results["distribution"] == 0.0
+    assert results["uniform"] > 0.0
+
+
+def test_weight_sampling_validation() -> None:
+    with pytest.raises(ConfigError, match="weight_sampling must be one of distribution, uniform; got 'fair'"):
+        SearchConfig(weight_sampling="fair")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs a bilevel order"):
+        SearchConfig(weight_sampling="uniform", order="single_level")

@@ -186,18 +186,26 @@ class ArchitectureDistribution(nn.Module):
         return self.estimator.mask_of(spec, self.logits[spec.cell_type])
 
     def sample(
-        self, generator: torch.Generator | None = None, *, epoch_state: Mapping[str, Any] | None = None
+        self,
+        generator: torch.Generator | None = None,
+        *,
+        epoch_state: Mapping[str, Any] | None = None,
+        uniform: bool = False,
     ) -> ArchSample:
         """Draw one sample per cell type (shared by every cell of that type in one forward pass).
 
         Args:
             generator: source of randomness (``None``: torch's global RNG).
             epoch_state: optional ``{"tau": ..., "samples": ...}`` override of the current schedule values.
+            uniform: draw with every logit at zero (uniform op probabilities, no gradient to the logits):
+                the estimator, temperature, masks and extra parameters are unchanged. See
+                ``SearchConfig.weight_sampling``.
         """
         cells = {}
         for ct, spec in self.cells.items():
+            logits = torch.zeros_like(self.logits[ct]).detach() if uniform else self.logits[ct]
             s = self.estimator.sample(
-                self.logits[ct], spec, generator=generator, epoch_state=epoch_state, extra=self.extra
+                logits, spec, generator=generator, epoch_state=epoch_state, extra=self.extra
             )
             cells[ct] = apply_executor(s, self.executor, self._available(spec))
         return ArchSample(cells, hard=bool(self.estimator.hard))

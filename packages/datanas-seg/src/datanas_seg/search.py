@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (default 3e-3)")
     g.add_argument("--arch-warmup-epochs", type=int, default=4, help="weight-only epochs first (default 4)")
     g.add_argument("--rule", type=str, default=None, help="derivation rule (default: the preset's)")
+    g.add_argument(
+        "--weight-sampling",
+        choices=("distribution", "uniform"),
+        default="distribution",
+        help="where the weight step draws its architecture: the distribution (default) or uniform logits (fair path sampling; see SearchConfig.weight_sampling)",
+    )
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_runtime_args(p)
     return p
@@ -80,6 +86,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         "w_lr_min": args.w_lr * 0.02,
         "a_lr": args.a_lr,
         "arch_warmup_epochs": args.arch_warmup_epochs,
+        "weight_sampling": args.weight_sampling,
         "seed": seed,
     }
     if args.samples is not None:

@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
     o.add_argument("--arch-warmup-epochs", type=int, default=None, help="epochs before the arch is updated")
     o.add_argument(
+        "--weight-sampling",
+        choices=("distribution", "uniform"),
+        default=None,
+        help="where the weight step draws its architecture: the distribution (default) or uniform logits (fair path sampling; see SearchConfig.weight_sampling)",
+    )
+    o.add_argument(
         "--consistency-batches",
         type=int,
         default=4,
@@ -184,6 +190,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         ("a_weight_decay", "a_weight_decay"),
         ("grad_clip", "grad_clip"),
         ("arch_warmup_epochs", "arch_warmup_epochs"),
+        ("weight_sampling", "weight_sampling"),
     ):
         value = getattr(args, flag)
         if value is not None:

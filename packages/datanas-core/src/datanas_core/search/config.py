@@ -14,6 +14,7 @@ __all__ = ["PRESETS", "SearchConfig"]
 _ORDERS = ("first", "second", "single_level")
 _STEP_ORDERS = ("arch_first", "weight_first")
 _EXECUTORS = ("exact", "sparse")
+_WEIGHT_SAMPLING = ("distribution", "uniform")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ class SearchConfig:
             product), ``"single_level"`` (SNAS: weights and architecture from one training loss).
         step_order: ``"arch_first"`` (DARTS, DATA, DrNAS) or ``"weight_first"`` (GDAS, E2NAS).
         arch_warmup_epochs: epochs at the start during which the architecture is not updated.
+        weight_sampling: where the weight step's architecture comes from. ``"distribution"`` (every method's
+            published setting): the current architecture distribution. ``"uniform"``: the same estimator
+            with all logits at zero (uniform op probabilities; temperature, samples, masks and extra
+            parameters as usual), so every op's weights keep being trained however the distribution has
+            moved - the fair path sampling of single-path one-shot NAS (SPOS, FairNAS), which removes the
+            rich-get-richer loop that lets parameter-free ops win short sampled searches. The architecture
+            step always uses the distribution. Not for ``order="single_level"``. Estimators whose
+            probabilities do not come from the logits (``e2nas`` decodes them from its latent) are unaffected.
         w_*: weight optimiser (SGD) and cosine schedule; ``grad_clip`` clips the weight gradient norm.
         a_*: architecture optimiser (Adam); ``a_grad_clip`` clips the architecture gradient norm.
         unrolled_eps: finite-difference step scale of the second-order hypergradient (DARTS: 0.01).
@@ -54,6 +63,7 @@ class SearchConfig:
     order: Literal["first", "second", "single_level"] = "first"
     step_order: Literal["arch_first", "weight_first"] = "arch_first"
     arch_warmup_epochs: int = 0
+    weight_sampling: Literal["distribution", "uniform"] = "distribution"
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -80,6 +90,15 @@ class SearchConfig:
             raise ConfigError(f"step_order must be one of {', '.join(_STEP_ORDERS)}; got {self.step_order!r}")
         if self.executor not in _EXECUTORS:
             raise ConfigError(f"executor must be one of {', '.join(_EXECUTORS)}; got {self.executor!r}")
+        if self.weight_sampling not in _WEIGHT_SAMPLING:
+            raise ConfigError(
+                f"weight_sampling must be one of {', '.join(_WEIGHT_SAMPLING)}; got {self.weight_sampling!r}"
+            )
+        if self.weight_sampling == "uniform" and self.order == "single_level":
+            raise ConfigError(
+                "weight_sampling='uniform' needs a bilevel order (first or second): a single-level step "
+                "trains weights and architecture from one sample"
+            )
         for name in ("w_lr", "a_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0):

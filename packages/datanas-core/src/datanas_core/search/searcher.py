@@ -192,9 +192,13 @@ class Searcher:
         return [p for p in self.distribution.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, generator: torch.Generator | None = None) -> ArchSample:
-        """One architecture sample (one per cell type) from the current distribution."""
-        return self.distribution.sample(generator=self.generator if generator is None else generator)
+    def sample(self, generator: torch.Generator | None = None, *, uniform: bool = False) -> ArchSample:
+        """One architecture sample (one per cell type) from the current distribution (``uniform``: from the
+        same estimator at uniform logits, see ``SearchConfig.weight_sampling``)."""
+        gen = self.generator if generator is None else generator
+        if uniform:
+            return self.distribution.sample(generator=gen, uniform=True)
+        return self.distribution.sample(generator=gen)
 
     def _regularization(self, arch: ArchSample) -> Tensor:
         total: Tensor | None = None
@@ -247,7 +251,7 @@ class Searcher:
             loss, logs = self.weight_loss(self, train_batch)
             logs = {k: float(v) for k, v in logs.items()}
         else:
-            arch = self.sample()
+            arch = self.sample(uniform=self.config.weight_sampling == "uniform")
             loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
         self._check(loss, "training loss")
         self.w_optimizer.zero_grad(set_to_none=True)

@@ -87,13 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--genotype", type=Path, default=None, help="skip the search and train this genotype (JSON)"
     )
-    s.add_argument("--search-epochs", type=int, default=3)
-    s.add_argument("--search-batches", type=int, default=30, help="batches per search epoch (0: all)")
+    s.add_argument("--search-epochs", type=int, default=6)
+    s.add_argument("--search-batches", type=int, default=60, help="batches per search epoch (0: all)")
     s.add_argument("--search-batch-size", type=int, default=64)
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
-    s.add_argument("--samples", type=int, default=2, help="EGS samples M per step")
+    s.add_argument("--samples", type=int, default=4, help="EGS samples M per step (DATA-M4)")
     s.add_argument(
         "--search-seed",
         type=int,
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
     s.add_argument("--w-lr", type=float, default=3e-3)
     s.add_argument("--a-lr", type=float, default=0.03)
-    s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
+    s.add_argument("--arch-warmup", type=int, default=2, help="epochs before the architecture is updated")
     t = p.add_argument_group("training")
     t.add_argument("--train-epochs", type=int, default=3)
     t.add_argument("--train-batches", type=int, default=100, help="batches per training epoch (0: all)")
