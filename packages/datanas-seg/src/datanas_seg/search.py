@@ -54,18 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
     g.add_argument("--preset", choices=sorted(PRESETS), default="data", help="method preset (default data)")
-    g.add_argument("--epochs", type=int, default=10, help="search epochs (default 10)")
+    g.add_argument("--epochs", type=int, default=24, help="search epochs (default 24)")
     g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch (default 24)")
     g.add_argument(
         "--val-batches", type=int, default=8, help="distinct validation batches per epoch (default 8)"
     )
-    g.add_argument("--samples", type=int, default=None, help="EGS ensemble size M (default: the preset's)")
+    g.add_argument(
+        "--samples",
+        type=int,
+        default=4,
+        help="EGS/Gumbel ensemble size M (default 4, DATA-M4; 0: the preset's; ignored by other estimators)",
+    )
     g.add_argument(
         "--executor", choices=("exact", "sparse"), default="sparse", help="mixed-op executor (default sparse)"
     )
     g.add_argument("--w-lr", type=float, default=0.05, help="weight learning rate (default 0.05)")
-    g.add_argument("--a-lr", type=float, default=3e-3, help="architecture learning rate (default 3e-3)")
-    g.add_argument("--arch-warmup-epochs", type=int, default=4, help="weight-only epochs first (default 4)")
+    g.add_argument("--a-lr", type=float, default=1e-2, help="architecture learning rate (default 1e-2)")
+    g.add_argument("--arch-warmup-epochs", type=int, default=8, help="weight-only epochs first (default 8)")
     g.add_argument("--rule", type=str, default=None, help="derivation rule (default: the preset's)")
     g.add_argument(
         "--weight-sampling",
@@ -89,7 +94,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         "weight_sampling": args.weight_sampling,
         "seed": seed,
     }
-    if args.samples is not None:
+    if args.samples and PRESETS[args.preset].get("estimator", "egs") in ("egs", "gumbel"):
         opts = dict(PRESETS[args.preset].get("estimator_options", {}))
         opts["samples"] = args.samples
         over["estimator_options"] = opts
