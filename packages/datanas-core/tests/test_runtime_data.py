@@ -105,3 +105,20 @@ def test_epoch_stream_cycles_deterministically() -> None:
     epoch[0] = 1
     nxt = [b[1].tolist() for b in stream]
     assert nxt != full and [b[1].tolist() for b in stream.iter_from(2)] == nxt[2:]
+
+
+def test_worker_processes_do_not_skip_epochs() -> None:
+    """With num_workers > 0 the DataLoader asks its batch sampler for iterators more than once; the loader
+    must still run epochs 0, 1, 2 with exactly the single-process orders, and a set_epoch start too."""
+    ds = TensorDataset(torch.arange(20))
+    plain = DeterministicLoader(ds, 6, seed=3)
+    workers = DeterministicLoader(ds, 6, seed=3, num_workers=2)
+    for epoch in range(3):
+        assert workers.next_epoch == epoch
+        a = [b[0].tolist() for b in plain]
+        b = [b[0].tolist() for b in workers]
+        assert a == b and workers.epoch == epoch
+    workers.set_epoch(7, 2)
+    plain.set_epoch(7, 2)
+    assert [b[0].tolist() for b in workers] == [b[0].tolist() for b in plain]
+    assert workers.next_epoch == 8

@@ -258,3 +258,25 @@ def test_weight_sampling_validation() -> None:
         SearchConfig(weight_sampling="fair")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="needs a bilevel order"):
         SearchConfig(weight_sampling="uniform", order="single_level")
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
+def test_weight_optimizer_choice(name: str, cls: type) -> None:
+    s = _searcher("egs", w_optimizer=name, w_weight_decay=1e-3)
+    assert type(s.w_optimizer) is cls
+    assert s.w_optimizer.param_groups[0]["weight_decay"] == 1e-3
+    w0 = [p.detach().clone() for p in s.supernet.parameters()]
+    b = toy_batches(2)
+    s.step(b[0], b[1])
+    assert any(not torch.equal(a, p) for a, p in zip(w0, s.supernet.parameters(), strict=True))
+    s.rebuild_optimizers()  # keeps the kind and the learning rate
+    assert type(s.w_optimizer) is cls
+
+
+def test_weight_optimizer_validation() -> None:
+    with pytest.raises(ConfigError, match="w_optimizer must be one of sgd, adam, adamw; got 'rmsprop'"):
+        SearchConfig(w_optimizer="rmsprop")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="order='second' needs w_optimizer='sgd'"):
+        SearchConfig(w_optimizer="adam", order="second", step_order="arch_first")

@@ -62,3 +62,23 @@ def test_search_then_train_tiny_pure_torch(segfolder: Path, tmp_path: Path) -> N
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["mIoU"] <= 1.0 and metrics["train"]["iters"] == 2
     assert (tmp_path / "cfg.py").is_file()
+
+
+def test_search_defaults_and_weight_sampling_reach_the_config():
+    from datanas_seg.search import build_parser, search_config
+
+    base = ["--data-dir", "unused"]
+    cfg = search_config(build_parser().parse_args(base), seed=0)
+    assert cfg.estimator == "egs" and cfg.estimator_options["samples"] == 4
+    assert (cfg.epochs, cfg.arch_warmup_epochs, cfg.a_lr, cfg.weight_sampling) == (
+        24,
+        8,
+        1e-2,
+        "distribution",
+    )
+    cfg = search_config(
+        build_parser().parse_args([*base, "--weight-sampling", "uniform", "--samples", "0"]), seed=0
+    )
+    assert cfg.weight_sampling == "uniform" and cfg.estimator_options["samples"] == 2  # 0: the preset's M
+    cfg = search_config(build_parser().parse_args([*base, "--preset", "darts"]), seed=0)
+    assert cfg.estimator == "softmax" and "samples" not in cfg.estimator_options

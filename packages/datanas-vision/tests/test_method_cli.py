@@ -48,3 +48,14 @@ def test_method_search_through_the_cli(tmp_path, name: str, flags: list[str], sp
     get_space(space).validate(genotype)
     assert (run / "report.html").is_file()
     assert (run / "nb201.txt").read_text().startswith("|")
+
+
+def test_search_flags_reach_the_search_config() -> None:
+    args = search_cli.build_parser().parse_args(
+        ["--weight-sampling", "uniform", "--w-optimizer", "adamw", "--samples", "4", "--a-lr", "0.01"]
+    )
+    cfg = search_cli.search_config(args, seed=3)
+    assert (cfg.weight_sampling, cfg.w_optimizer, cfg.a_lr, cfg.seed) == ("uniform", "adamw", 0.01, 3)
+    assert cfg.estimator_options["samples"] == 4
+    default = search_cli.search_config(search_cli.build_parser().parse_args([]), seed=0)
+    assert (default.weight_sampling, default.w_optimizer) == ("distribution", "sgd")

@@ -414,7 +414,7 @@ class CropLoader(DeterministicLoader):
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if callable(set_epoch):
             # the epoch this iteration will run (DeterministicLoader keeps it on its sampler)
-            set_epoch(int(self.sampler._next_epoch))
+            set_epoch(int(self.sampler.next_epoch))
         return super().__iter__()
 
 

@@ -135,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=10, help="search epochs")
     o.add_argument("--batch-size", type=int, default=64, help="batch size (each of the two bilevel halves)")
-    o.add_argument("--w-lr", type=float, default=None, help="weight learning rate (SGD, cosine)")
+    o.add_argument(
+        "--w-optimizer",
+        choices=("sgd", "adam", "adamw"),
+        default=None,
+        help="supernet weight optimiser (default sgd)",
+    )
+    o.add_argument("--w-lr", type=float, default=None, help="weight learning rate (cosine schedule)")
     o.add_argument("--w-weight-decay", type=float, default=None, help="weight decay of the weights")
     o.add_argument("--a-lr", type=float, default=None, help="architecture learning rate (Adam)")
     o.add_argument("--a-weight-decay", type=float, default=None, help="architecture weight decay")
@@ -191,6 +197,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         ("grad_clip", "grad_clip"),
         ("arch_warmup_epochs", "arch_warmup_epochs"),
         ("weight_sampling", "weight_sampling"),
+        ("w_optimizer", "w_optimizer"),
     ):
         value = getattr(args, flag)
         if value is not None:

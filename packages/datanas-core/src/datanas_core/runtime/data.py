@@ -130,11 +130,35 @@ class DeterministicBatchSampler(Sampler[list[int]]):
             else:
                 yield chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
+    @property
+    def next_epoch(self) -> int:
+        """The epoch the next iteration will run (see :meth:`set_epoch`)."""
+        return self._next_epoch
+
+    @property
+    def start_batch(self) -> int:
+        """The batch the next iteration will start at."""
+        return self._start_batch
+
     def __iter__(self) -> Iterator[list[int]]:
         epoch, start = self._next_epoch, self._start_batch
         self.epoch = epoch
         self._next_epoch, self._start_batch = epoch + 1, 0
         return self.batches(epoch, start)
+
+
+class _EpochBatches:
+    """The batches of one fixed ``(epoch, start)``: a stateless batch sampler, so a ``DataLoader`` that calls
+    ``iter()`` on it more than once (worker processes do) cannot advance the epoch."""
+
+    def __init__(self, sampler: DeterministicBatchSampler, epoch: int, start: int) -> None:
+        self.sampler, self.epoch, self.start = sampler, epoch, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.sampler.batches(self.epoch, self.start)
+
+    def __len__(self) -> int:
+        return len(self.sampler) - self.start
 
 
 class DeterministicLoader:
@@ -197,10 +221,15 @@ class DeterministicLoader:
         """Make the next iteration run ``epoch`` from batch ``start_batch``."""
         self.sampler.set_epoch(epoch, start_batch)
 
+    @property
+    def next_epoch(self) -> int:
+        """The epoch the next iteration will run."""
+        return self.sampler.next_epoch
+
     def iter_from(self, start_batch: int) -> Iterator[Any]:
         """Iterate the pending epoch (set by :meth:`set_epoch`) from batch ``start_batch`` without loading the
         skipped batches (used by ``Searcher.train_epoch`` on resume)."""
-        self.sampler.set_epoch(self.sampler._next_epoch, start_batch)
+        self.sampler.set_epoch(self.sampler.next_epoch, start_batch)
         return iter(self)
 
     def shard(self, rank: int, world_size: int) -> DeterministicLoader:
@@ -219,7 +248,8 @@ class DeterministicLoader:
         )
 
     def __iter__(self) -> Iterator[Any]:
-        epoch, start = self.sampler._next_epoch, self.sampler._start_batch
+        epoch, start = self.sampler.next_epoch, self.sampler.start_batch
+        iter(self.sampler)  # advance the sampler's state once: this iteration is (epoch, start)
         g = torch.Generator()
         g.manual_seed(epoch_seed(self.sampler.seed, epoch, salt=1 + start))
         kwargs: dict[str, Any] = {}
@@ -227,7 +257,7 @@ class DeterministicLoader:
             kwargs["collate_fn"] = self.collate_fn
         loader = DataLoader(
             self.dataset,
-            batch_sampler=self.sampler,
+            batch_sampler=_EpochBatches(self.sampler, epoch, start),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             generator=g,

@@ -15,6 +15,7 @@ _ORDERS = ("first", "second", "single_level")
 _STEP_ORDERS = ("arch_first", "weight_first")
 _EXECUTORS = ("exact", "sparse")
 _WEIGHT_SAMPLING = ("distribution", "uniform")
+_W_OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,12 @@ class SearchConfig:
             rich-get-richer loop that lets parameter-free ops win short sampled searches. The architecture
             step always uses the distribution. Not for ``order="single_level"``. Estimators whose
             probabilities do not come from the logits (``e2nas`` decodes them from its latent) are unaffected.
-        w_*: weight optimiser (SGD) and cosine schedule; ``grad_clip`` clips the weight gradient norm.
+        w_optimizer: the supernet weights' optimiser: ``"sgd"`` (every method's published setting; uses
+            ``w_momentum`` and ``w_nesterov``), ``"adam"`` or ``"adamw"`` (default betas; useful for
+            objectives that train slowly with SGD in short searches, e.g. unsupervised pair losses).
+            ``w_weight_decay`` applies to all three. ``order="second"`` needs ``"sgd"`` (the unrolled step
+            replays an SGD update).
+        w_*: weight optimiser settings and cosine schedule; ``grad_clip`` clips the weight gradient norm.
         a_*: architecture optimiser (Adam); ``a_grad_clip`` clips the architecture gradient norm.
         unrolled_eps: finite-difference step scale of the second-order hypergradient (DARTS: 0.01).
         seed: seeds weight init, the architecture generator and the data order.
@@ -64,6 +70,7 @@ class SearchConfig:
     step_order: Literal["arch_first", "weight_first"] = "arch_first"
     arch_warmup_epochs: int = 0
     weight_sampling: Literal["distribution", "uniform"] = "distribution"
+    w_optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -93,6 +100,15 @@ class SearchConfig:
         if self.weight_sampling not in _WEIGHT_SAMPLING:
             raise ConfigError(
                 f"weight_sampling must be one of {', '.join(_WEIGHT_SAMPLING)}; got {self.weight_sampling!r}"
+            )
+        if self.w_optimizer not in _W_OPTIMIZERS:
+            raise ConfigError(
+                f"w_optimizer must be one of {', '.join(_W_OPTIMIZERS)}; got {self.w_optimizer!r}"
+            )
+        if self.w_optimizer != "sgd" and self.order == "second":
+            raise ConfigError(
+                f"order='second' needs w_optimizer='sgd' (the unrolled step replays an SGD update); got "
+                f"{self.w_optimizer!r}"
             )
         if self.weight_sampling == "uniform" and self.order == "single_level":
             raise ConfigError(

@@ -84,6 +84,21 @@ class _Bound:
         return getattr(self._module, name)
 
 
+def _weight_optimizer(params: list[Tensor], cfg: SearchConfig, lr: float) -> torch.optim.Optimizer:
+    """The supernet weights' optimiser named by ``cfg.w_optimizer``."""
+    if cfg.w_optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.w_weight_decay)
+    if cfg.w_optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.w_weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=lr,
+        momentum=cfg.w_momentum,
+        weight_decay=cfg.w_weight_decay,
+        nesterov=cfg.w_nesterov and cfg.w_momentum > 0,
+    )
+
+
 class Searcher:
     """Bilevel (or single-level) differentiable architecture search.
 
@@ -149,13 +164,7 @@ class Searcher:
         ]
         self.generator = torch.Generator().manual_seed(config.seed + 2)
         self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
-        self.w_optimizer = torch.optim.SGD(
-            self.w_params,
-            lr=config.w_lr,
-            momentum=config.w_momentum,
-            weight_decay=config.w_weight_decay,
-            nesterov=config.w_nesterov and config.w_momentum > 0,
-        )
+        self.w_optimizer = _weight_optimizer(self.w_params, config, config.w_lr)
         self.a_optimizer = torch.optim.Adam(
             list(self.distribution.parameters()),
             lr=config.a_lr,
@@ -538,13 +547,7 @@ class Searcher:
         lrs = [g["lr"] for g in old.param_groups]
         initial = [g.get("initial_lr", cfg.w_lr) for g in old.param_groups]
         self.w_params = [p for p in self.supernet.parameters() if p.requires_grad]
-        self.w_optimizer = torch.optim.SGD(
-            self.w_params,
-            lr=lrs[0],
-            momentum=cfg.w_momentum,
-            weight_decay=cfg.w_weight_decay,
-            nesterov=cfg.w_nesterov and cfg.w_momentum > 0,
-        )
+        self.w_optimizer = _weight_optimizer(self.w_params, cfg, lrs[0])
         for group in self.w_optimizer.param_groups:
             group["initial_lr"] = initial[0]
         self.w_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
