@@ -30,7 +30,7 @@ from datanas_core.errors import ConfigError, IncompatibleGenotypeError
 from datanas_core.genotype import CellGenotype
 from datanas_core.sample import CellSample
 from datanas_core.space.base import CellSpec
-from datanas_lm.regularization import bernoulli_mask, check_dropout, weight_drop
+from datanas_lm.regularization import bernoulli_mask, check_dropout, check_positive_ints, weight_drop
 
 __all__ = ["ACTIVATIONS", "INIT_RANGE", "RNN_OPS", "DerivedRecurrentCell", "SearchRecurrentCell"]
 
@@ -48,9 +48,17 @@ RNN_OPS: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
 #: Uniform init range of the recurrent matrices (reference code).
 INIT_RANGE = 0.04
 
+#: One time step of a cell after the initial state: ``s0`` -> the states of nodes ``0..num_nodes``.
+_NodeStep = Callable[[Tensor], list[Tensor]]
+
+
+def _highway(s: Tensor, c: Tensor, fh: Tensor) -> Tensor:
+    """The DARTS highway update ``s + c ⊙ (f(h) − s)`` (``c`` already squashed, ``fh`` activated)."""
+    return s + c * (fh - s)
+
 
 class _RecurrentCellBase(nn.Module):
-    """Parameters and the shared parts of the recurrence (masks, weight drop, initial state)."""
+    """Parameters and the shared parts of the recurrence (masks, weight drop, initial state, unrolling)."""
 
     def __init__(
         self,
@@ -64,9 +72,7 @@ class _RecurrentCellBase(nn.Module):
         init_range: float = INIT_RANGE,
     ) -> None:
         super().__init__()
-        for name, v in (("ninp", ninp), ("nhid", nhid), ("num_nodes", num_nodes)):
-            if not (isinstance(v, int) and v > 0):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_ints(ninp=ninp, nhid=nhid, num_nodes=num_nodes)
         self.ninp = ninp
         self.nhid = nhid
         self.num_nodes = num_nodes
@@ -103,16 +109,52 @@ class _RecurrentCellBase(nn.Module):
 
     @staticmethod
     def _init_state(xw_t: Tensor, h: Tensor, w0h: Tensor, h_mask: Tensor | None) -> Tensor:
+        """``s0 = h + c0 ⊙ (tanh(h0) − h)`` with ``[c0, h0] = [x_t, h] W0`` (``xw_t`` is the input half)."""
         hh = h if h_mask is None else h * h_mask
         c0, h0 = (xw_t + hh @ w0h).chunk(2, dim=-1)
-        return h + c0.sigmoid() * (h0.tanh() - h)
+        return _highway(h, c0.sigmoid(), h0.tanh())
 
     @staticmethod
-    def _project(states: Tensor, w: Tensor, h_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``[c, h] = s W`` for stacked states ``[n, B, H]``; returns ``(sigmoid(c), h)``."""
-        s = states if h_mask is None else states * h_mask
+    def _project(
+        states: Sequence[Tensor], srcs: Sequence[int], w: Tensor, h_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Stack the predecessors ``S = states[srcs]`` (``[n, B, H]``) and project ``[c, h] = S W``.
+
+        Returns:
+            ``(S, sigmoid(c), h)``, each ``[n, B, H]``.
+        """
+        S = torch.stack([states[i] for i in srcs])
+        s = S if h_mask is None else S * h_mask
         c, h = (s @ w).chunk(2, dim=-1)
-        return c.sigmoid(), h
+        return S, c.sigmoid(), h
+
+    def _unroll(
+        self,
+        xw: Tensor,
+        h: Tensor,
+        w0h: Tensor,
+        h_mask: Tensor | None,
+        step: _NodeStep,
+        concat: Sequence[int],
+    ) -> tuple[Tensor, Tensor]:
+        """Run the recurrence over time: per step ``s0``, the node states (``step``) and their mean.
+
+        Args:
+            xw: input projections ``[T, B, 2H]`` from :meth:`_prepare`.
+            h: initial hidden state ``[B, H]``.
+            w0h, h_mask: the (weight-dropped) recurrent half of ``W0`` and the state mask.
+            step: maps ``s0`` to the states of nodes ``0..num_nodes``.
+            concat: the output nodes, averaged into the new hidden state.
+
+        Returns:
+            ``(outputs [T, B, H], last hidden [B, H])``.
+        """
+        outputs = []
+        for t in range(xw.size(0)):
+            states = step(self._init_state(xw[t], h, w0h, h_mask))
+            h = torch.stack([states[i] for i in concat]).mean(0)
+            outputs.append(h)
+        return torch.stack(outputs), h
 
     def _check_hidden(self, inputs: Tensor, hidden: Tensor) -> Tensor:
         if hidden.dim() == 3:
@@ -249,26 +291,24 @@ class SearchRecurrentCell(_RecurrentCellBase):
         xw, w0h, ws, h_mask = self._prepare(inputs, generator)
         plans = self._plan(sample)
         acts = [ACTIVATIONS[o] for o in self.spec.ops if o != "none"]
-        concat = list(self.spec.concat)
         bn = self.bn
-        outputs = []
-        for t in range(inputs.size(0)):
-            s0 = self._init_state(xw[t], h, w0h, h_mask)
+
+        def step(s0: Tensor) -> list[Tensor]:
+            """``s0`` and every node: the weighted mix of its in-edges' highway updates (then BatchNorm)."""
             if bn is not None:
                 s0 = bn(s0)
             states = [s0]
             for j, srcs, dense, groups, proxy in plans:
                 if srcs:
-                    S = torch.stack([states[i] for i in srcs])  # [n, B, H]
-                    c, hc = self._project(S, ws[j - 1], h_mask)
+                    S, c, hc = self._project(states, srcs, ws[j - 1], h_mask)  # [n, B, H]
                     if dense is not None:
                         F = torch.stack([f(hc) for f in acts])  # [K', n, B, H]
-                        s = (dense * (S + c * (F - S))).sum(dim=(0, 1))
+                        s = (dense * _highway(S, c, F)).sum(dim=(0, 1))
                     else:
                         s = torch.zeros_like(s0)
                         for f, idx, wk in groups:
                             Sg, cg, hg = (S, c, hc) if idx is None else (S[idx], c[idx], hc[idx])
-                            s = s + (wk * (Sg + cg * (f(hg) - Sg))).sum(0)
+                            s = s + (wk * _highway(Sg, cg, f(hg))).sum(0)
                 else:
                     s = torch.zeros_like(s0)
                 if proxy is not None:
@@ -276,9 +316,9 @@ class SearchRecurrentCell(_RecurrentCellBase):
                 if bn is not None:
                     s = bn(s)
                 states.append(s)
-            h = torch.stack([states[i] for i in concat]).mean(0)
-            outputs.append(h)
-        return torch.stack(outputs), h
+            return states
+
+        return self._unroll(xw, h, w0h, h_mask, step, self.spec.concat)
 
 
 class DerivedRecurrentCell(_RecurrentCellBase):
@@ -339,24 +379,23 @@ class DerivedRecurrentCell(_RecurrentCellBase):
         """``inputs [T, B, ninp]``, ``hidden [B, nhid]`` -> ``(outputs [T, B, nhid], hidden [B, nhid])``."""
         h = self._check_hidden(inputs, hidden)
         xw, w0h, ws, h_mask = self._prepare(inputs, generator)
-        outputs = []
-        for t in range(inputs.size(0)):
-            s0 = self._init_state(xw[t], h, w0h, h_mask)
+
+        def step(s0: Tensor) -> list[Tensor]:
+            """``s0`` and every node: the sum of its kept ``(predecessor, activation)`` highway updates."""
             states = [s0]
             for j, srcs, pairs in self._nodes:
                 if not srcs:
                     states.append(torch.zeros_like(s0))
                     continue
-                S = torch.stack([states[i] for i in srcs])
-                c, hc = self._project(S, ws[j - 1], h_mask)
+                S, c, hc = self._project(states, srcs, ws[j - 1], h_mask)
                 s: Tensor | None = None
                 for p, op in pairs:
-                    term = S[p] + c[p] * (ACTIVATIONS[op](hc[p]) - S[p])
+                    term = _highway(S[p], c[p], ACTIVATIONS[op](hc[p]))
                     s = term if s is None else s + term
                 states.append(s)  # type: ignore[arg-type]
-            h = torch.stack([states[i] for i in self.concat]).mean(0)
-            outputs.append(h)
-        return torch.stack(outputs), h
+            return states
+
+        return self._unroll(xw, h, w0h, h_mask, step, self.concat)
 
     def extra_repr(self) -> str:
         desc = "; ".join(

@@ -22,7 +22,13 @@ from datanas_core.genotype import CellGenotype
 from datanas_core.sample import ArchSample
 from datanas_core.space.base import CellSpec
 from datanas_lm.cells import DerivedRecurrentCell, SearchRecurrentCell
-from datanas_lm.regularization import check_dropout, embedded_dropout, locked_dropout, weight_drop
+from datanas_lm.regularization import (
+    check_dropout,
+    check_positive_ints,
+    embedded_dropout,
+    locked_dropout,
+    weight_drop,
+)
 
 __all__ = ["LSTMLanguageModel", "RNNModel", "RNNSupernet", "RecurrentLanguageModel", "detach_hidden"]
 
@@ -61,9 +67,7 @@ class RecurrentLanguageModel(nn.Module):
         tie_weights: bool = True,
     ) -> None:
         super().__init__()
-        for name, v in (("ntoken", ntoken), ("ninp", ninp), ("nhid", nhid)):
-            if not (isinstance(v, int) and v > 0):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_ints(ntoken=ntoken, ninp=ninp, nhid=nhid)
         if tie_weights and ninp != nhid:
             raise ConfigError(
                 f"tied embedding/decoder weights need ninp == nhid, got ninp={ninp}, nhid={nhid} "

@@ -22,6 +22,7 @@ __all__ = [
     "activation_regularization",
     "bernoulli_mask",
     "check_dropout",
+    "check_positive_ints",
     "embedded_dropout",
     "locked_dropout",
     "temporal_activation_regularization",
@@ -34,6 +35,13 @@ def check_dropout(name: str, p: float) -> float:
     if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
         raise ConfigError(f"{name} must be a probability in [0, 1), got {p!r}")
     return float(p)
+
+
+def check_positive_ints(**values: int) -> None:
+    """Validate sizes: every keyword value must be a positive ``int`` (the first offender is reported)."""
+    for name, v in values.items():
+        if not (isinstance(v, int) and v > 0):
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
 
 
 def bernoulli_mask(
