@@ -29,6 +29,7 @@ from datanas_core.drnas.widen import ParamChange
 from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.sample import ArchSample, CellSample
+from datanas_core.space._common import build_search_edges
 from datanas_core.space.base import SPACES
 from datanas_core.space.darts import DRNAS_OPS, DartsNetwork, DartsSearchCell, DartsSpace, DartsSuperNet
 from datanas_core.space.mixed import PreparedCellSample
@@ -231,18 +232,12 @@ class DrNASDartsSuperNet(ProgressiveSupernetMixin, DartsSuperNet):
         cells: list[DartsSearchCell] = list(self.cells)  # type: ignore[arg-type]
         _check_all_widths([(f"cell {i} ({c.cell_type})", c.C) for i, c in enumerate(cells)], partial_channels)
         for cell in cells:
-            spec = self._specs[cell.cell_type]
-            cell.edges = nn.ModuleList(
-                PartialChannelMixedOp.build(
-                    spec.ops,
-                    cell.C,
-                    cell.C,
-                    2 if spec.reduction and src < spec.num_inputs else 1,
-                    affine=False,
-                    pool_bn=pool_bn,
-                    k=partial_channels,
-                )
-                for src, _dst in spec.edges
+            cell.edges = build_search_edges(
+                self._specs[cell.cell_type],
+                cell.C,
+                PartialChannelMixedOp.build,
+                pool_bn=pool_bn,
+                k=partial_channels,
             )
         self.partial_channels = partial_channels
         self.skip_zero = skip_zero
@@ -320,10 +315,7 @@ class DrNASNB201SuperNet(ProgressiveSupernetMixin, NB201SuperNet):
         ]
         _check_all_widths([(f"cell {i}", C_l) for i, _, C_l in searchable], partial_channels)
         for _, cell, C_l in searchable:
-            cell.edges = nn.ModuleList(
-                PartialChannelMixedOp.build(self._spec.ops, C_l, C_l, 1, affine=False, k=partial_channels)
-                for _ in self._spec.edges
-            )
+            cell.edges = build_search_edges(self._spec, C_l, PartialChannelMixedOp.build, k=partial_channels)
         self.partial_channels = partial_channels
         self.skip_zero = skip_zero
 

@@ -31,10 +31,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from datanas_core.derive import DerivationRule, build_rule
 from datanas_core.entrannas.cells import (
@@ -45,15 +45,13 @@ from datanas_core.entrannas.cells import (
     TransitPlan,
     resolve_roles,
 )
-from datanas_core.errors import ConfigError, SearchSpaceError
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
-from datanas_core.ops import ResNetBasicBlock
 from datanas_core.sample import ArchSample
+from datanas_core.space._common import missing_cell_types, prepare_cell_sample
 from datanas_core.space.base import SPACES, CellSpec
-from datanas_core.space.darts import DartsSpace, _check_positive, _reduction_layers
-from datanas_core.space.mixed import PreparedCellSample
-from datanas_core.space.nb201 import NB201Network, NB201Space, _layout
-from datanas_core.space.networks import CellNetworkMixin
+from datanas_core.space.darts import DartsSearchNetBase, DartsSpace, _check_positive, _reduction_layers
+from datanas_core.space.nb201 import NB201Network, NB201SearchNetBase, NB201Space, _nb201_cells
 
 __all__ = [
     "EnTranNASDartsSpace",
@@ -109,9 +107,7 @@ class _PlanMixin:
     def _check_types(self, arch: ArchSample | Mapping[str, Any]) -> None:
         missing = [ct for ct in self._cell_types if ct not in arch]
         if missing:
-            raise SearchSpaceError(
-                f"arch sample has cell types {sorted(arch)}, the supernet needs {self._cell_types}"
-            )
+            raise missing_cell_types(arch, self._cell_types)
 
     def prepare(self, arch: ArchSample | Mapping[str, Any]) -> dict[str, CellPlan]:
         """Split ``arch`` for the engine cells and derive the transit sub-graphs (once per forward).
@@ -127,9 +123,7 @@ class _PlanMixin:
             spec = self._specs[ct]
             prep = None
             if ct in self._engine_types or self._needs_prep_for_transit:
-                prep = PreparedCellSample.from_sample(
-                    arch[ct], spec.ops, spec.num_edges, where=f"cell type {ct!r}"
-                )
+                prep = prepare_cell_sample(arch[ct], spec)
             transit = TransitPlan.from_genotype(genes[ct], spec) if ct in self._transit_types else None
             plans[ct] = CellPlan(prep, transit)
         return plans
@@ -139,7 +133,7 @@ class _PlanMixin:
         return getattr(self, "transit_weights", "none") == "detached"
 
 
-class EnTranNASDartsSuperNet(_PlanMixin, CellNetworkMixin, nn.Module):
+class EnTranNASDartsSuperNet(_PlanMixin, DartsSearchNetBase):
     """DARTS' search network with EnTranNAS cells: stem, ``layers`` cells, global pooling, classifier.
 
     ``forward(x, arch)``: engine cells use ``arch[cell_type]`` weights; transit cells run
@@ -172,28 +166,15 @@ class EnTranNASDartsSuperNet(_PlanMixin, CellNetworkMixin, nn.Module):
         _check_options(engine_cells, feature_sharing, transit_weights)
         self.space_config = space.config()
         self._specs = dict(space.cells())
-        self.num_classes = num_classes
         self.transit_rule = build_rule(rule)
         self.transit_weights = transit_weights
         self.feature_sharing = feature_sharing
         reductions = _reduction_layers(layers)
         types = ["reduce" if i in reductions else "normal" for i in range(layers)]
         self.roles = resolve_roles(types, engine_cells)
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
-        self.feature_info: list[dict[str, Any]] = [{"num_chs": C_curr, "reduction": 1, "module": "stem"}]
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        red = 1
-        for i, ct in enumerate(types):
-            reduction = ct == "reduce"
-            if reduction:
-                C_curr *= 2
-                red *= 2
-            cell = DartsEnTranNASCell(
+
+        def make_cell(i: int, ct: str, C_pp: int, C_p: int, C_curr: int, reduction_prev: bool) -> nn.Module:
+            return DartsEnTranNASCell(
                 self._specs[ct],
                 C_pp,
                 C_p,
@@ -204,52 +185,13 @@ class EnTranNASDartsSuperNet(_PlanMixin, CellNetworkMixin, nn.Module):
                 pool_bn=pool_bn,
                 transit_weights=transit_weights,
             )
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            self.feature_info.append({"num_chs": C_p, "reduction": red, "module": f"cells.{i}"})
-        self._cell_types = sorted(set(types))
+
+        self._init_body(C, layers, num_classes, in_channels, stem_multiplier, make_cell)
         self._engine_types = frozenset(t for t, r in zip(types, self.roles, strict=True) if r == "engine")
         self._transit_types = frozenset(t for t, r in zip(types, self.roles, strict=True) if r == "transit")
-        self.num_features = C_p
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier: nn.Module = nn.Linear(C_p, num_classes) if num_classes > 0 else nn.Identity()
-
-    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
-        plans = self.prepare(arch)
-        s0 = s1 = self.stem(x)
-        yield s1
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, plans[cell.cell_type])
-            yield s1
-
-    def forward_features(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Output of the last cell."""
-        return self._features(x, arch)
-
-    def forward(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Logits under ``arch`` (engine cells weighted by it, transit cells running its derived graph)."""
-        return self.forward_head(self.forward_features(x, arch))
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        arch: ArchSample,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem and per-cell feature maps (``feature_info`` order), timm-style."""
-        return self._intermediates(x, (arch,), indices, stop_early, output_fmt, intermediates_only)
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """All parameters (architecture parameters never live in the supernet)."""
-        return list(self.parameters())
 
 
-class EnTranNASNB201SuperNet(_PlanMixin, CellNetworkMixin, nn.Module):
+class EnTranNASNB201SuperNet(_PlanMixin, NB201SearchNetBase):
     """NB201's search network with EnTranNAS cells (3N cells; ResNet blocks between the stages).
 
     ``engine_cells`` indexes the 3N searchable cells (default: the first). Derived graphs must keep at most
@@ -283,87 +225,76 @@ class EnTranNASNB201SuperNet(_PlanMixin, CellNetworkMixin, nn.Module):
         self.transit_rule = build_rule(rule)
         self.transit_weights = transit_weights
         self.feature_sharing = feature_sharing
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        self.feature_info: list[dict[str, Any]] = [{"num_chs": C, "reduction": 1, "module": "stem"}]
-        layout = _layout(C, N)
+        layout = self._init_stem_and_layout(C, N, in_channels)
         n_cells = sum(1 for _, is_block in layout if not is_block)
         self.roles = resolve_roles([ct] * n_cells, engine_cells)
-        self.cells = nn.ModuleList()
-        C_prev, red, j = C, 1, 0
-        for i, (C_l, is_block) in enumerate(layout):
-            if is_block:
-                red *= 2
-                self.cells.append(ResNetBasicBlock(C_prev, C_l, 2))
-            else:
-                self.cells.append(
-                    NB201EnTranNASCell(
-                        self._specs[ct],
-                        C_l,
-                        role=self.roles[j],
-                        feature_sharing=feature_sharing,
-                        transit_weights=transit_weights,
-                    )
-                )
-                j += 1
-            self.feature_info.append({"num_chs": C_l, "reduction": red, "module": f"cells.{i}"})
-            C_prev = C_l
+        self.cells = _nb201_cells(
+            C,
+            layout,
+            lambda j, C_l: NB201EnTranNASCell(
+                self._specs[ct],
+                C_l,
+                role=self.roles[j],
+                feature_sharing=feature_sharing,
+                transit_weights=transit_weights,
+            ),
+        )
         self._cell_types = [ct]
         self._engine_types = frozenset([ct])
         self._transit_types = frozenset([ct]) if "transit" in self.roles else frozenset()
-        self.num_features = C_prev
-        self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=False))
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier: nn.Module = nn.Linear(C_prev, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_final(layout[-1][0], num_classes)
 
-    def _final(self, x: Tensor) -> Tensor:
-        return self.lastact(x)
+    def _cell_input(self, arch: ArchSample) -> CellPlan:
+        return self.prepare(arch)[self._cell_types[0]]
 
-    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
-        plan = self.prepare(arch)[self._cell_types[0]]
-        x = self.stem(x)
-        yield x
-        for cell in self.cells:
-            x = cell(x) if isinstance(cell, ResNetBasicBlock) else cell(x, plan)
-            yield x
 
-    def forward_features(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Last cell output after the final BN-ReLU."""
-        return self._features(x, arch)
+class _EnTranNASSpaceMixin:
+    """The EnTranNAS options of a space: checked and stored once, added to ``config()`` and used as the
+    defaults of ``build_supernet``."""
 
-    def forward(self, x: Tensor, arch: ArchSample) -> Tensor:
-        return self.forward_head(self.forward_features(x, arch))
+    engine_cells: str | int | Sequence[int]
+    feature_sharing: bool
+    transit_weights: str
+    default_rule: str
 
-    def forward_intermediates(
+    def _init_entrannas(
+        self, engine_cells: str | int | Sequence[int], feature_sharing: bool, transit_weights: str, rule: str
+    ) -> None:
+        _check_options(engine_cells, feature_sharing, transit_weights)
+        build_rule(rule)
+        self.engine_cells = engine_cells
+        self.feature_sharing = feature_sharing
+        self.transit_weights = transit_weights
+        self.default_rule = rule
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),  # type: ignore[misc]
+            "method": "entrannas",
+            "engine_cells": self.engine_cells
+            if isinstance(self.engine_cells, (str, int))
+            else list(self.engine_cells),
+            "feature_sharing": self.feature_sharing,
+            "transit_weights": self.transit_weights,
+            "rule": self.default_rule,
+        }
+
+    def _supernet_options(
         self,
-        x: Tensor,
-        arch: ArchSample,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem, cell and block outputs (``feature_info`` order), timm-style."""
-        return self._intermediates(x, (arch,), indices, stop_early, output_fmt, intermediates_only)
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """All parameters (architecture parameters never live in the supernet)."""
-        return list(self.parameters())
+        engine_cells: str | int | Sequence[int] | None,
+        feature_sharing: bool | None,
+        transit_weights: str | None,
+    ) -> dict[str, Any]:
+        """The EnTranNAS keyword arguments of a supernet: the given ones, else the space's."""
+        return {
+            "engine_cells": self.engine_cells if engine_cells is None else engine_cells,
+            "feature_sharing": self.feature_sharing if feature_sharing is None else feature_sharing,
+            "transit_weights": self.transit_weights if transit_weights is None else transit_weights,
+            "rule": self.default_rule,
+        }
 
 
-def _entrannas_config(space: Any) -> dict[str, Any]:
-    return {
-        "method": "entrannas",
-        "engine_cells": space.engine_cells
-        if isinstance(space.engine_cells, (str, int))
-        else list(space.engine_cells),
-        "feature_sharing": space.feature_sharing,
-        "transit_weights": space.transit_weights,
-        "rule": space.default_rule,
-    }
-
-
-class EnTranNASDartsSpace(DartsSpace):
+class EnTranNASDartsSpace(_EnTranNASSpaceMixin, DartsSpace):
     """The DARTS CNN space searched the EnTranNAS way (registered as ``"entrannas_darts"``).
 
     Cells, genotypes, validation, derived networks and cost tables are those of
@@ -395,15 +326,7 @@ class EnTranNASDartsSpace(DartsSpace):
         rule: str = "entrannas",
     ) -> None:
         super().__init__(ops, steps=steps, multiplier=multiplier, extended=extended)
-        _check_options(engine_cells, feature_sharing, transit_weights)
-        build_rule(rule)
-        self.engine_cells = engine_cells
-        self.feature_sharing = feature_sharing
-        self.transit_weights = transit_weights
-        self.default_rule = rule
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), **_entrannas_config(self)}
+        self._init_entrannas(engine_cells, feature_sharing, transit_weights, rule)
 
     def build_supernet(  # type: ignore[override]
         self,
@@ -426,14 +349,11 @@ class EnTranNASDartsSpace(DartsSpace):
             in_channels=in_channels,
             stem_multiplier=stem_multiplier,
             pool_bn=pool_bn,
-            engine_cells=self.engine_cells if engine_cells is None else engine_cells,
-            feature_sharing=self.feature_sharing if feature_sharing is None else feature_sharing,
-            transit_weights=self.transit_weights if transit_weights is None else transit_weights,
-            rule=self.default_rule,
+            **self._supernet_options(engine_cells, feature_sharing, transit_weights),
         )
 
 
-class EnTranNASNB201Space(NB201Space):
+class EnTranNASNB201Space(_EnTranNASSpaceMixin, NB201Space):
     """The NB201 space searched the EnTranNAS way (registered as ``"entrannas_nb201"``).
 
     Cells, genotypes (``"nb201"``: one op per edge), string form and derived networks are NB201's. With the
@@ -461,15 +381,7 @@ class EnTranNASNB201Space(NB201Space):
         rule: str = "entrannas_nb201",
     ) -> None:
         super().__init__(ops, num_nodes=num_nodes)
-        _check_options(engine_cells, feature_sharing, transit_weights)
-        build_rule(rule)
-        self.engine_cells = engine_cells
-        self.feature_sharing = feature_sharing
-        self.transit_weights = transit_weights
-        self.default_rule = rule
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), **_entrannas_config(self)}
+        self._init_entrannas(engine_cells, feature_sharing, transit_weights, rule)
 
     @staticmethod
     def _resolve_N(N: int | None, layers: int | None) -> int:
@@ -495,10 +407,7 @@ class EnTranNASNB201Space(NB201Space):
             N=self._resolve_N(N, layers),
             num_classes=num_classes,
             in_channels=in_channels,
-            engine_cells=self.engine_cells if engine_cells is None else engine_cells,
-            feature_sharing=self.feature_sharing if feature_sharing is None else feature_sharing,
-            transit_weights=self.transit_weights if transit_weights is None else transit_weights,
-            rule=self.default_rule,
+            **self._supernet_options(engine_cells, feature_sharing, transit_weights),
         )
 
     def build_derived(  # type: ignore[override]

@@ -18,25 +18,28 @@ DARTS' ``NetworkCIFAR`` / ``NetworkImageNet`` generalised to any list of ``(inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from datanas_core.errors import ConfigError, IncompatibleGenotypeError, SearchSpaceError
+from datanas_core.errors import ConfigError, IncompatibleGenotypeError
 from datanas_core.genotype import CellGenotype, Genotype
 from datanas_core.ops import OPS, FactorizedReduce, ReLUConvBN, build_op, out_size, with_pool_bn
 from datanas_core.sample import ArchSample
-from datanas_core.space.base import SPACES, CellSpec, SearchSpace
-from datanas_core.space.mixed import MixedOp, PreparedCellSample
-from datanas_core.space.networks import (
-    AuxiliaryHeadCIFAR,
-    AuxiliaryHeadImageNet,
-    CellNetworkMixin,
-    drop_path,
-    op_cost,
+from datanas_core.space._common import (
+    DerivedNetMixin,
+    SuperNetMixin,
+    build_search_edges,
+    missing_cell_types,
+    mixed_node_sum,
+    prepare_cell_sample,
+    zero_node,
 )
+from datanas_core.space.base import SPACES, CellSpec, SearchSpace
+from datanas_core.space.mixed import PreparedCellSample
+from datanas_core.space.networks import AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet, drop_path, op_cost
 
 __all__ = [
     "DARTS_OPS",
@@ -282,6 +285,40 @@ def _preprocess(
     return pre0, ReLUConvBN(C_p, C, 1, affine=affine)
 
 
+#: ``make_cell(index, cell_type, C_pp, C_p, C, reduction_prev)``: one cell of a DARTS network.
+CellFactory = Callable[[int, str, int, int, int, bool], nn.Module]
+
+
+def _darts_cells(
+    layers: int,
+    C: int,
+    C_in: int,
+    make_cell: CellFactory,
+    feature_info: list[dict[str, Any]],
+    *,
+    reduction_prev: bool = False,
+    red: int = 1,
+) -> nn.ModuleList:
+    """The ``layers`` cells of a DARTS network after a stem of ``C_in`` channels and output stride ``red``.
+
+    Reduction cells (at ``layers // 3`` and ``2 * layers // 3``) double the channels; each cell's output
+    (``cell.multiplier * C`` channels) is appended to ``feature_info``.
+    """
+    cells = nn.ModuleList()
+    C_pp, C_p, C_curr = C_in, C_in, C
+    for i in range(layers):
+        reduction = i in _reduction_layers(layers)
+        if reduction:
+            C_curr *= 2
+            red *= 2
+        cell = make_cell(i, "reduce" if reduction else "normal", C_pp, C_p, C_curr, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        C_pp, C_p = C_p, cell.multiplier * C_curr
+        feature_info.append({"num_chs": C_p, "reduction": red, "module": f"cells.{i}"})
+    return cells
+
+
 class DartsSearchCell(nn.Module):
     """A supernet cell: a :class:`MixedOp` per edge, non-affine BN, inputs preprocessed to ``C`` channels."""
 
@@ -293,17 +330,7 @@ class DartsSearchCell(nn.Module):
         self.reduction = spec.reduction
         self.C = C
         self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp.build(
-                spec.ops,
-                C,
-                C,
-                2 if spec.reduction and src < spec.num_inputs else 1,
-                affine=False,
-                pool_bn=pool_bn,
-            )
-            for src, _dst in spec.edges
-        )
+        self.edges = build_search_edges(spec, C, pool_bn=pool_bn)
         self._nodes: list[list[tuple[int, int]]] = [
             [(e, spec.edges[e][0]) for e in spec.in_edges(node)] for node in spec.nodes
         ]
@@ -312,26 +339,52 @@ class DartsSearchCell(nn.Module):
 
     def forward(self, s0: Tensor, s1: Tensor, prep: PreparedCellSample) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        edges = self.edges
         for in_edges in self._nodes:
-            acc: Tensor | None = None
-            for e, src in in_edges:
-                if prep.skip(e):
-                    continue
-                px = prep.proxy[e]
-                y = edges[e](states[src], prep.rows[e], prep.run[e], px is not None, proxy=px)
-                acc = y if acc is None else acc + y
-            if acc is None:
-                ref = states[1]
-                s = 2 if self.reduction else 1
-                acc = ref.new_zeros(
-                    ref.shape[0], self.C, out_size(ref.shape[2], s), out_size(ref.shape[3], s)
-                )
-            states.append(acc)
+            acc = mixed_node_sum(self.edges, in_edges, states, prep)
+            states.append(zero_node(states[1], self.C, 2 if self.reduction else 1) if acc is None else acc)
         return torch.cat([states[i] for i in self._concat], dim=1)
 
 
-class DartsSuperNet(CellNetworkMixin, nn.Module):
+class DartsSearchNetBase(SuperNetMixin, nn.Module):
+    """Stem, cells, head and forward pass shared by the DARTS-space supernets.
+
+    Subclasses build the body with :meth:`_init_body` and implement ``prepare(arch)``, returning what the
+    cells of each cell type consume in one forward pass (``cell(s0, s1, prepared[cell.cell_type])``).
+    """
+
+    cells: nn.ModuleList
+    _cell_types: list[str]
+
+    def _init_body(
+        self,
+        C: int,
+        layers: int,
+        num_classes: int,
+        in_channels: int,
+        stem_multiplier: int,
+        make_cell: CellFactory,
+    ) -> None:
+        """Stem (``stem_multiplier * C`` channels), ``layers`` cells from ``make_cell``, classifier head."""
+        self.num_classes = num_classes
+        C_stem = stem_multiplier * C
+        self._init_stem(in_channels, C_stem)
+        self.cells = _darts_cells(layers, C, C_stem, make_cell, self.feature_info)
+        self._cell_types = sorted({c.cell_type for c in self.cells})
+        self._init_head(self.feature_info[-1]["num_chs"], num_classes)
+
+    def prepare(self, arch: ArchSample | Mapping[str, Any]) -> Mapping[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
+        prep = self.prepare(arch)
+        s0 = s1 = self.stem(x)
+        yield s1
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, prep[cell.cell_type])
+            yield s1
+
+
+class DartsSuperNet(DartsSearchNetBase):
     """DARTS' search network: stem, ``layers`` search cells, global pooling, linear classifier.
 
     ``forward(x, arch)`` uses ``arch[cell.cell_type]`` for every cell; all cells of one type share the sample.
@@ -352,31 +405,11 @@ class DartsSuperNet(CellNetworkMixin, nn.Module):
         _check_positive(C=C, layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier)
         self.space_config = space.config()
         self._specs = space.cells()
-        self.num_classes = num_classes
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
-        self.feature_info: list[dict[str, Any]] = [{"num_chs": C_curr, "reduction": 1, "module": "stem"}]
-        C_pp, C_p, C_curr = C_curr, C_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        red = 1
-        for i in range(layers):
-            reduction = i in _reduction_layers(layers)
-            if reduction:
-                C_curr *= 2
-                red *= 2
-            spec = self._specs["reduce" if reduction else "normal"]
-            cell = DartsSearchCell(spec, C_pp, C_p, C_curr, reduction_prev, pool_bn=pool_bn)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            self.feature_info.append({"num_chs": C_p, "reduction": red, "module": f"cells.{i}"})
-        self._cell_types = sorted({c.cell_type for c in self.cells})
-        self.num_features = C_p
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier: nn.Module = nn.Linear(C_p, num_classes) if num_classes > 0 else nn.Identity()
+
+        def make_cell(i: int, ct: str, C_pp: int, C_p: int, C_curr: int, reduction_prev: bool) -> nn.Module:
+            return DartsSearchCell(self._specs[ct], C_pp, C_p, C_curr, reduction_prev, pool_bn=pool_bn)
+
+        self._init_body(C, layers, num_classes, in_channels, stem_multiplier, make_cell)
 
     def prepare(self, arch: ArchSample | Mapping[str, Any]) -> dict[str, PreparedCellSample]:
         """Split ``arch`` once per forward (shape checks included).
@@ -387,47 +420,9 @@ class DartsSuperNet(CellNetworkMixin, nn.Module):
         out = {}
         for ct in self._cell_types:
             if ct not in arch:
-                raise SearchSpaceError(
-                    f"arch sample has cell types {sorted(arch)}, the supernet needs {self._cell_types}"
-                )
-            spec = self._specs[ct]
-            out[ct] = PreparedCellSample.from_sample(
-                arch[ct], spec.ops, spec.num_edges, where=f"cell type {ct!r}"
-            )
+                raise missing_cell_types(arch, self._cell_types)
+            out[ct] = prepare_cell_sample(arch[ct], self._specs[ct])
         return out
-
-    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
-        prep = self.prepare(arch)
-        s0 = s1 = self.stem(x)
-        yield s1
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, prep[cell.cell_type])
-            yield s1
-
-    def forward_features(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Output of the last cell."""
-        return self._features(x, arch)
-
-    def forward(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Logits of the supernet under the architecture sample ``arch``."""
-        return self.forward_head(self.forward_features(x, arch))
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        arch: ArchSample,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem and per-cell feature maps (``feature_info`` order), timm-style."""
-        return self._intermediates(x, (arch,), indices, stop_early, output_fmt, intermediates_only)
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """All parameters (architecture parameters never live in the supernet)."""
-        return list(self.parameters())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -486,17 +481,11 @@ class DartsCell(nn.Module):
                 if dropping and not self._identity[i]:
                     h = drop_path(h, drop_prob, generator=generator)
                 acc = h if acc is None else acc + h
-            if acc is None:
-                ref = states[1]
-                s = 2 if self.reduction else 1
-                acc = ref.new_zeros(
-                    ref.shape[0], self.C, out_size(ref.shape[2], s), out_size(ref.shape[3], s)
-                )
-            states.append(acc)
+            states.append(zero_node(states[1], self.C, 2 if self.reduction else 1) if acc is None else acc)
         return torch.cat([states[i] for i in self._concat], dim=1)
 
 
-class DartsNetwork(CellNetworkMixin, nn.Module):
+class DartsNetwork(DerivedNetMixin, nn.Module):
     """DARTS' evaluation network (``NetworkCIFAR`` / ``NetworkImageNet``) for any genotype of the space.
 
     In training mode with ``auxiliary=True`` ``forward`` returns ``(logits, aux_logits)``, else ``logits``.
@@ -531,14 +520,10 @@ class DartsNetwork(CellNetworkMixin, nn.Module):
         self.drop_path_prob = drop_path_prob
         self.drop_path_generator: torch.Generator | None = None
         self.stem_type = stem
-        self.feature_info: list[dict[str, Any]] = []
         if stem == "cifar":
-            C_curr = stem_multiplier * C
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-            )
-            self.feature_info.append({"num_chs": C_curr, "reduction": 1, "module": "stem"})
-            C_pp, C_p, reduction_prev, red = C_curr, C_curr, False, 1
+            C_stem = stem_multiplier * C
+            self._init_stem(in_channels, C_stem)
+            reduction_prev, red = False, 1
         else:
             self.stem0 = nn.Sequential(
                 nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
@@ -550,36 +535,28 @@ class DartsNetwork(CellNetworkMixin, nn.Module):
             self.stem1 = nn.Sequential(
                 nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C)
             )
-            self.feature_info.append({"num_chs": C, "reduction": 4, "module": "stem0"})
-            self.feature_info.append({"num_chs": C, "reduction": 8, "module": "stem1"})
-            C_pp, C_p, reduction_prev, red = C, C, True, 8
+            self.feature_info = [
+                {"num_chs": C, "reduction": 4, "module": "stem0"},
+                {"num_chs": C, "reduction": 8, "module": "stem1"},
+            ]
+            C_stem, reduction_prev, red = C, True, 8
         self._num_stems = len(self.feature_info)
-        steps = space.steps
-        C_curr = C
-        self.cells = nn.ModuleList()
-        aux_channels = 0
         self._aux_cell = 2 * layers // 3
-        for i in range(layers):
-            reduction = i in _reduction_layers(layers)
-            if reduction:
-                C_curr *= 2
-                red *= 2
-            ct = "reduce" if reduction else "normal"
-            cell = DartsCell(
-                genotype.cells[ct], steps, C_pp, C_p, C_curr, reduction, reduction_prev, pool_bn=pool_bn
-            )
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_curr
-            self.feature_info.append({"num_chs": C_p, "reduction": red, "module": f"cells.{i}"})
-            if i == self._aux_cell:
-                aux_channels = C_p
+
+        def make_cell(i: int, ct: str, C_pp: int, C_p: int, C_curr: int, reduction_prev: bool) -> nn.Module:
+            cell = genotype.cells[ct]
+            reduction = ct == "reduce"
+            return DartsCell(cell, space.steps, C_pp, C_p, C_curr, reduction, reduction_prev, pool_bn=pool_bn)
+
+        self.cells = _darts_cells(
+            layers, C, C_stem, make_cell, self.feature_info, reduction_prev=reduction_prev, red=red
+        )
         if auxiliary:
             head = AuxiliaryHeadCIFAR if stem == "cifar" else AuxiliaryHeadImageNet
-            self.auxiliary_head = head(aux_channels, num_classes)
-        self.num_features = C_p
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier: nn.Module = nn.Linear(C_p, num_classes) if num_classes > 0 else nn.Identity()
+            self.auxiliary_head = head(
+                self.feature_info[self._num_stems + self._aux_cell]["num_chs"], num_classes
+            )
+        self._init_head(self.feature_info[-1]["num_chs"], num_classes)
 
     def _stages(self, x: Tensor) -> Iterator[Tensor]:
         if self.stem_type == "cifar":
@@ -595,10 +572,6 @@ class DartsNetwork(CellNetworkMixin, nn.Module):
             s0, s1 = s1, cell(s0, s1, p, g)
             yield s1
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Output of the last cell."""
-        return self._features(x)
-
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         want_aux = self.auxiliary and self.training
         aux_at = self._num_stems + self._aux_cell
@@ -613,19 +586,3 @@ class DartsNetwork(CellNetworkMixin, nn.Module):
             assert aux is not None  # the auxiliary cell index is always < layers
             return logits, aux
         return logits
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem and per-cell feature maps (``feature_info`` order), timm-style.
-
-        Returns:
-            ``(final_features, intermediates)``, or only the intermediates with ``intermediates_only``.
-        """
-        return self._intermediates(x, (), indices, stop_early, output_fmt, intermediates_only)

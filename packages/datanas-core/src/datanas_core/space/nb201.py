@@ -15,19 +15,28 @@ where group ``i`` lists the ops into node ``i`` from nodes ``0 .. i-1`` and abse
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from datanas_core.errors import ConfigError, GenotypeError, IncompatibleGenotypeError, SearchSpaceError
+from datanas_core.errors import ConfigError, GenotypeError, IncompatibleGenotypeError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.ops import OPS, ResNetBasicBlock, build_op
 from datanas_core.sample import ArchSample
+from datanas_core.space._common import (
+    CellNetwork,
+    DerivedNetMixin,
+    SuperNetMixin,
+    build_search_edges,
+    missing_cell_types,
+    mixed_node_sum,
+    prepare_cell_sample,
+)
 from datanas_core.space.base import SPACES, CellSpec, SearchSpace
-from datanas_core.space.mixed import MixedOp, PreparedCellSample
-from datanas_core.space.networks import CellNetworkMixin, op_cost
+from datanas_core.space.mixed import PreparedCellSample
+from datanas_core.space.networks import op_cost
 
 __all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "NB201SearchCell", "NB201Space", "NB201SuperNet"]
 
@@ -211,25 +220,35 @@ def _layout(C: int, N: int) -> list[tuple[int, bool]]:
     return out
 
 
+def _nb201_cells(
+    C: int, layout: Sequence[tuple[int, bool]], make_cell: Callable[[int, int], nn.Module]
+) -> nn.ModuleList:
+    """The layers of ``layout`` after a stem of ``C`` channels: a stride-2 ResNet block where ``layout`` says
+    so, else ``make_cell(j, C_l)`` for the ``j``-th searchable cell of ``C_l`` channels."""
+    cells = nn.ModuleList()
+    C_prev, j = C, 0
+    for C_l, is_block in layout:
+        if is_block:
+            cells.append(ResNetBasicBlock(C_prev, C_l, 2))
+        else:
+            cells.append(make_cell(j, C_l))
+            j += 1
+        C_prev = C_l
+    return cells
+
+
 class NB201SearchCell(nn.Module):
     """A supernet cell: one :class:`MixedOp` per edge (non-affine BN, pools without BN)."""
 
     def __init__(self, spec: CellSpec, C: int) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(MixedOp.build(spec.ops, C, C, 1, affine=False) for _ in spec.edges)
+        self.edges = build_search_edges(spec, C)
         self._nodes = [[(e, spec.edges[e][0]) for e in spec.in_edges(node)] for node in spec.nodes]
 
     def forward(self, x: Tensor, prep: PreparedCellSample) -> Tensor:
         states = [x]
-        edges = self.edges
         for in_edges in self._nodes:
-            acc: Tensor | None = None
-            for e, src in in_edges:
-                if prep.skip(e):
-                    continue
-                px = prep.proxy[e]
-                y = edges[e](states[src], prep.rows[e], prep.run[e], px is not None, proxy=px)
-                acc = y if acc is None else acc + y
+            acc = mixed_node_sum(self.edges, in_edges, states, prep)
             states.append(torch.zeros_like(x) if acc is None else acc)
         return states[-1]
 
@@ -261,31 +280,57 @@ class NB201Cell(nn.Module):
         return states[-1]
 
 
-class _NB201Base(CellNetworkMixin, nn.Module):
+class _NB201Base(CellNetwork, nn.Module):
+    """Stem, layout and final BN-ReLU + classifier shared by the NB201 networks."""
+
     def _init_common(self, C: int, N: int, num_classes: int, in_channels: int) -> list[tuple[int, bool]]:
         for name, v in (("C", C), ("N", N), ("in_channels", in_channels)):
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         self.num_classes = num_classes
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        self.feature_info: list[dict[str, Any]] = [{"num_chs": C, "reduction": 1, "module": "stem"}]
+        layout = self._init_stem_and_layout(C, N, in_channels)
+        self._init_final(layout[-1][0], num_classes)
+        return layout
+
+    def _init_stem_and_layout(self, C: int, N: int, in_channels: int) -> list[tuple[int, bool]]:
+        """The stem, and the ``feature_info`` of the stem and of every layer; returns the layout."""
+        self._init_stem(in_channels, C)
         layout = _layout(C, N)
         red = 1
         for i, (C_l, is_block) in enumerate(layout):
             red *= 2 if is_block else 1
             self.feature_info.append({"num_chs": C_l, "reduction": red, "module": f"cells.{i}"})
-        C_last = layout[-1][0]
+        return layout
+
+    def _init_final(self, C_last: int, num_classes: int) -> None:
+        """The final BN-ReLU and the classifier head."""
         self.num_features = C_last
         self.lastact = nn.Sequential(nn.BatchNorm2d(C_last), nn.ReLU(inplace=False))
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier: nn.Module = nn.Linear(C_last, num_classes) if num_classes > 0 else nn.Identity()
-        return layout
+        self._init_head(C_last, num_classes)
 
     def _final(self, x: Tensor) -> Tensor:
         return self.lastact(x)
 
 
-class NB201SuperNet(_NB201Base):
+class NB201SearchNetBase(SuperNetMixin, _NB201Base):
+    """The forward pass shared by the NB201 supernets: ``_cell_input(arch)`` is what every searchable cell
+    consumes (``cell(x, _cell_input(arch))``); ResNet blocks take ``x`` only."""
+
+    cells: nn.ModuleList
+
+    def _cell_input(self, arch: ArchSample) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
+        prep = self._cell_input(arch)
+        x = self.stem(x)
+        yield x
+        for cell in self.cells:
+            x = cell(x) if isinstance(cell, ResNetBasicBlock) else cell(x, prep)
+            yield x
+
+
+class NB201SuperNet(NB201SearchNetBase):
     """NB201's search network; ``forward(x, arch)`` uses ``arch["cell"]`` for all 3N cells."""
 
     def __init__(
@@ -295,13 +340,7 @@ class NB201SuperNet(_NB201Base):
         self.space_config = space.config()
         self._spec = space.cells()[_CELL]
         layout = self._init_common(C, N, num_classes, in_channels)
-        self.cells = nn.ModuleList()
-        C_prev = C
-        for C_l, is_block in layout:
-            self.cells.append(
-                ResNetBasicBlock(C_prev, C_l, 2) if is_block else NB201SearchCell(self._spec, C_l)
-            )
-            C_prev = C_l
+        self.cells = _nb201_cells(C, layout, lambda _j, C_l: NB201SearchCell(self._spec, C_l))
 
     def prepare(self, arch: ArchSample | Mapping[str, Any]) -> PreparedCellSample:
         """Split ``arch["cell"]`` once per forward.
@@ -310,46 +349,14 @@ class NB201SuperNet(_NB201Base):
             SearchSpaceError: ``arch`` has no ``"cell"`` entry or its matrices are not ``[6, K]``.
         """
         if _CELL not in arch:
-            raise SearchSpaceError(
-                f"arch sample has cell types {sorted(arch)}, the NB201 supernet needs ['cell']"
-            )
-        spec = self._spec
-        return PreparedCellSample.from_sample(arch[_CELL], spec.ops, spec.num_edges, where="cell type 'cell'")
+            raise missing_cell_types(arch, [_CELL], "the NB201 supernet")
+        return prepare_cell_sample(arch[_CELL], self._spec)
 
-    def _stages(self, x: Tensor, arch: ArchSample) -> Iterator[Tensor]:
-        prep = self.prepare(arch)
-        x = self.stem(x)
-        yield x
-        for cell in self.cells:
-            x = cell(x) if isinstance(cell, ResNetBasicBlock) else cell(x, prep)
-            yield x
-
-    def forward_features(self, x: Tensor, arch: ArchSample) -> Tensor:
-        """Last cell output after the final BN-ReLU."""
-        return self._features(x, arch)
-
-    def forward(self, x: Tensor, arch: ArchSample) -> Tensor:
-        return self.forward_head(self.forward_features(x, arch))
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        arch: ArchSample,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem, cell and block outputs (``feature_info`` order), timm-style."""
-        return self._intermediates(x, (arch,), indices, stop_early, output_fmt, intermediates_only)
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """All parameters (architecture parameters never live in the supernet)."""
-        return list(self.parameters())
+    def _cell_input(self, arch: ArchSample) -> PreparedCellSample:
+        return self.prepare(arch)
 
 
-class NB201Network(_NB201Base):
+class NB201Network(DerivedNetMixin, _NB201Base):
     """The benchmark network of one NB201 genotype (affine BN everywhere)."""
 
     def __init__(
@@ -365,14 +372,8 @@ class NB201Network(_NB201Base):
         super().__init__()
         self.genotype = genotype
         layout = self._init_common(C, N, num_classes, in_channels)
-        self.cells = nn.ModuleList()
-        C_prev = C
         cell = genotype.cells[_CELL]
-        for C_l, is_block in layout:
-            self.cells.append(
-                ResNetBasicBlock(C_prev, C_l, 2) if is_block else NB201Cell(cell, space.num_nodes, C_l)
-            )
-            C_prev = C_l
+        self.cells = _nb201_cells(C, layout, lambda _j, C_l: NB201Cell(cell, space.num_nodes, C_l))
 
     def _stages(self, x: Tensor) -> Iterator[Tensor]:
         x = self.stem(x)
@@ -381,21 +382,5 @@ class NB201Network(_NB201Base):
             x = cell(x)
             yield x
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Last cell output after the final BN-ReLU."""
-        return self._features(x)
-
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        *,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        """Stem, cell and block outputs (``feature_info`` order), timm-style."""
-        return self._intermediates(x, (), indices, stop_early, output_fmt, intermediates_only)
