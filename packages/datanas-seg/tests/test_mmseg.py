@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +159,48 @@ def test_slide_inference_matches_the_pure_torch_tiling(data_genotype) -> None:
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert not torch.allclose(theirs, whole, atol=1e-4)
     assert model.test_cfg.mode == "whole"  # restored after the call
+
+
+def test_exported_config_inherits_an_mmseg_dataset_base(tmp_path, darts_genotype):
+    """dataset_base: the written config inherits mmseg's own Cityscapes pipelines/loaders/evaluators and its
+    model builds and runs; the segfolder parts are not written."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from datanas_seg import export_mmseg_config
+
+    path = export_mmseg_config(
+        darts_genotype,
+        tmp_path / "cityscapes_cfg.py",
+        num_classes=19,
+        C=4,
+        crop_size=(512, 1024),
+        dataset_base="mmseg::_base_/datasets/cityscapes.py",
+    )
+    text = path.read_text()
+    base_line = next(line for line in text.splitlines() if line.startswith("_base_ = "))
+    base_file = Path(ast.literal_eval(base_line.split("=", 1)[1].strip())[0])
+    assert base_file.is_file() and base_file.parts[-3:] == ("_base_", "datasets", "cityscapes.py")
+    assert "train_dataloader" not in text and "BaseSegDataset" not in text
+    cfg = Config.fromfile(str(path))
+    assert cfg.train_dataloader.dataset.type == "CityscapesDataset"
+    assert cfg.val_evaluator.type == "IoUMetric"
+    assert cfg.model.decode_head.num_classes == 19
+    assert cfg.model.data_preprocessor["size"] == (512, 1024)
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64), mode="tensor")
+    assert out.shape[:2] == (1, 19)
+
+
+def test_dataset_base_must_name_a_python_config(tmp_path, darts_genotype):
+    from datanas_seg import export_mmseg_config
+
+    with pytest.raises(
+        ConfigError, match="dataset_base must name an mmseg dataset config file ending in .py"
+    ):
+        export_mmseg_config(darts_genotype, tmp_path / "c.py", dataset_base="cityscapes")
+    with pytest.raises(ConfigError, match="is not among mmseg's bundled configs"):
+        export_mmseg_config(darts_genotype, tmp_path / "c.py", dataset_base="mmseg::_base_/datasets/nope.py")

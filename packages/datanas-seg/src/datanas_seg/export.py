@@ -257,6 +257,32 @@ def _py(value: Any) -> str:
     return pprint.pformat(value, width=110, sort_dicts=False)
 
 
+def _resolve_dataset_base(name: str) -> str:
+    """``mmseg::<rel>`` -> the absolute path of that file in the installed mmsegmentation package.
+
+    mmengine resolves ``mmseg::`` scopes through ``pkg_resources``, which setuptools >= 81 no longer ships;
+    writing the resolved path keeps the config loadable. Without mmseg installed the name is kept as given.
+
+    Raises:
+        ConfigError: mmseg is installed but has no such bundled config.
+    """
+    prefix = "mmseg::"
+    if not name.startswith(prefix):
+        return name
+    try:
+        import mmseg
+    except ImportError:
+        return name
+    root = Path(mmseg.__file__).parent / ".mim" / "configs"
+    candidate = root / name[len(prefix) :]
+    if not candidate.is_file():
+        raise ConfigError(
+            f"{name!r} is not among mmseg's bundled configs under {root} "
+            "(e.g. 'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/datasets/pascal_voc12.py')"
+        )
+    return str(candidate)
+
+
 def export_mmseg_config(
     genotype: GenotypeRef,
     path: str | os.PathLike[str],
@@ -291,6 +317,7 @@ def export_mmseg_config(
     seed: int = 0,
     log_interval: int = 50,
     work_dir: str | None = None,
+    dataset_base: str | None = None,
 ) -> Path:
     """Write an mmseg config (Python file) training the derived backbone of ``genotype`` with an mmseg head.
 
@@ -298,8 +325,11 @@ def export_mmseg_config(
     ``data_root/masks/<stem><seg_map_suffix>`` with class ids; see :func:`datanas_seg.data.write_segfolder`)
     through mmseg's ``BaseSegDataset``. With ``splits`` (``{"train": [stems], "val": [...], "test": [...]}``)
     the stems are written to ``<config stem>.<split>.txt`` next to the config and used as ``ann_file``s;
-    otherwise every image is used for training and validation. For VOC / Cityscapes, replace the
-    ``*_dataloader`` entries with mmseg's dataset configs and set ``num_classes``.
+    otherwise every image is used for training and validation. For VOC, Cityscapes, ADE20K, ... pass
+    ``dataset_base`` (e.g. ``"mmseg::_base_/datasets/cityscapes.py"``, shipped inside the mmsegmentation
+    wheel): the config then inherits that file's pipelines, data loaders and evaluators (``_base_``) and
+    writes only the model, optimiser, schedule and runtime; set ``num_classes`` (19 for Cityscapes, 21 for
+    VOC) and a ``crop_size`` that matches the base file's crops.
 
     Args:
         genotype: a Genotype, genotype document, bundled name or JSON path.
@@ -315,6 +345,8 @@ def export_mmseg_config(
         max_iters, val_interval, batch_size, lr, weight_decay: schedule (SGD + poly LR, iteration based).
         mean, std: ``SegDataPreProcessor`` normalisation.
         work_dir: optional ``work_dir`` entry (the Runner's output folder).
+        dataset_base: an mmseg dataset config to inherit (a path or ``mmseg::`` name ending in ``.py``);
+            ``data_root``, ``splits``, the suffixes and ``class_names`` are then not used.
 
     Returns:
         The path of the written config.
@@ -323,6 +355,11 @@ def export_mmseg_config(
         ConfigError: unknown head, bad sizes or split names.
     """
     g = resolve_genotype(genotype)
+    if dataset_base is not None and (not isinstance(dataset_base, str) or not dataset_base.endswith(".py")):
+        raise ConfigError(
+            f"dataset_base must name an mmseg dataset config file ending in .py (e.g. "
+            f"'mmseg::_base_/datasets/cityscapes.py'), got {dataset_base!r}"
+        )
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     names = tuple(class_names) if class_names is not None else tuple(f"class{i}" for i in range(num_classes))
@@ -487,6 +524,21 @@ def export_mmseg_config(
         "Runner.from_cfg(Config.fromfile('THIS_FILE')).train()\"",
         "",
     ]
+    if dataset_base is not None:
+        # the base file brings crop_size, pipelines, data loaders and evaluators
+        inherited = {
+            "crop_size",
+            "metainfo",
+            "train_pipeline",
+            "test_pipeline",
+            "train_dataloader",
+            "val_dataloader",
+            "test_dataloader",
+            "val_evaluator",
+            "test_evaluator",
+        }
+        variables = [(n, v) for n, v in variables if n not in inherited]
+        lines.append(f"_base_ = [{_resolve_dataset_base(dataset_base)!r}]")
     for name, value in variables:
         text = _py(value)
         text = (
