@@ -175,3 +175,16 @@ def test_drop_path_only_in_training(darts_genotype) -> None:
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     with pytest.raises(ConfigError, match="drop_path_prob"):
         DataNASBackbone(darts_genotype, C=4, drop_path_prob=1.0)
+
+
+def test_seg_space_passes_the_core_conformance_check(data_genotype) -> None:
+    from datanas_core.testing import check_search_space
+
+    report = check_search_space(
+        SegDartsSpace(),
+        {"C": 4},
+        lambda g: torch.randn(2, 3, 32, 32, generator=g),
+        genotypes=[data_genotype],
+        same_output_shape=False,  # backbone channels depend on how many nodes a cell concatenates
+    )
+    assert report.checks[-1] == "fixed_code" and "derived_forward[1]" in report.checks

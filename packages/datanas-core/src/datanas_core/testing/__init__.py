@@ -1,10 +1,12 @@
-"""Helpers for testing datanas and code built on it: a tiny search space and task that run in milliseconds.
+"""Helpers for testing datanas and code built on it: a tiny search space and task that run in milliseconds,
+and :func:`check_search_space`, the conformance check for new search spaces.
 
 Nothing here imports pytest, so the module is importable from library code and other packages' tests.
 """
 
 from __future__ import annotations
 
+from datanas_core.testing.contracts import ContractError, SpaceReport, check_search_space
 from datanas_core.testing.toy import ToySpace, ToyTask, toy_batches
 
-__all__ = ["ToySpace", "ToyTask", "toy_batches"]
+__all__ = ["ContractError", "SpaceReport", "ToySpace", "ToyTask", "check_search_space", "toy_batches"]
