@@ -443,10 +443,10 @@ def _run(args: argparse.Namespace) -> int:
         known = resolve_genotype(args.genotype) if args.genotype else None
         if known is None and (out / "search" / "genotype.json").is_file():
             known = Genotype.load(out / "search" / "genotype.json")
-        todo = [n for n, _, g in randoms if cached(n, g) is None]
+        unfinished = [n for n, _, g in randoms if cached(n, g) is None]
         if known is None or cached("searched", known) is None:
-            todo.insert(0, "searched")
-        _run_children(args, out, todo, need_search=known is None)
+            unfinished.insert(0, "searched")
+        _run_children(args, out, unfinished, need_search=known is None)
     if args.only is not None and args.only.startswith("random_"):
         searched = None  # a random cell's child process does not need the search
     else:

@@ -135,16 +135,15 @@ class DeterministicBatchSampler(Sampler[list[int]]):
         """The epoch the next iteration will run (see :meth:`set_epoch`)."""
         return self._next_epoch
 
-    @property
-    def start_batch(self) -> int:
-        """The batch the next iteration will start at."""
-        return self._start_batch
-
-    def __iter__(self) -> Iterator[list[int]]:
+    def begin_epoch(self) -> tuple[int, int]:
+        """Start the pending iteration: returns its ``(epoch, start_batch)`` and moves on to the next epoch."""
         epoch, start = self._next_epoch, self._start_batch
         self.epoch = epoch
         self._next_epoch, self._start_batch = epoch + 1, 0
-        return self.batches(epoch, start)
+        return epoch, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.batches(*self.begin_epoch())
 
 
 class _EpochBatches:
@@ -248,8 +247,7 @@ class DeterministicLoader:
         )
 
     def __iter__(self) -> Iterator[Any]:
-        epoch, start = self.sampler.next_epoch, self.sampler.start_batch
-        iter(self.sampler)  # advance the sampler's state once: this iteration is (epoch, start)
+        epoch, start = self.sampler.begin_epoch()
         g = torch.Generator()
         g.manual_seed(epoch_seed(self.sampler.seed, epoch, salt=1 + start))
         kwargs: dict[str, Any] = {}

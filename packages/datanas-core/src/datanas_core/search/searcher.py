@@ -205,9 +205,7 @@ class Searcher:
         """One architecture sample (one per cell type) from the current distribution (``uniform``: from the
         same estimator at uniform logits, see ``SearchConfig.weight_sampling``)."""
         gen = self.generator if generator is None else generator
-        if uniform:
-            return self.distribution.sample(generator=gen, uniform=True)
-        return self.distribution.sample(generator=gen)
+        return self.distribution.sample(generator=gen, uniform=uniform)
 
     def _regularization(self, arch: ArchSample) -> Tensor:
         total: Tensor | None = None

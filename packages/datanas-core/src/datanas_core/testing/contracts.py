@@ -175,8 +175,9 @@ def check_search_space(
     twin = build_supernet()
     if list(supernet.state_dict()) != list(twin.state_dict()):
         raise _fail("seeded_build", "two builds register different parameters or buffers (names or order)")
+    # the forward/backward passes above left the parameters as built (no optimiser step)
     fresh = dict(twin.named_parameters())
-    for n, p in build_supernet().named_parameters():
+    for n, p in supernet.named_parameters():
         if not torch.equal(p, fresh[n]):
             raise _fail("seeded_build", f"{n} differs between two builds under the same seed")
     report.checks.append("seeded_build")
