@@ -43,7 +43,7 @@ esac
 # Frameworks of the domain packages and the tooling the Makefile uses, pinned to what was measured. ruff is
 # pinned so that `make lint` gives the same answer on every machine.
 HOST_PINS=(timm==1.0.31 scikit-learn==1.9.1 scipy numpy pillow)
-TOOLING_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 ruff==0.17.6 build==1.6.1 poetry-core==2.5.0 packaging)
+TOOLING_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 hypothesis==6.170.27 ruff==0.17.6 build==1.6.1 poetry-core==2.5.0 packaging)
 
 # mmsegmentation 1.2.2's wheel declares neither mmcv nor mmengine, and imports ftfy and regex without
 # declaring them. mmcv-lite is the pure-Python mmcv (PyPI has no compiled mmcv for current torch; building it
@@ -157,7 +157,7 @@ fi
 # --- 4. All packages, editable, in ONE pip command ---------------------------------------------------------
 # The siblings must be in the same command: a domain package alone asks the index for datanas-core (which it
 # requires by range, not by path) and fails with ResolutionImpossible.
-EDITABLE=(-e "packages/datanas-core[all]")
+EDITABLE=(-e "packages/datanas-core[all,export]")
 for p in "${PACKAGES[@]:1}"; do EDITABLE+=(-e "packages/$p"); done
 say "Installing the datanas packages (editable), their frameworks and the tooling"
 if ! "${PIP[@]}" "${TORCH_PINS[@]}" "${EDITABLE[@]}" "${HOST_PINS[@]}" "${TOOLING_PINS[@]}"; then
