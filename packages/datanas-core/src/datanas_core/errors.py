@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "RunInterrupted",
+    "RunLockedError",
     "DataError",
     "DataNASError",
     "GenotypeError",
@@ -18,6 +20,7 @@ __all__ = [
     "NumericalError",
     "SearchSpaceError",
     "UnknownNameError",
+    "UnsafeCheckpointError",
 ]
 
 
@@ -62,3 +65,29 @@ class CheckpointError(DataNASError, RuntimeError):
 
 class NumericalError(DataNASError, FloatingPointError):
     """A loss, gradient or probability became NaN or infinite."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file passed its checksum but holds objects that only full unpickling could rebuild
+    (a foreign or pre-hardening file). It is never unpickled: unpickling could run code."""
+
+
+class RunLockedError(DataNASError, RuntimeError):
+    """Another live process holds the run directory (its pid is in the message and in ``.pid``)."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; ``run_dir`` is the directory to resume.
+
+    A :class:`KeyboardInterrupt` (not a :class:`DataNASError`) so that ``except Exception`` never swallows
+    it; the CLI wrapper turns it into one line with the exact resume command.
+    """
+
+    def __init__(self, run_dir: str, *, multi_seed_root: str | None = None) -> None:
+        super().__init__(run_dir)
+        self.run_dir = run_dir
+        self.multi_seed_root = multi_seed_root

@@ -22,6 +22,7 @@ from datanas_core.runtime.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
+from datanas_core.runtime.cli import cli_entry, one_line_errors
 from datanas_core.runtime.data import DeterministicBatchSampler, DeterministicLoader, EpochStream, epoch_seed
 from datanas_core.runtime.distributed import DistributedContext, attach_distributed, init_distributed
 from datanas_core.runtime.dryrun import DryRunReport, dry_run
@@ -30,8 +31,15 @@ from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity
 from datanas_core.runtime.progress import ProgressCallback
 from datanas_core.runtime.report import build_report, load_run
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
-from datanas_core.runtime.rundir import RunDir, build_manifest, collect_data_files, register_data_files
+from datanas_core.runtime.rundir import (
+    RunDir,
+    RunLock,
+    build_manifest,
+    collect_data_files,
+    register_data_files,
+)
 from datanas_core.runtime.runner import (
+    RESUME_OVERRIDES,
     RuntimeOptions,
     add_runtime_args,
     configure_logging,
@@ -56,7 +64,9 @@ __all__ = [
     "MultiSeedSummary",
     "NaNGuard",
     "ProgressCallback",
+    "RESUME_OVERRIDES",
     "RunDir",
+    "RunLock",
     "RuntimeOptions",
     "add_runtime_args",
     "attach_distributed",
@@ -66,6 +76,7 @@ __all__ = [
     "cell_graph",
     "cell_to_dot",
     "cell_to_svg",
+    "cli_entry",
     "collapse_stats",
     "collect_data_files",
     "configure_logging",
@@ -78,6 +89,7 @@ __all__ = [
     "init_distributed",
     "is_param_free_op",
     "load_run",
+    "one_line_errors",
     "parse_memory",
     "parse_seeds",
     "read_checkpoint",

@@ -7,6 +7,13 @@ File format (``*.dnckpt``)::
     8 bytes   payload length (little-endian unsigned)
     payload   torch.save() of the state dict
 
+The payload holds only what ``torch.load(weights_only=True)`` accepts: tensors, dicts, lists, tuples, strings,
+numbers, booleans and ``None``. :func:`encode_checkpoint` converts anything else (NumPy arrays to tensors,
+NumPy scalars to numbers, sets to sorted lists, objects with ``to_dict`` or dataclasses to their JSON form)
+before saving, and :func:`decode_checkpoint` loads with ``weights_only=True`` only: a file that needs full
+unpickling (a foreign or older file, or a crafted one) is refused with :class:`UnsafeCheckpointError` and
+nothing in it runs.
+
 A file whose length or checksum does not match (a write cut short by a crash, a truncated copy, a flipped
 bit) is reported as corrupt: :meth:`CheckpointManager.load_latest` warns, moves it aside
 (``*.corrupt``) and falls back to the previous checkpoint.
@@ -20,6 +27,7 @@ leaves every existing checkpoint untouched.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -28,6 +36,7 @@ import os
 import re
 import struct
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +44,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.errors import CheckpointError, ConfigError
+from datanas_core.errors import CheckpointError, ConfigError, UnsafeCheckpointError
 from datanas_core.runtime._fs import atomic_write, clean_stale_tmp
 
 __all__ = ["CheckpointInfo", "CheckpointManager", "describe_mismatch", "read_checkpoint", "write_checkpoint"]
@@ -48,10 +57,38 @@ _NAME = re.compile(r"^ckpt-s(\d+)-e(\d+)-b(\d+)\.dnckpt$")
 SUFFIX = ".dnckpt"
 
 
+_PLAIN = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def _weights_only_safe(obj: Any, path: str = "$") -> Any:
+    """``obj`` with every value that ``weights_only`` loading would refuse converted to plain data."""
+    if isinstance(obj, _PLAIN):
+        return obj
+    if isinstance(obj, Mapping):
+        out = {k: _weights_only_safe(v, f"{path}.{k}") for k, v in obj.items()}
+        return type(obj)(out) if type(obj) in (dict, collections.OrderedDict) else out
+    if isinstance(obj, (list, tuple)):
+        seq = [_weights_only_safe(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        return tuple(seq) if type(obj) is tuple else seq
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(obj).copy())
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover - numpy comes with torch
+        pass
+    from datanas_core.runtime._jsonutil import to_jsonable
+
+    logger.debug("checkpoint entry %s (%s) stored as JSON data", path, type(obj).__name__)
+    return to_jsonable(obj)
+
+
 def encode_checkpoint(state: Mapping[str, Any]) -> bytes:
-    """Serialise ``state`` into the checksummed file format."""
+    """Serialise ``state`` into the checksummed file format (see the module docstring for what is kept)."""
     buf = io.BytesIO()
-    torch.save(dict(state), buf)
+    torch.save(_weights_only_safe(dict(state)), buf)
     payload = buf.getvalue()
     return _HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload)) + payload
 
@@ -60,7 +97,8 @@ def decode_checkpoint(data: bytes, *, source: str = "<bytes>") -> dict[str, Any]
     """Verify and deserialise a checkpoint.
 
     Raises:
-        CheckpointError: bad magic, truncated or over-long payload, checksum mismatch, unpicklable payload.
+        CheckpointError: bad magic, truncated or over-long payload, checksum mismatch, unreadable payload.
+        UnsafeCheckpointError: the payload needs full unpickling (never done: it could run code).
     """
     if len(data) < _HEADER.size:
         raise CheckpointError(
@@ -82,13 +120,25 @@ def decode_checkpoint(data: bytes, *, source: str = "<bytes>") -> dict[str, Any]
             f"!= recorded {digest.hex()[:16]}..."
         )
     try:
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - fall back to full unpickling of our own, checksummed file
-        pass
-    try:
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {source} cannot be deserialised: {exc}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of foreign files
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a damaged zip payload
+        if type(exc).__name__ != "UnpicklingError":
+            raise CheckpointError(f"checkpoint {source} cannot be deserialised: {exc}") from exc
+        found = [ln.strip() for ln in str(exc).splitlines() if "WeightsUnpickler error" in ln]
+        first = found[0] if found else "refused by the weights-only loader"
+        raise UnsafeCheckpointError(
+            f"checkpoint {source} holds objects other than tensors and plain data ({first}); it was not "
+            "written by this datanas version or was crafted, and it is not loaded because unpickling it "
+            "could run code. Start over with a new --out (or --restart), or delete the file to fall back "
+            "to an older checkpoint"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {source} holds a {type(state).__name__}, expected a dict of run state"
+        )
+    return state
 
 
 def write_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
@@ -212,6 +262,12 @@ class CheckpointManager:
                 logger.warning("could not delete old checkpoint %s: %s", info.path, exc)
         return removed
 
+    def corrupt_files(self) -> list[Path]:
+        """Checkpoint files set aside as ``*.corrupt`` by :meth:`load_latest`, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX + ".corrupt"))
+
     def load_latest(self, *, quarantine: bool = True) -> tuple[CheckpointInfo, dict[str, Any]] | None:
         """The newest checkpoint that reads back intact, or ``None`` when there is none at all.
 
@@ -220,7 +276,10 @@ class CheckpointManager:
         checkpoints.
 
         Raises:
-            CheckpointError: checkpoint files exist but none of them is readable.
+            UnsafeCheckpointError: the newest intact file needs full unpickling; it is left in place and
+                nothing older is tried (a foreign file is not a crash artefact; the user decides).
+            CheckpointError: checkpoint files exist but none of them is readable (the message says what to
+                do next).
         """
         infos = self.list()
         if not infos:
@@ -229,6 +288,8 @@ class CheckpointManager:
         for info in reversed(infos):
             try:
                 state = read_checkpoint(info.path)
+            except UnsafeCheckpointError:
+                raise
             except CheckpointError as exc:
                 errors.append(str(exc))
                 logger.warning("%s; falling back to the previous checkpoint", exc)
@@ -238,9 +299,17 @@ class CheckpointManager:
                 continue
             return info, state
         raise CheckpointError(
-            f"no readable checkpoint in {str(self.directory)!r}; all {len(infos)} are damaged: "
-            + "; ".join(errors)
+            f"no readable checkpoint in {str(self.directory)!r}: all {len(infos)} are damaged"
+            + (" and were set aside as *.corrupt" if quarantine and self.enabled else "")
+            + f" ({'; '.join(errors)}). {ALL_DAMAGED_ADVICE}"
         )
+
+
+#: What to do when no checkpoint of a run can be read (used in error messages).
+ALL_DAMAGED_ADVICE = (
+    "The run cannot be resumed: start over with a new --out, or with --restart to start this run "
+    "directory again from step 0 (its old files are moved to previous/)"
+)
 
 
 def describe_mismatch(

@@ -12,6 +12,12 @@ Layout of a run directory::
       checkpoints/         see :mod:`datanas_core.runtime.checkpoint`
       summary.json         final metrics, derived-network size, status
       report.html, report.md, figures/   written by :mod:`datanas_core.runtime.report`
+      .lock                pid and host of the process running the search (see :class:`RunLock`)
+
+One process at a time: :func:`~datanas_core.runtime.run_search` holds an exclusive :class:`RunLock` on the
+directory for the run's lifetime, so a second search started with the same directory is refused with the
+holder's pid instead of interleaving its files. The lock is an ``flock`` on ``.lock``: the kernel releases it
+when the holder exits or is killed, so a lock file left by a killed process is taken over.
 
 In distributed runs only rank 0 writes: a :class:`RunDir` built with ``enabled=False`` turns every write
 into a no-op (reads still work).
@@ -31,13 +37,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from datanas_core.errors import ConfigError, DataError
+from datanas_core.errors import ConfigError, DataError, RunLockedError
 from datanas_core.genotype import Genotype
 from datanas_core.runtime._fs import atomic_write
 from datanas_core.runtime._jsonutil import config_hash, dumps, is_number, to_jsonable
 
 __all__ = [
     "RunDir",
+    "RunLock",
+    "prepare_run_dir",
     "build_manifest",
     "collect_data_files",
     "git_commit",
@@ -232,6 +240,155 @@ def build_manifest(
     return manifest
 
 
+def prepare_run_dir(path: str | os.PathLike[str], *, create: bool = True) -> Path:
+    """Check that ``path`` can be a run directory and create it (with ``create``).
+
+    Raises:
+        ConfigError: ``path`` (or a parent) is a file, or the directory cannot be created or written
+            (read-only file system, no permission); the message names the path and the reason.
+    """
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            raise ConfigError(
+                f"run directory {str(p)!r}: {str(q)!r} is a file, not a directory; pass --out with a new "
+                "or existing directory"
+            )
+        if q.exists():
+            break
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create run directory {str(p)!r}: {exc.strerror or exc}; pass --out with a "
+                "writable directory"
+            ) from None
+    return p
+
+
+class RunLock:
+    """An exclusive, process-lifetime lock on a run directory (``RUN_DIR/.lock``).
+
+    The lock is ``fcntl.flock`` on the file, which the kernel releases when the process exits or dies; the
+    file holds the holder's pid and host so a refused process can name it. A lock file whose flock is free
+    (its process was killed) is taken over. Where ``fcntl`` is unavailable, :mod:`filelock` is used.
+
+    Example:
+        >>> with RunLock(run_dir):  # doctest: +SKIP
+        ...     ...  # the run
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / self.NAME
+        self._fd: int | None = None
+        self._fallback: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._fallback is not None
+
+    def _holder(self) -> tuple[int | None, str]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None, ""
+        doc: dict[str, Any] = {}
+        try:
+            loaded = json.loads(text)
+            doc = loaded if isinstance(loaded, dict) else {}
+        except json.JSONDecodeError:
+            pass
+        pid = doc.get("pid")
+        return (pid if isinstance(pid, int) and not isinstance(pid, bool) else None), str(doc.get("host", ""))
+
+    def acquire(self) -> RunLock:
+        """Take the lock (the directory must exist).
+
+        Raises:
+            RunLockedError: another live process holds it (the message names its pid).
+            ConfigError: the lock file cannot be created (read-only directory, ...).
+        """
+        if self.held:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self._acquire_filelock()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to run directory {str(self.directory)!r}: {exc.strerror or exc}; pass --out "
+                "with a writable directory"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            pid, host = self._holder()
+            who = f"pid {pid}" if pid is not None else "an unknown process"
+            if host and host != socket.gethostname():
+                who += f" on {host}"
+            raise RunLockedError(
+                f"run directory {str(self.directory)!r} is in use by another search ({who}); wait for it "
+                "to finish or pass another --out",
+                pid=pid,
+            ) from None
+        old_pid, _ = self._holder()
+        if old_pid is not None and old_pid != os.getpid():
+            logger.info("taking over the stale lock of %s (pid %d is gone)", self.directory, old_pid)
+        doc = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(doc) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def _acquire_filelock(self) -> RunLock:  # pragma: no cover - not POSIX
+        import filelock
+
+        lock = filelock.FileLock(str(self.path))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise RunLockedError(
+                f"run directory {str(self.directory)!r} is in use by another search; wait for it to finish "
+                "or pass another --out"
+            ) from None
+        self._fallback = lock
+        return self
+
+    def release(self) -> None:
+        """Release the lock (the file stays; an unlocked file is free for the next run)."""
+        if self._fd is not None:
+            import fcntl
+
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+            finally:
+                os.close(self._fd)
+                self._fd = None
+        if self._fallback is not None:  # pragma: no cover - not POSIX
+            self._fallback.release()
+            self._fallback = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class RunDir:
     """A run directory (see the module docstring for the layout).
 
@@ -278,6 +435,26 @@ class RunDir:
     def exists(self) -> bool:
         """Whether the directory already holds a run (a config file)."""
         return (self.path / self.CONFIG).is_file()
+
+    def move_aside(self) -> Path | None:
+        """Move every entry of the run directory (but the lock) into ``previous/<timestamp>/`` so that a run
+        can start again from step 0 in the same directory (``--restart``). Returns the new folder, or
+        ``None`` when there was nothing to move."""
+        if not self.enabled or not self.path.is_dir():
+            return None
+        entries = [p for p in self.path.iterdir() if p.name not in (RunLock.NAME, "previous")]
+        if not entries:
+            return None
+        self.close()
+        dest = self.path / "previous" / time.strftime("%Y%m%d-%H%M%S")
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+        dest.mkdir(parents=True)
+        for p in entries:
+            os.replace(p, dest / p.name)
+        return dest
 
     def _mkdir(self) -> None:
         if self.enabled:

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from datanas_core.errors import CheckpointError, ConfigError, NumericalError
+from datanas_core.errors import CheckpointError, ConfigError, NumericalError, RunInterrupted
 from datanas_core.runtime._jsonutil import to_jsonable
 from datanas_core.runtime.callbacks import CheckpointCallback, MetricsLogger, StepCounter
-from datanas_core.runtime.checkpoint import CheckpointManager, describe_mismatch
+from datanas_core.runtime.checkpoint import ALL_DAMAGED_ADVICE, CheckpointManager, describe_mismatch
 from datanas_core.runtime.data import EpochStream
 from datanas_core.runtime.distributed import (
     DistributedContext,
@@ -49,11 +49,12 @@ from datanas_core.runtime.distributed import (
 from datanas_core.runtime.monitors import CollapseMonitor, ConsistencyMonitor, NaNGuard
 from datanas_core.runtime.progress import ProgressCallback
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
-from datanas_core.runtime.rundir import RunDir, build_manifest, collect_data_files
+from datanas_core.runtime.rundir import RunDir, RunLock, build_manifest, collect_data_files, prepare_run_dir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_RESUME_IGNORE",
+    "RESUME_OVERRIDES",
     "RuntimeOptions",
     "add_runtime_args",
     "configure_logging",
@@ -89,6 +90,35 @@ DEFAULT_RESUME_IGNORE = frozenset(
         "seeds",
         "max_restarts",
         "verbose",
+        "debug",
+        "restart",
+    }
+)
+
+#: Settings that may change when a run is resumed, besides :data:`DEFAULT_RESUME_IGNORE`: learning rates,
+#: the number of epochs, checkpoint cadence and logging. They are compared as top-level keys of the
+#: run's ``config``, of the searcher's ``SearchConfig`` and of ``config["search_config"]``. A changed
+#: ``w_lr`` rescales the weight learning rate and its cosine schedule from the resumed position, ``a_lr``
+#: sets the architecture learning rate and ``epochs`` stretches the cosine schedule to the new length.
+#: Every other difference stops the resume with the list of differences.
+RESUME_OVERRIDES = frozenset(
+    {
+        "w_lr",
+        "a_lr",
+        "lr",
+        "inner_lr",
+        "w_lr_min",
+        "epochs",
+        "search_epochs",
+        "train_epochs",
+        "checkpoint_every",
+        "checkpoint_every_epochs",
+        "keep_last",
+        "log_every",
+        "progress",
+        "verbose",
+        "report",
+        "tensorboard",
     }
 )
 
@@ -228,6 +258,8 @@ def run_search(
     tensorboard: bool = True,
     seed_globals: bool = True,
     resume_ignore: Iterable[str] = DEFAULT_RESUME_IGNORE,
+    resume_overrides: Iterable[str] = RESUME_OVERRIDES,
+    restart: bool = False,
 ) -> Any:
     """Run (or resume) a search with a run directory, checkpoints, monitors, progress and a report.
 
@@ -265,13 +297,23 @@ def run_search(
         tensorboard: write TensorBoard event files (when tensorboard is installed).
         seed_globals: seed Python/NumPy/torch global RNGs with ``searcher.config.seed`` on a fresh start.
         resume_ignore: config keys allowed to differ on resume.
+        resume_overrides: settings that may change on resume and take effect (see :data:`RESUME_OVERRIDES`).
+        restart: start again from step 0 in a directory that holds a run (or a run whose checkpoints are all
+            damaged): its files are first moved to ``previous/<timestamp>/``.
 
     Returns:
         The :class:`~datanas_core.search.SearchResult`.
 
+    The run directory is locked for the whole run (:class:`~datanas_core.runtime.RunLock`): a second
+    process on the same directory is refused. A ``resume=True`` of a run that was killed before its first
+    checkpoint starts it from step 0. Ctrl-C raises :class:`~datanas_core.errors.RunInterrupted` naming the
+    directory to resume.
+
     Raises:
         ConfigError: resuming a run whose configuration or space differs (the message lists every
-            difference), or starting a new run in a directory that holds one.
+            difference), or starting a new run in a directory that holds one; ``run_dir`` is a file or
+            cannot be created or written.
+        RunLockedError: another process runs in ``run_dir``.
         CheckpointError: ``resume=True`` without a readable checkpoint; a checkpoint cannot be written
             (read-only or full disk; the last good checkpoint is untouched).
         NumericalError: the NaN guard stopped the run (the last good checkpoint is kept).
@@ -287,226 +329,323 @@ def run_search(
         ctx = init_distributed()
     is_main = ctx.is_main
     rd = RunDir(run_dir, enabled=is_main, tensorboard=tensorboard)
-    ckpts = CheckpointManager(rd.checkpoints_dir, keep_last=keep_last, enabled=is_main)
-    # -------------------------------------------------------------- searcher
-    if not _is_searcher(searcher):
-        if not callable(searcher):
-            raise ConfigError(
-                f"searcher must be a Searcher or a callable returning one, got {type(searcher).__name__}"
-            )
-        searcher = searcher()
-        if not _is_searcher(searcher):
-            raise ConfigError(f"the searcher factory returned {type(searcher).__name__}, not a Searcher")
-    fingerprint = _fingerprint(searcher, config)
-    # -------------------------------------------------------------- resume or start
-    loaded = None
-    if resume in (True, "auto"):
-        chosen = None
-        if is_main:
-            found = ckpts.load_latest()
-            chosen = str(found[0].path) if found else None
-            loaded = found
-        chosen = ctx.broadcast_object(chosen)
-        if not is_main and chosen is not None:
-            from datanas_core.runtime.checkpoint import CheckpointInfo, read_checkpoint
-
-            info = CheckpointInfo.parse(Path(chosen))
-            loaded = (info, read_checkpoint(chosen)) if info is not None else None
-        if loaded is None and resume is True:
-            raise CheckpointError(
-                f"cannot resume {str(rd.path)!r}: no checkpoint in {str(ckpts.directory)!r}"
-                + ("" if rd.exists() else " (it is not a run directory)")
-            )
-    elif is_main and (ckpts.list() or rd.exists()):
-        raise ConfigError(
-            f"{str(rd.path)!r} already holds a run; pass resume=True (--resume {rd.path}) to continue it, "
-            "or choose another output directory"
-        )
-    if loaded is not None:
-        info, state = loaded
-        saved_fp = state.get("fingerprint", {})
-        diffs = describe_mismatch(
-            saved_fp, fingerprint, ignore=frozenset(f"config.{k}" for k in resume_ignore)
-        )
-        if diffs:
-            raise ConfigError(
-                f"cannot resume {str(rd.path)!r}: the run was made with a different configuration or space "
-                f"({len(diffs)} difference(s)): "
-                + "; ".join(diffs[:12])
-                + ("; ..." if len(diffs) > 12 else "")
-            )
-        try:
-            searcher.load_state_dict(state["searcher"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {str(info.path)!r} does not fit this searcher: {exc}") from exc
-        gens = (
-            {"searcher": searcher.generator}
-            if isinstance(getattr(searcher, "generator", None), torch.Generator)
-            else {}
-        )
-        restore_rng_state(state["rng"], gens)
-        dropped = rd.truncate_metrics(step=int(state["global_step"]), epoch=int(state["epoch"]))
-        # TensorBoard drops its events after the checkpoint
-        rd.tensorboard(purge_step=int(state["global_step"]) + 1)
-        logger.info(
-            "resuming %s from %s (epoch %d, batch %d, step %d; dropped %d later metric records)",
-            rd.path,
-            info.path.name,
-            state["epoch"],
-            state["batch"],
-            state["global_step"],
-            dropped,
-        )
-    else:
-        state = None
-        if is_main and rd.metrics_path.is_file():
-            # "auto" start over a run that was killed before its first checkpoint
-            rd.truncate_metrics(step=0, epoch=0)
-        if seed_globals:
-            seed_everything(int(getattr(searcher.config, "seed", 0)))
-    # -------------------------------------------------------------- loaders
-    steps_per_epoch = _len_or_none(train_loader)
-    if ctx.world_size > 1:
-        train_loader = _shard(train_loader, ctx)
-        val_loader = _shard(val_loader, ctx) if val_loader is not None else None
-        steps_per_epoch = _len_or_none(train_loader)
-    if eval_loader is None:
-        eval_loader = val_loader
-    if (
-        val_loader is not None
-        and steps_per_epoch
-        and hasattr(val_loader, "set_epoch")
-        and hasattr(val_loader, "__len__")
-    ):
-        srch = searcher
-        val_loader = EpochStream(val_loader, steps_per_epoch, lambda: int(srch.epoch))
-    # -------------------------------------------------------------- callbacks
-    counter = StepCounter()
-    guard = NaNGuard() if nan_guard else None
-    runtime_cbs: list[Any] = []
-    sync = attach_distributed(searcher, ctx) if ctx.world_size > 1 else None
-    if sync is not None:
-        runtime_cbs.append(sync)
-    if consistency:
-        runtime_cbs.append(ConsistencyMonitor(eval_loader, max_batches=consistency_batches))
-    collapse_mon: CollapseMonitor | None = None
-    if isinstance(collapse, CollapseMonitor):
-        collapse_mon = collapse
-    elif collapse:
-        collapse_mon = CollapseMonitor(early_stop=early_stop_collapse)
-    if collapse_mon is not None:
-        runtime_cbs.append(collapse_mon)
-    runtime_cbs.extend(callbacks)
-    if guard is not None:
-        runtime_cbs.append(guard)
-    runtime_cbs.append(MetricsLogger(rd, counter, log_every=1))
-    if progress is not False:
-        runtime_cbs.append(
-            ProgressCallback(steps_per_epoch, use_tqdm=progress, log_every=log_every, enabled=is_main)
-        )
-    stateful: dict[str, Any] = {}
-    for cb in runtime_cbs:
-        if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
-            name = type(cb).__name__
-            n = sum(1 for k in stateful if k.split("#")[0] == name)
-            stateful[f"{name}#{n}"] = cb
-
-    def state_fn(s: Any, batches_done: int) -> dict[str, Any]:
-        sd = s.state_dict()
-        sd["batch_in_epoch"] = batches_done
-        gens = {"searcher": s.generator} if isinstance(getattr(s, "generator", None), torch.Generator) else {}
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": int(s.epoch),
-            "batch": int(batches_done),
-            "global_step": int(s.global_step),
-            "searcher": sd,
-            "rng": capture_rng_state(gens),
-            "callbacks": {k: cb.state_dict() for k, cb in stateful.items()},
-            "fingerprint": fingerprint,
-            "time": time.time(),
-        }
-
-    ckpt_cb = CheckpointCallback(
-        ckpts,
-        state_fn,
-        counter,
-        every_steps=checkpoint_every,
-        every_epochs=checkpoint_every_epochs,
-        steps_per_epoch=steps_per_epoch,
-        healthy=guard.healthy if guard is not None else None,
-    )
-    runtime_cbs.append(ckpt_cb)
-    runtime_cbs.append(counter)
-    if state is not None:
-        for k, cb in stateful.items():
-            if k in state.get("callbacks", {}):
-                cb.load_state_dict(state["callbacks"][k])
-    # -------------------------------------------------------------- run directory
+    lock = None
     if is_main:
-        rd.write_config(to_jsonable(dict(config or {})))
-        files = [*data_files, *collect_data_files(train_loader, val_loader, eval_loader)]
-        if state is None:
-            rd.write_manifest(
-                build_manifest(
-                    config=config,
-                    seed=getattr(searcher.config, "seed", None),
-                    device=getattr(searcher, "device", None),
-                    data_files=files,
-                    world_size=ctx.world_size,
-                    extra={"distributed": describe(ctx), "search_config": fingerprint["search_config"]},
-                )
-            )
-            from datanas_core.runtime._fs import atomic_write
-            from datanas_core.runtime._jsonutil import dumps
-
-            atomic_write(rd.path / "space.json", (dumps(fingerprint["space"], indent=2) + "\n").encode())
-        else:
-            m = rd.read_manifest()
-            resumes = list(m.get("resumes", []))
-            resumes.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from": str(loaded[0].path.name)})  # type: ignore[index]
-            rd.update_manifest(resumes=resumes)
-        rd.append_metrics(
-            {
-                "kind": "event",
-                "event": "resume" if state is not None else "start",
-                "step": int(searcher.global_step),
-                "epoch": int(searcher.epoch),
-            }
-        )
-    # -------------------------------------------------------------- search
-    previous = list(getattr(searcher, "callbacks", []))
-    searcher.callbacks = [*previous, *runtime_cbs]
-    status = "running"
-    result = None
+        if resume is True and not restart and not rd.path.is_dir():
+            raise CheckpointError(f"cannot resume {str(rd.path)!r}: no such run directory")
+        prepare_run_dir(rd.path)
+        lock = RunLock(rd.path).acquire()
     try:
-        result = searcher.fit(train_loader, val_loader)
-        if guard is not None and guard.tripped:
-            raise NumericalError(
-                f"the NaN/inf guard stopped the search: {guard.reason}. The last good checkpoint "
-                f"{ckpt_cb.last_path or ckpts.latest_path()} is kept; resume from it with a lower learning "
-                "rate"
+        if restart and is_main:
+            moved = rd.move_aside()
+            if moved is not None:
+                logger.info("--restart: the previous files of %s were moved to %s", rd.path, moved)
+        if restart:
+            resume = False
+        ckpts = CheckpointManager(rd.checkpoints_dir, keep_last=keep_last, enabled=is_main)
+        # -------------------------------------------------------------- searcher
+        if not _is_searcher(searcher):
+            if not callable(searcher):
+                raise ConfigError(
+                    f"searcher must be a Searcher or a callable returning one, got {type(searcher).__name__}"
+                )
+            searcher = searcher()
+            if not _is_searcher(searcher):
+                raise ConfigError(f"the searcher factory returned {type(searcher).__name__}, not a Searcher")
+        fingerprint = _fingerprint(searcher, config)
+        # -------------------------------------------------------------- resume or start
+        loaded = None
+        if resume in (True, "auto"):
+            chosen = None
+            if is_main:
+                found = ckpts.load_latest()
+                chosen = str(found[0].path) if found else None
+                loaded = found
+            chosen = ctx.broadcast_object(chosen)
+            if not is_main and chosen is not None:
+                from datanas_core.runtime.checkpoint import CheckpointInfo, read_checkpoint
+
+                info = CheckpointInfo.parse(Path(chosen))
+                loaded = (info, read_checkpoint(chosen)) if info is not None else None
+            if loaded is None and resume is True and is_main:
+                corrupt = ckpts.corrupt_files()
+                if corrupt:
+                    raise CheckpointError(
+                        f"cannot resume {str(rd.path)!r}: every checkpoint was damaged and set aside "
+                        f"({', '.join(p.name for p in corrupt[-3:])}"
+                        + (f" and {len(corrupt) - 3} more" if len(corrupt) > 3 else "")
+                        + f"). {ALL_DAMAGED_ADVICE}"
+                    )
+                if not rd.exists():
+                    raise CheckpointError(
+                        f"cannot resume {str(rd.path)!r}: it is not a run directory (no {RunDir.CONFIG} "
+                        "and no checkpoint)"
+                    )
+                logger.info(
+                    "%s was stopped before its first checkpoint: starting it again from step 0", rd.path
+                )
+        elif is_main and (ckpts.list() or rd.exists()):
+            raise ConfigError(
+                f"{str(rd.path)!r} already holds a run; pass resume=True (--resume {rd.path}) to continue it, "
+                "or choose another output directory"
             )
-        status = "stopped_early" if getattr(result, "stopped_early", False) else "completed"
-    except NumericalError as exc:
-        status = "failed_numerical"
-        if guard is not None and guard.tripped:
-            raise
-        last = ckpt_cb.last_path or ckpts.latest_path()
-        raise NumericalError(f"{exc} (last good checkpoint: {last})") from exc
-    except KeyboardInterrupt:
-        status = "interrupted"
-        logger.warning("interrupted; continue with resume=True (--resume %s)", rd.path)
-        raise
-    except BaseException:
-        status = "failed"
-        raise
-    finally:
-        searcher.callbacks = previous
+        if loaded is not None:
+            info, state = loaded
+            saved_fp = state.get("fingerprint", {})
+            overridable = frozenset(resume_overrides)
+            ignore = frozenset(f"config.{k}" for k in resume_ignore) | frozenset(
+                f"{prefix}.{k}"
+                for k in overridable
+                for prefix in ("config", "search_config", "config.search_config")
+            )
+            diffs = describe_mismatch(saved_fp, fingerprint, ignore=ignore)
+            if diffs:
+                raise ConfigError(
+                    f"cannot resume {str(rd.path)!r}: the run was made with a different configuration or "
+                    f"space ({len(diffs)} difference(s)): "
+                    + "; ".join(diffs[:12])
+                    + ("; ..." if len(diffs) > 12 else "")
+                    + f". Only these may change on resume: {', '.join(sorted(overridable))}"
+                )
+            try:
+                searcher.load_state_dict(state["searcher"])
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(
+                    f"checkpoint {str(info.path)!r} does not fit this searcher: {exc}"
+                ) from exc
+            changed = _apply_resume_overrides(searcher, saved_fp.get("search_config") or {})
+            if changed:
+                logger.info("resume overrides: %s", ", ".join(changed))
+            gens = (
+                {"searcher": searcher.generator}
+                if isinstance(getattr(searcher, "generator", None), torch.Generator)
+                else {}
+            )
+            restore_rng_state(state["rng"], gens)
+            dropped = rd.truncate_metrics(step=int(state["global_step"]), epoch=int(state["epoch"]))
+            # TensorBoard drops its events after the checkpoint
+            rd.tensorboard(purge_step=int(state["global_step"]) + 1)
+            logger.info(
+                "resuming %s from %s (epoch %d, batch %d, step %d; dropped %d later metric records)",
+                rd.path,
+                info.path.name,
+                state["epoch"],
+                state["batch"],
+                state["global_step"],
+                dropped,
+            )
+        else:
+            state = None
+            if is_main and rd.metrics_path.is_file():
+                # "auto" start over a run that was killed before its first checkpoint
+                rd.truncate_metrics(step=0, epoch=0)
+            if seed_globals:
+                seed_everything(int(getattr(searcher.config, "seed", 0)))
+        # -------------------------------------------------------------- loaders
+        steps_per_epoch = _len_or_none(train_loader)
+        if ctx.world_size > 1:
+            train_loader = _shard(train_loader, ctx)
+            val_loader = _shard(val_loader, ctx) if val_loader is not None else None
+            steps_per_epoch = _len_or_none(train_loader)
+        if eval_loader is None:
+            eval_loader = val_loader
+        if (
+            val_loader is not None
+            and steps_per_epoch
+            and hasattr(val_loader, "set_epoch")
+            and hasattr(val_loader, "__len__")
+        ):
+            srch = searcher
+            val_loader = EpochStream(val_loader, steps_per_epoch, lambda: int(srch.epoch))
+        # -------------------------------------------------------------- callbacks
+        counter = StepCounter()
+        guard = NaNGuard() if nan_guard else None
+        runtime_cbs: list[Any] = []
+        sync = attach_distributed(searcher, ctx) if ctx.world_size > 1 else None
+        if sync is not None:
+            runtime_cbs.append(sync)
+        if consistency:
+            runtime_cbs.append(ConsistencyMonitor(eval_loader, max_batches=consistency_batches))
+        collapse_mon: CollapseMonitor | None = None
+        if isinstance(collapse, CollapseMonitor):
+            collapse_mon = collapse
+        elif collapse:
+            collapse_mon = CollapseMonitor(early_stop=early_stop_collapse)
+        if collapse_mon is not None:
+            runtime_cbs.append(collapse_mon)
+        runtime_cbs.extend(callbacks)
+        if guard is not None:
+            runtime_cbs.append(guard)
+        runtime_cbs.append(MetricsLogger(rd, counter, log_every=1))
+        if progress is not False:
+            runtime_cbs.append(
+                ProgressCallback(steps_per_epoch, use_tqdm=progress, log_every=log_every, enabled=is_main)
+            )
+        stateful: dict[str, Any] = {}
+        for cb in runtime_cbs:
+            if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
+                name = type(cb).__name__
+                n = sum(1 for k in stateful if k.split("#")[0] == name)
+                stateful[f"{name}#{n}"] = cb
+
+        def state_fn(s: Any, batches_done: int) -> dict[str, Any]:
+            sd = s.state_dict()
+            sd["batch_in_epoch"] = batches_done
+            gens = (
+                {"searcher": s.generator}
+                if isinstance(getattr(s, "generator", None), torch.Generator)
+                else {}
+            )
+            return {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": int(s.epoch),
+                "batch": int(batches_done),
+                "global_step": int(s.global_step),
+                "searcher": sd,
+                "rng": capture_rng_state(gens),
+                "callbacks": {k: cb.state_dict() for k, cb in stateful.items()},
+                "fingerprint": fingerprint,
+                "time": time.time(),
+            }
+
+        ckpt_cb = CheckpointCallback(
+            ckpts,
+            state_fn,
+            counter,
+            every_steps=checkpoint_every,
+            every_epochs=checkpoint_every_epochs,
+            steps_per_epoch=steps_per_epoch,
+            healthy=guard.healthy if guard is not None else None,
+        )
+        runtime_cbs.append(ckpt_cb)
+        runtime_cbs.append(counter)
+        if state is not None:
+            for k, cb in stateful.items():
+                if k in state.get("callbacks", {}):
+                    cb.load_state_dict(state["callbacks"][k])
+        # -------------------------------------------------------------- run directory
         if is_main:
-            _finish(rd, searcher, result, status, guard, ckpts, derived_kwargs, derived_input_shape, report)
-        rd.close()
-    return result
+            rd.write_config(to_jsonable(dict(config or {})))
+            files = [*data_files, *collect_data_files(train_loader, val_loader, eval_loader)]
+            if state is None:
+                rd.write_manifest(
+                    build_manifest(
+                        config=config,
+                        seed=getattr(searcher.config, "seed", None),
+                        device=getattr(searcher, "device", None),
+                        data_files=files,
+                        world_size=ctx.world_size,
+                        extra={"distributed": describe(ctx), "search_config": fingerprint["search_config"]},
+                    )
+                )
+                from datanas_core.runtime._fs import atomic_write
+                from datanas_core.runtime._jsonutil import dumps
+
+                atomic_write(rd.path / "space.json", (dumps(fingerprint["space"], indent=2) + "\n").encode())
+            else:
+                m = rd.read_manifest()
+                resumes = list(m.get("resumes", []))
+                resumes.append(
+                    {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from": str(loaded[0].path.name)}
+                )  # type: ignore[index]
+                rd.update_manifest(resumes=resumes)
+            rd.append_metrics(
+                {
+                    "kind": "event",
+                    "event": "resume" if state is not None else "start",
+                    "step": int(searcher.global_step),
+                    "epoch": int(searcher.epoch),
+                }
+            )
+        # -------------------------------------------------------------- search
+        previous = list(getattr(searcher, "callbacks", []))
+        searcher.callbacks = [*previous, *runtime_cbs]
+        status = "running"
+        result = None
+        try:
+            result = searcher.fit(train_loader, val_loader)
+            if guard is not None and guard.tripped:
+                raise NumericalError(
+                    f"the NaN/inf guard stopped the search: {guard.reason}. "
+                    + _nan_advice(rd.path, ckpt_cb.last_path or ckpts.latest_path())
+                )
+            status = "stopped_early" if getattr(result, "stopped_early", False) else "completed"
+        except NumericalError as exc:
+            status = "failed_numerical"
+            if guard is not None and guard.tripped:
+                raise
+            raise NumericalError(
+                f"{exc}. " + _nan_advice(rd.path, ckpt_cb.last_path or ckpts.latest_path())
+            ) from exc
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise RunInterrupted(str(rd.path)) from None
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            searcher.callbacks = previous
+            if is_main:
+                _finish(
+                    rd, searcher, result, status, guard, ckpts, derived_kwargs, derived_input_shape, report
+                )
+            rd.close()
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _nan_advice(run_dir: Path, last: Path | None) -> str:
+    """What to do after the NaN guard stopped a run (matches what resume accepts)."""
+    if last is None:
+        return (
+            "No checkpoint exists yet (the run failed before its first one), so there is nothing to resume: "
+            f"start it again with a lower learning rate (--w-lr/--a-lr, with --restart in {str(run_dir)!r} "
+            "or a new --out)"
+        )
+    return (
+        f"The last good checkpoint {last.name} is kept: resume from it with a lower learning rate "
+        f"(--resume {run_dir} with a smaller --w-lr/--a-lr; learning rates, epochs, checkpoint cadence and "
+        "logging may change on resume)"
+    )
+
+
+def _apply_resume_overrides(searcher: Any, saved: Mapping[str, Any]) -> list[str]:
+    """Make changed learning rates and epoch counts take effect after ``load_state_dict`` restored the
+    saved optimiser and scheduler states; returns ``"name old -> new"`` for each change applied."""
+    cfg = getattr(searcher, "config", None)
+    changed: list[str] = []
+
+    def differs(name: str) -> tuple[float, float] | None:
+        old, new = saved.get(name), getattr(cfg, name, None)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+        return (float(old), float(new)) if numbers and old != new else None  # type: ignore[arg-type]
+
+    w_opt, sched = getattr(searcher, "w_optimizer", None), getattr(searcher, "w_scheduler", None)
+    w = differs("w_lr")
+    if w is not None and w[0] > 0 and w_opt is not None:
+        ratio = w[1] / w[0]
+        for g in w_opt.param_groups:
+            g["lr"] *= ratio
+            if "initial_lr" in g:
+                g["initial_lr"] = w[1]
+        if sched is not None and hasattr(sched, "base_lrs"):
+            sched.base_lrs = [b * ratio for b in sched.base_lrs]
+            sched._last_lr = [g["lr"] for g in w_opt.param_groups]
+        changed.append(f"w_lr {w[0]:g} -> {w[1]:g}")
+    a = differs("a_lr")
+    a_opt = getattr(searcher, "a_optimizer", None)
+    if a is not None and a_opt is not None:
+        for g in a_opt.param_groups:
+            g["lr"] = a[1]
+        changed.append(f"a_lr {a[0]:g} -> {a[1]:g}")
+    e = differs("epochs")
+    if e is not None:
+        if sched is not None and hasattr(sched, "T_max"):
+            sched.T_max = int(e[1])
+        changed.append(f"epochs {int(e[0])} -> {int(e[1])}")
+    return changed
 
 
 def _finish(
@@ -727,8 +866,17 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         default=True,
         help="write report.html/report.md at the end",
     )
+    g.add_argument(
+        "--restart",
+        action="store_true",
+        help="start again from step 0 in the --out directory although it holds a run (e.g. one whose "
+        "checkpoints are all damaged); its files are moved to previous/<timestamp>/",
+    )
     g.add_argument("--verbose", "-v", action="count", default=0, help="more log output (-vv: debug)")
-    return parser
+    g.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    from datanas_core.runtime.cli import one_line_errors
+
+    return one_line_errors(parser)
 
 
 @dataclass
@@ -748,6 +896,8 @@ class RuntimeOptions:
     device: str | None = None
     report: bool = True
     verbose: int = 0
+    restart: bool = False
+    debug: bool = False
 
     @property
     def multi_seed(self) -> bool:
@@ -769,6 +919,11 @@ class RuntimeOptions:
             if out is not None and Path(out).resolve() != Path(args.resume).resolve():
                 raise ConfigError(
                     f"--resume {args.resume} and --out {out} disagree; pass only --resume RUN_DIR"
+                )
+            if getattr(args, "restart", False):
+                raise ConfigError(
+                    "--restart starts over and --resume continues: pass one of them "
+                    f"(--out {args.resume} --restart, or --resume {args.resume})"
                 )
             out, resume = args.resume, True
         elif int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0:
@@ -794,6 +949,8 @@ class RuntimeOptions:
             device=args.device,
             report=bool(args.report),
             verbose=int(args.verbose or 0),
+            restart=bool(getattr(args, "restart", False)),
+            debug=bool(getattr(args, "debug", False)),
         )
 
     def run_dir_for(self, seed: int) -> Path:
@@ -810,6 +967,7 @@ class RuntimeOptions:
             "log_every": self.log_every,
             "early_stop_collapse": self.early_stop_collapse,
             "report": self.report,
+            "restart": self.restart,
         }
 
     def torch_device(self) -> torch.device:

@@ -1,0 +1,133 @@
+"""What every datanas command line does with errors: one line on stderr, exit status 2, no traceback.
+
+Domain CLIs decorate their ``main`` with :func:`cli_entry`::
+
+    @cli_entry
+    def main(argv: Sequence[str] | None = None) -> int:
+        ...
+
+and get, for every failure that escapes ``main``:
+
+- a datanas error (:class:`~datanas_core.errors.DataNASError`) or an operating-system error (a file that
+  cannot be read or written): ``error: <message>`` on one line, exit status 2;
+- Ctrl-C during a run: ``interrupted: resume with: python -m <module> ... --resume RUN_DIR`` (the exact
+  command, the other arguments kept so that the configuration matches), exit status 130;
+- anything else (a bug): ``internal error: <type>: <message>`` on one line and exit status 1.
+
+``--debug`` anywhere on the command line shows the Python traceback instead; the wrapper removes the flag
+before ``main`` parses the arguments, so every CLI accepts it. :func:`one_line_errors` makes argparse
+report a bad flag value on one line too (usage is only printed by ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from datanas_core.errors import DataNASError, RunInterrupted
+
+__all__ = ["cli_entry", "one_line_errors", "resume_command"]
+
+F = TypeVar("F", bound=Callable[..., int])
+
+#: Exit status of a Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _without(argv: Sequence[str], flag: str, *, takes_value: bool) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == flag:
+            skip = takes_value
+            continue
+        if takes_value and a.startswith(flag + "="):
+            continue
+        out.append(a)
+    return out
+
+
+def resume_command(module: str, argv: Sequence[str], run_dir: str | Path) -> str:
+    """The command that resumes ``run_dir``: ``argv`` without ``--out``/``--resume``/``--restart``, plus
+    ``--resume``. With ``--seeds`` the run directory of one seed (``OUT/seed_N``) resumes as ``OUT``."""
+    args = _without(argv, "--out", takes_value=True)
+    args = _without(args, "--resume", takes_value=True)
+    args = _without(args, "--restart", takes_value=False)
+    target = Path(run_dir)
+    if any(a == "--seeds" or a.startswith("--seeds=") for a in argv) and target.name.startswith("seed_"):
+        target = target.parent
+    return shlex.join(["python", "-m", module, *args, "--resume", str(target)])
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(_one_line(message) + "\n")
+    sys.stderr.flush()
+    return status
+
+
+def cli_entry(main: F) -> F:
+    """Decorate a CLI ``main(argv=None) -> int`` (see the module docstring)."""
+    module = main.__module__
+    if module == "__main__":  # run as ``python -m pkg.mod``: the spec names the module
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = getattr(spec, "name", None) or module
+
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> int:
+        given = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in given
+        args = [a for a in given if a != "--debug"]
+        try:
+            return main(args, *rest, **kwargs)
+        except RunInterrupted as exc:
+            return _fail(
+                f"interrupted: resume with: {resume_command(module, args, exc.run_dir)}", INTERRUPTED
+            )
+        except KeyboardInterrupt:
+            return _fail("interrupted before the run started; nothing to resume", INTERRUPTED)
+        except DataNASError as exc:
+            if debug:
+                raise
+            return _fail(f"error: {exc}", 2)
+        except OSError as exc:
+            if debug:
+                raise
+            where = f" {exc.filename!r}" if exc.filename else ""
+            return _fail(f"error:{where} {exc.strerror or exc} (rerun with --debug for details)", 2)
+        except RecursionError:
+            if debug:
+                raise
+            return _fail(
+                "error: an input is nested too deeply to be read (rerun with --debug for details)", 2
+            )
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into one line
+            if debug:
+                raise
+            return _fail(
+                f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` report a bad argument as one line (``prog: error: ...``) with exit status 2,
+    without the multi-line usage block (``--help`` still prints it). Returns ``parser``."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {_one_line(message)} (see --help)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
