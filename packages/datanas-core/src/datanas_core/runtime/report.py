@@ -2,10 +2,10 @@
 
 Contents: run status and reproducibility manifest; a picture (SVG + Graphviz DOT) of every derived cell
 type; parameters/FLOPs of the derived network; learning curves; the search/child consistency gap; collapse
-indicators; the evolution of the architecture probabilities (heatmaps); how the derived genotype changed
-over the epochs; the multi-seed summary when the directory holds several seeds. Everything is built from
-the files of the run directory, so ``python -m datanas_core.report RUN_DIR`` works on finished, running or
-crashed runs.
+indicators; the benchmark accuracy of the derived cell per epoch (benchmark mode); the evolution of the
+architecture probabilities (heatmaps); how the derived genotype changed over the epochs; the multi-seed
+summary when the directory holds several seeds. Everything is built from the files of the run directory, so
+``python -m datanas_core.report RUN_DIR`` works on finished, running or crashed runs.
 """
 
 from __future__ import annotations
@@ -293,6 +293,50 @@ def _section_curves(doc: _Doc, run: RunData) -> None:
         )
 
 
+def _section_benchmark(doc: _Doc, run: RunData) -> None:
+    """Benchmark mode (``datanas_core.benchmarks.BenchmarkCallback``): the derived cell's published accuracy
+    per epoch; nothing when the run was not scored."""
+    rows = [r for r in run.epochs if isinstance(r.get("benchmark"), Mapping)]
+    if not rows:
+        return
+    doc.heading("Benchmark")
+    metrics: dict[str, None] = {}
+    for r in rows:
+        for k, v in r["benchmark"].items():
+            if is_number(v) and not k.endswith(("_rank", "_percentile")):
+                metrics[k] = None
+    series = {
+        m: [
+            (float(r["epoch"]) + 1, float(r["benchmark"][m]))
+            for r in rows
+            if is_number(r["benchmark"].get(m))
+        ]
+        for m in metrics
+    }
+    if series:
+        doc.figure(
+            "benchmark",
+            line_chart_svg(
+                series, title="benchmark accuracy of the derived cell", xlabel="epoch", ylabel="acc"
+            ),
+            "published accuracy of each epoch's derived cell",
+        )
+    last = rows[-1]["benchmark"]
+    if not last.get("in_table", False):
+        doc.para(f"The last derived cell is not in the table: {last.get('reason', 'unknown cell')}.")
+    header = ["epoch", "cell"]
+    for m in metrics:
+        header += [m, "rank", "percentile"]
+    body = []
+    for r in rows:
+        b = r["benchmark"]
+        line: list[Any] = [int(r["epoch"]) + 1, b.get("arch", "-")]
+        for m in metrics:
+            line += [b.get(m, "not in table"), b.get(f"{m}_rank", "-"), b.get(f"{m}_percentile", "-")]
+        body.append(line)
+    doc.table(header, body)
+
+
 def _section_consistency(doc: _Doc, run: RunData) -> None:
     rows = [r for r in run.epochs if is_number(r.get("consistency_gap"))]
     doc.heading("Search/child consistency")
@@ -509,6 +553,7 @@ def build_report(
     _section_cells(doc, run, engine)
     _section_derived(doc, run)
     _section_curves(doc, run)
+    _section_benchmark(doc, run)
     _section_consistency(doc, run)
     _section_collapse(doc, run)
     _section_alpha(doc, run)
