@@ -173,19 +173,27 @@ def test_single_gumbel_sample_follows_categorical() -> None:
     _check_law(freq, p, 1, n)
 
 
-def test_node_granularity_follows_joint_or_law() -> None:
-    # Many nodes, each with two in-edges over ops (a, b): the joint categorical is the concatenation of the
-    # two edge rows divided by 2.
+@pytest.mark.parametrize(
+    ("granularity", "law"),
+    [
+        # DATA's gumbel_sample_weight_multi_node: relu(alpha) over the node's flattened logits, jointly
+        ("node", [0.6, 0.2, 0.1, 0.1]),
+        # datanas variant: each in-edge's probability row divided by the number of in-edges
+        ("node_edge_mean", [0.375, 0.125, 0.25, 0.25]),
+    ],
+)
+def test_node_granularity_follows_joint_or_law(granularity: str, law: list[float]) -> None:
+    # Many nodes, each with two in-edges over ops (a, b); relu logits (3, 1) and (0.5, 0.5).
     n = 10000
     edges = tuple(e for j in range(2, n + 2) for e in ((0, j), (1, j)))
     spec = CellSpec("node", 2, n, ("a", "b"), edges, (2,))
-    est = EGSEstimator(samples=2, granularity="node")
-    row0, row1 = [0.8, 0.2], [0.5, 0.5]
+    est = EGSEstimator(samples=2, granularity=granularity)
+    row0, row1 = [3.0, 1.0], [0.5, 0.5]
     a = torch.tensor([row0, row1]).repeat(n, 1)
     w = est.sample(a, spec, generator=_gen(6)).weights.detach()
     codes = (w.view(n, 4) > 0).int()
     freq = Counter(tuple(r) for r in codes.tolist())
-    _check_law(freq, [0.4, 0.1, 0.25, 0.25], 2, n)
+    _check_law(freq, law, 2, n)
     sums = w.view(n, 4).sum(-1)
     assert torch.allclose(sums, torch.ones(n), atol=1e-6)
 

@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("exact", "sparse")
 
 
-def apply_executor(sample: CellSample, executor: str, available: Tensor | None = None) -> CellSample:
+def apply_executor(
+    sample: CellSample, executor: str, available: Tensor | None = None, *, carriers: bool = True
+) -> CellSample:
     """Set which op outputs a :class:`CellSample` asks the supernet to compute.
 
     * ``"exact"``: every (non-pruned) op is computed; ``grad_proxy=False``. Every weight ``w_k`` gets its true
@@ -47,6 +49,8 @@ def apply_executor(sample: CellSample, executor: str, available: Tensor | None =
         sample: the estimator's sample.
         executor: ``"exact"`` or ``"sparse"``.
         available: bool ``[E, K]`` ops that exist (pruning mask), ``None`` for all.
+        carriers: with ``"sparse"``, add the zero-valued gradient carriers (``False``: the computed ops
+            alone, AutoDL's NASNet GDAS; the estimator's ``carriers`` option).
     """
     if executor == "exact":
         mask = torch.ones_like(sample.weights, dtype=torch.bool) if available is None else available
@@ -55,7 +59,7 @@ def apply_executor(sample: CellSample, executor: str, available: Tensor | None =
         mask = sample.weights.detach() != 0
         if available is not None:
             mask = mask & available
-        proxy = True
+        proxy = bool(carriers)
     else:
         raise ConfigError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     return CellSample(sample.weights, mask, sample.probs, sample.code, proxy, sample.temperature)
@@ -207,7 +211,9 @@ class ArchitectureDistribution(nn.Module):
             s = self.estimator.sample(
                 logits, spec, generator=generator, epoch_state=epoch_state, extra=self.extra
             )
-            cells[ct] = apply_executor(s, self.executor, self._available(spec))
+            cells[ct] = apply_executor(
+                s, self.executor, self._available(spec), carriers=getattr(self.estimator, "carriers", True)
+            )
         return ArchSample(cells, hard=bool(self.estimator.hard))
 
     def mode(self) -> ArchSample:
@@ -216,7 +222,9 @@ class ArchitectureDistribution(nn.Module):
         kw = self._extra_kwargs()
         for ct, spec in self.cells.items():
             s = self.estimator.mode(self.logits[ct], spec, **kw)
-            cells[ct] = apply_executor(s, self.executor, self._available(spec))
+            cells[ct] = apply_executor(
+                s, self.executor, self._available(spec), carriers=getattr(self.estimator, "carriers", True)
+            )
         return ArchSample(cells, hard=False)
 
     def entropy(self) -> Tensor:

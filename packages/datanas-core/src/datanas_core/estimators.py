@@ -74,7 +74,7 @@ RELU_EPS = 1e-7
 CODE_EPS = 1e-9
 
 _NORMALIZE = ("softmax", "relu")
-_GRANULARITY = ("edge", "node")
+_GRANULARITY = ("edge", "node", "node_edge_mean")
 _COMBINE = ("max", "prob_or")
 _CODE_NORM = ("none", "sum", "non_none")
 
@@ -369,13 +369,22 @@ class GumbelFamily(Estimator):
         hard: straight-through one-hot samples instead of soft Concrete samples.
         noise: add Gumbel noise (``False`` with ``hard=False`` is the deterministic softmax relaxation).
         normalize: ``"softmax"`` (``q = softmax(alpha)``) or ``"relu"`` (``q = relu(alpha) / (sum + 1e-7)``).
-        granularity: ``"edge"`` (one categorical per edge) or ``"node"`` (one per node over its (edge, op)
-            pairs; the joint ``q`` is the per-edge probability rows of the node divided by their total, the
-            convention of DATA's node-level derivation, and codes are renormalised over the node).
+        granularity: ``"edge"`` (one categorical per edge), ``"node"`` (DATA's multi-node sampler,
+            ``gumbel_sample_weight_multi_node``: one categorical per node over all its (in-edge, op) pairs,
+            ``q = relu(alpha) / (sum_node relu(alpha) + 1e-7)`` over the node's flattened logits for
+            ``normalize="relu"``, ``softmax`` of the flattened logits for ``"softmax"``; an edge whose logits
+            are larger overall gets more mass) or ``"node_edge_mean"`` (a datanas variant, the former
+            ``"node"``: the per-edge probability rows of the node divided by their total, so every in-edge
+            gets the same mass ``1/d``; the convention of DATA's node-level *derivation*). Codes are
+            renormalised over the node in both node modes.
         combine: ``"max"`` or ``"prob_or"``.
         code_norm: ``"none"``, ``"sum"`` or ``"non_none"``.
         select_only: compute only the selected ops (native mask = non-zero weights, gradient carriers for
             the rest: the GDAS executor) instead of every op.
+        carriers: with ``select_only`` (or the sparse executor), add the non-selected ops' weights to the
+            edge output as zero-valued gradient carriers (AutoDL's NB201 GDAS). ``False``: the sampled op
+            alone, ``h_k* o_k*(x)`` (AutoDL's NASNet/DARTS-space GDAS); the other logits then get gradient
+            only through the softmax of ``h_k*``.
         resample_nonfinite: redraw the noise if the soft sample is not finite (GDAS); costs one host sync.
         probs_use_tau: :meth:`probs` returns ``softmax(alpha / tau)`` (softmax relaxation) instead of ``q``.
         init_mean: mean of the logit initialisation.
@@ -397,6 +406,7 @@ class GumbelFamily(Estimator):
         combine: str = "max",
         code_norm: str = "none",
         select_only: bool = False,
+        carriers: bool = True,
         resample_nonfinite: bool = False,
         probs_use_tau: bool = False,
         init_mean: float = 0.0,
@@ -414,6 +424,7 @@ class GumbelFamily(Estimator):
         self.combine = _choice("combine", combine, _COMBINE)
         self.code_norm = _choice("code_norm", code_norm, _CODE_NORM)
         self.select_only = bool(select_only)
+        self.carriers = bool(carriers)
         self.resample_nonfinite = bool(resample_nonfinite)
         self.probs_use_tau = bool(probs_use_tau)
         self._units_cache: dict[tuple[CellSpec, str], _Units] = {}
@@ -431,6 +442,7 @@ class GumbelFamily(Estimator):
             combine=self.combine,
             code_norm=self.code_norm,
             select_only=self.select_only,
+            carriers=self.carriers,
             resample_nonfinite=self.resample_nonfinite,
             probs_use_tau=self.probs_use_tau,
         )
@@ -505,6 +517,25 @@ class GumbelFamily(Estimator):
             )
         return self._units_cache[key]
 
+    def _node_log_q(self, logits: Tensor, p: Tensor, u: _Units, impossible: Tensor) -> Tensor:
+        """``[U, D*K]`` log-probabilities of the node-level categorical (``-inf``: impossible)."""
+        tiny = torch.finfo(logits.dtype).tiny
+        if self.granularity == "node_edge_mean":
+            q = p[u.rows] * u.valid.unsqueeze(-1)  # [U, D, K]
+            q = q / q.sum(dim=(1, 2), keepdim=True).clamp_min(tiny)
+            # clamp (softmax): log(0) would make the gradient of padded/pruned entries NaN
+            lq = torch.log(q + LOG_EPS) if self.normalize == "relu" else torch.log(q.clamp_min(tiny))
+            return lq.masked_fill(impossible, float("-inf")).flatten(1)
+        a = logits[u.rows]  # [U, D, K]: the node's in-edge logits, flattened per node below
+        if self.normalize == "relu":
+            # DATA: relu(alpha) over the flattened node, divided by (sum + 1e-7), log(q + 1e-10)
+            r = F.relu(a).masked_fill(impossible, 0.0)
+            q = r / (r.sum(dim=(1, 2), keepdim=True) + RELU_EPS)
+            lq = torch.log(q + LOG_EPS)
+            return lq.masked_fill(impossible, float("-inf")).flatten(1)
+        lq = torch.log_softmax(a.masked_fill(impossible, float("-inf")).flatten(1), dim=-1)
+        return lq.masked_fill(impossible.flatten(1), float("-inf"))
+
     # ------------------------------------------------------------------ sampling core
     def _draw(
         self,
@@ -574,23 +605,17 @@ class GumbelFamily(Estimator):
             w = self._draw(logq, none, tau, samples, generator, spec)
         else:
             u = self._units(spec, logits.device)
-            q = p[u.rows] * u.valid.unsqueeze(-1)  # [U, D, K]
-            q = q / q.sum(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
-            impossible = ~u.valid.unsqueeze(-1).expand_as(q)
+            impossible = ~u.valid.unsqueeze(-1).expand(*u.rows.shape, logits.shape[-1])
             if mask is not None:
                 impossible = impossible | ~mask[u.rows]
-            if self.normalize == "relu":
-                lq = torch.log(q + LOG_EPS)
-            else:  # clamp: log(0) would make the gradient of padded/pruned entries NaN
-                lq = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny))
-            lq = lq.masked_fill(impossible, float("-inf")).flatten(1)
-            n_u, d, k = q.shape
+            lq = self._node_log_q(logits, p, u, impossible)
+            n_u, d, k = impossible.shape
             none_u = (none.expand(d, k) & u.valid.unsqueeze(-1)).flatten(1)  # [U, D*K]
             wz = self._draw(lq, none_u, tau, samples, generator, spec).view(n_u, d, k)
             w = wz[u.unit_of_row, u.slot_of_row]
         if self.select_only:
             nat_mask = w.detach() != 0
-            proxy = True
+            proxy = self.carriers
         else:
             nat_mask = torch.ones_like(w, dtype=torch.bool) if mask is None else mask
             proxy = False
@@ -660,15 +685,23 @@ class GDASEstimator(GumbelFamily):
     executor is sparse: ``mask`` is the one-hot and ``grad_proxy=True``, so the other ops' weights are added
     as zero-valued scalars and their logits still receive gradient. Non-finite soft samples are redrawn.
 
+    Carriers: AutoDL's NB201 GDAS cell adds them (``carriers=True``, default); its NASNet (DARTS-space) GDAS
+    cell runs ``h_k* o_k*(x)`` alone (``carriers=False``; the ``gdas`` preset picks this in DARTS spaces).
+
     Args:
         tau: temperature schedule; default linear 10 -> 0.1 over the run (AutoDL's GDAS).
         init_std: logits start at ``init_std * N(0, 1)``.
+        carriers: add the non-selected ops' weights as zero-valued gradient carriers.
     """
 
     name: ClassVar[str] = "gdas"
 
     def __init__(
-        self, *, tau: Schedule | float | str | Mapping[str, Any] = "linear:10:0.1", init_std: float = 1e-3
+        self,
+        *,
+        tau: Schedule | float | str | Mapping[str, Any] = "linear:10:0.1",
+        init_std: float = 1e-3,
+        carriers: bool = True,
     ) -> None:
         super().__init__(
             tau=tau,
@@ -676,10 +709,11 @@ class GDASEstimator(GumbelFamily):
             noise=True,
             normalize="softmax",
             select_only=True,
+            carriers=carriers,
             resample_nonfinite=True,
             init_std=init_std,
         )
-        self._config = {"tau": _spec_of(tau), "init_std": init_std}
+        self._config = {"tau": _spec_of(tau), "init_std": init_std, "carriers": self.carriers}
 
 
 @ESTIMATORS.register("egs")
@@ -715,7 +749,10 @@ class EGSEstimator(GumbelFamily):
         M: alias of ``samples``.
         tau: temperature schedule (> 0); see above.
         normalize: ``"relu"`` or ``"softmax"``.
-        granularity: ``"edge"`` (DATA default) or ``"node"`` (``gumbel_sample_weight_multi_node``).
+        granularity: ``"edge"`` (DATA default), ``"node"`` (DATA's ``gumbel_sample_weight_multi_node``: one
+            draw per node from ``relu(alpha)`` over all its (in-edge, op) pairs, normalised jointly) or
+            ``"node_edge_mean"`` (datanas variant: every in-edge gets mass ``1/d``); see
+            :class:`GumbelFamily`.
         combine: ``"max"`` or ``"prob_or"``.
         init_std: standard deviation of the logit initialisation (mean 1 for relu, 0 for softmax).
     """

@@ -1,21 +1,89 @@
-"""Search configuration: one frozen, validated dataclass with named presets for each method."""
+"""Search configuration: one frozen, validated dataclass with named presets for each method.
+
+A preset is a method's published recipe (:data:`PRESETS`, described by :data:`PRESET_SPECS`). Each preset
+states the search spaces it supports and the derivation rule it uses in each kind of space (NB201: one op per
+edge; DARTS: the method's own rule; the RNN space: one predecessor per node): pass the space to
+:meth:`SearchConfig.preset` (or call :func:`preset_config`) and an unsupported pair raises a
+:class:`~datanas_core.errors.ConfigError` naming the supported spaces.
+
+Support matrix (space kinds, see :func:`space_kind`):
+
+==================== ============ ============= ================== ===================================
+preset               darts        darts_ext     nb201              rnn (lm.darts_rnn)
+==================== ============ ============= ================== ===================================
+data, data_m4/m7,    --           data          argmax_edge        data
+data_short
+darts, darts2        topk_edges   topk_edges    argmax_edge        topk_edges k=1
+gdas                 topk_pairs   topk_pairs    argmax_edge        topk_edges k=1
+                     (no carriers) (no carriers) (carriers)
+snas                 --           all_edges_arg argmax_edge        --
+drnas                topk_edges   topk_edges    argmax_edge (the   --
+                                                NB201 recipe)
+drnas_progressive    drnas_darts  --            drnas_nb201 only   --
+                     only
+entrannas            --           entrannas_darts entrannas_nb201  --
+                                  only          only
+e2nas                --           --            nb201, drnas_nb201 --
+==================== ============ ============= ================== ===================================
+
+``darts`` is the strict DARTS space (exactly 2 inputs per node); DATA's and SNAS' cells have any number of
+inputs per node and need an extended space (``darts_ext``, ``seg.darts``). The EnTranNAS spaces are only
+searched by ``entrannas``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from datanas_core.errors import ConfigError
 
-__all__ = ["PRESETS", "SearchConfig"]
+__all__ = [
+    "PRESETS",
+    "PRESET_SPECS",
+    "PresetSpec",
+    "SearchConfig",
+    "preset_config",
+    "preset_stages",
+    "space_kind",
+    "supported_spaces",
+]
+
+logger = logging.getLogger(__name__)
 
 _ORDERS = ("first", "second", "single_level")
 _STEP_ORDERS = ("arch_first", "weight_first")
 _EXECUTORS = ("exact", "sparse")
+_SCHEDULE_UNITS = ("epoch", "step")
+#: Estimators whose straight-through gradient of zero-weight ops needs every op computed (native "exact").
+_HARD_EXACT = ("egs",)
 _WEIGHT_SAMPLING = ("distribution", "uniform")
 _W_OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _native_executor(estimator: str, options: Mapping[str, Any]) -> str:
+    """The estimator's own executor, read from its class without building it (E2NAS loads a VAE)."""
+    from datanas_core.estimators import ESTIMATORS, GumbelFamily
+
+    try:
+        cls = ESTIMATORS.get(estimator)
+    except Exception:  # noqa: BLE001 - unknown names are reported when the searcher builds the estimator
+        return "exact"
+    if isinstance(cls, type) and issubclass(cls, GumbelFamily):
+        return "sparse" if (estimator == "gdas" or bool(options.get("select_only", False))) else "exact"
+    native = getattr(cls, "default_executor", "exact")
+    return native if isinstance(native, str) else "exact"
+
+
+def _is_hard(estimator: str, options: Mapping[str, Any]) -> bool:
+    """Whether the estimator's samples are straight-through one-hot codes (exact gradients matter)."""
+    if estimator in _HARD_EXACT:
+        return True
+    return estimator == "gumbel" and bool(options.get("hard", True)) and bool(options.get("noise", True))
 
 
 @dataclass(frozen=True)
@@ -31,9 +99,12 @@ class SearchConfig:
         epochs: search epochs.
         estimator: estimator name (see ``datanas_core.ESTIMATORS``).
         estimator_options: keyword options of the estimator (e.g. ``{"samples": 4, "tau": "linear:5:1"}``).
-        executor: ``"exact"`` runs every op of a mixed edge (zero-weight ops still pass straight-through
-            gradients); ``"sparse"`` runs only ops with non-zero weight and adds zero-valued gradient
-            carriers.
+        executor: ``None`` (default): the estimator's native executor (``"exact"`` for EGS, DARTS, SNAS,
+            DrNAS; ``"sparse"`` for GDAS and E2NAS). ``"exact"`` runs every op of a mixed edge (zero-weight
+            ops still pass straight-through gradients); ``"sparse"`` runs only ops with non-zero weight and
+            adds zero-valued gradient carriers. ``"sparse"`` with EGS is an *approximation* of DATA's
+            estimator (the carriers replace the straight-through gradient of zero-weight ops); it is allowed
+            but listed in :attr:`approximations` (logged, and written to the run's config and manifest).
         regularizers: regulariser specs, each ``{"type": name, "weight": w, **options}``.
         rule: derivation rule name, or ``None`` for the space's default; ``rule_options`` its options.
         order: ``"first"`` (first-order DARTS), ``"second"`` (unrolled, finite-difference Hessian-vector
@@ -57,12 +128,30 @@ class SearchConfig:
         a_*: architecture optimiser (Adam); ``a_grad_clip`` clips the architecture gradient norm.
         unrolled_eps: finite-difference step scale of the second-order hypergradient (DARTS: 0.01).
         seed: seeds weight init, the architecture generator and the data order.
+        schedule_unit: what the estimator's temperature / ensemble-size schedules (``estimator_options``
+            ``tau``, ``samples``) and ``a_lr_schedule`` progress over. ``"epoch"`` (every method's published
+            setting): ``(epoch, epochs)``. ``"step"``: the architecture steps actually taken,
+            ``(arch_step, arch_steps)`` with ``arch_step`` counted from the end of the warm-up, so a schedule
+            reaches its end value at the last step whatever the budget (300 or 40,000 steps) and changes
+            every step instead of every epoch. Needs the number of steps per epoch (``Searcher.fit`` reads
+            it from the loader; set ``searcher.steps_per_epoch`` when calling ``step`` yourself).
+        a_lr_schedule: optional schedule of a *factor* on the architecture learning rate (e.g.
+            ``"cosine:1:0.1"``), over the unit of ``schedule_unit``; ``None``: constant 1.
+        a_lr_warmup: fraction of the architecture steps over which the architecture learning rate ramps
+            linearly from 0 to its value (a soft warm-up: the weights train while the architecture barely
+            moves); 0 = off.
+        arch_travel: budget-aware architecture learning rate. Adam moves a logit by at most about ``lr``
+            per step, so a search of ``S`` architecture steps moves the logits at most ``S * a_lr`` and a
+            short search at a published ``a_lr`` ends undecided. With ``arch_travel`` set, the architecture
+            learning rate is ``arch_travel / S`` (``S``: architecture steps of this run), so short and long
+            searches move the logits equally far; ``a_lr`` is then ignored. DATA's published run (100 epochs
+            of 391 steps at 3e-4) travels about 12. ``None``: use ``a_lr``.
     """
 
     epochs: int = 50
     estimator: str = "egs"
     estimator_options: Mapping[str, Any] = field(default_factory=lambda: {"samples": 2})
-    executor: Literal["exact", "sparse"] = "exact"
+    executor: Literal["exact", "sparse"] | None = None
     regularizers: tuple[Mapping[str, Any], ...] = ({"type": "adc", "weight": 0.1},)
     rule: str | None = None
     rule_options: Mapping[str, Any] = field(default_factory=dict)
@@ -83,6 +172,10 @@ class SearchConfig:
     a_grad_clip: float | None = None
     unrolled_eps: float = 0.01
     seed: int = 0
+    schedule_unit: Literal["epoch", "step"] = "epoch"
+    a_lr_schedule: Any = None
+    a_lr_warmup: float = 0.0
+    arch_travel: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "estimator_options", dict(self.estimator_options))
@@ -95,8 +188,31 @@ class SearchConfig:
             raise ConfigError(f"order must be one of {', '.join(_ORDERS)}; got {self.order!r}")
         if self.step_order not in _STEP_ORDERS:
             raise ConfigError(f"step_order must be one of {', '.join(_STEP_ORDERS)}; got {self.step_order!r}")
-        if self.executor not in _EXECUTORS:
-            raise ConfigError(f"executor must be one of {', '.join(_EXECUTORS)}; got {self.executor!r}")
+        if self.executor is not None and self.executor not in _EXECUTORS:
+            raise ConfigError(
+                f"executor must be one of {', '.join(_EXECUTORS)} or None (native); got {self.executor!r}"
+            )
+        if self.schedule_unit not in _SCHEDULE_UNITS:
+            raise ConfigError(
+                f"schedule_unit must be one of {', '.join(_SCHEDULE_UNITS)}; got {self.schedule_unit!r}"
+            )
+        if not (isinstance(self.a_lr_warmup, (int, float)) and 0.0 <= self.a_lr_warmup < 1.0):
+            raise ConfigError(f"a_lr_warmup must be a fraction in [0, 1), got {self.a_lr_warmup!r}")
+        if self.arch_travel is not None and not (
+            isinstance(self.arch_travel, (int, float)) and self.arch_travel > 0
+        ):
+            raise ConfigError(f"arch_travel must be > 0 or None, got {self.arch_travel!r}")
+        if self.a_lr_schedule is not None:
+            from datanas_core.schedules import BaseSchedule, parse_schedule
+
+            sched = parse_schedule(self.a_lr_schedule)
+            if isinstance(sched, BaseSchedule):
+                if not sched.lower_bound() >= 0:
+                    raise ConfigError(
+                        f"a_lr_schedule is a factor on the architecture learning rate and must stay >= 0; "
+                        f"{self.a_lr_schedule!r} reaches {sched.lower_bound()}"
+                    )
+                object.__setattr__(self, "a_lr_schedule", sched.to_dict())
         if self.weight_sampling not in _WEIGHT_SAMPLING:
             raise ConfigError(
                 f"weight_sampling must be one of {', '.join(_WEIGHT_SAMPLING)}; got {self.weight_sampling!r}"
@@ -139,15 +255,60 @@ class SearchConfig:
         if self.order == "second" and self.step_order != "arch_first":
             raise ConfigError("order='second' needs step_order='arch_first' (the unrolled step looks ahead)")
 
+    @property
+    def native_executor(self) -> str:
+        """The executor the estimator was published with (what ``executor=None`` runs)."""
+        return _native_executor(self.estimator, self.estimator_options)
+
+    @property
+    def resolved_executor(self) -> str:
+        """The executor this configuration runs: ``executor``, or the native one when ``None``."""
+        return self.executor if self.executor is not None else self.native_executor
+
+    @property
+    def uses_step_schedules(self) -> bool:
+        """Whether the searcher updates the estimator state / architecture lr every step."""
+        return (
+            self.schedule_unit == "step"
+            or self.a_lr_schedule is not None
+            or self.a_lr_warmup > 0
+            or self.arch_travel is not None
+        )
+
+    @property
+    def approximations(self) -> list[str]:
+        """Deviations of this configuration from the estimator's published form (empty: faithful).
+
+        ``executor="sparse"`` with EGS (or a hard, non-selecting Gumbel estimator) is the one flagged
+        today: the sparse executor replaces the straight-through gradient ``<dL/dy, o_k(x)>`` of every
+        zero-weight op by a zero-valued gradient carrier (``sum(dL/dy)``), measured at 0.59 cosine to the
+        exact gradient with half its norm on NB201.
+        """
+        out = []
+        if (
+            self.resolved_executor == "sparse"
+            and self.native_executor == "exact"
+            and _is_hard(self.estimator, self.estimator_options)
+        ):
+            out.append(
+                f"sparse executor: {self.estimator} is computed with gradient carriers instead of the exact "
+                "straight-through gradient of zero-weight ops (an approximation of the published estimator; "
+                "use executor='exact' for the faithful one)"
+            )
+        return out
+
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data, plus ``approximations`` (read-only, dropped by :meth:`from_dict`)."""
         d = dataclasses.asdict(self)
         d["regularizers"] = [dict(r) for r in self.regularizers]
         d["a_betas"] = list(self.a_betas)
+        d["approximations"] = self.approximations
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k != "approximations"}  # derived, written by to_dict
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(
@@ -164,43 +325,43 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> SearchConfig:
-        """The published defaults of a method (methods.md), optionally overridden.
+    def preset(cls, name: str, space: Any = None, **overrides: Any) -> SearchConfig:
+        """The published recipe of a method (methods.md), optionally for a space and overridden.
 
-        Names: ``data`` (DATA, EGS M=2 + ADC), ``data_m4``, ``data_m7``, ``darts`` (first order), ``darts2``
-        (second order), ``gdas``, ``snas``, ``drnas``.
+        Names: see :data:`PRESET_SPECS` (``data``, ``data_m4``, ``data_m7``, ``data_short``, ``darts``,
+        ``darts2``, ``gdas``, ``snas``, ``drnas``, ``drnas_progressive``, ``entrannas``, ``e2nas``).
+        With ``space`` (a :class:`~datanas_core.space.base.SearchSpace` or its registry name) the pair is
+        checked and the space-dependent settings are applied (derivation rule, GDAS' carriers, DrNAS'
+        NB201 recipe); see :func:`preset_config`.
+
+        Raises:
+            ConfigError: unknown preset, or a space the preset does not support (the message names the
+                supported spaces).
         """
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
-        base = dict(PRESETS[name])
-        base.update(overrides)
-        return cls.from_dict(base)
+        return preset_config(name, space, **overrides)
 
+
+_DATA: dict[str, Any] = {
+    "epochs": 100,
+    "estimator": "egs",
+    "estimator_options": {"samples": 2},
+    "rule": "data",
+    "a_weight_decay": 0.0,
+    "regularizers": ({"type": "adc", "weight": 0.1},),
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "data": {
-        "epochs": 100,
-        "estimator": "egs",
-        "estimator_options": {"samples": 2},
-        "rule": "data",
-        "a_weight_decay": 0.0,
-        "regularizers": ({"type": "adc", "weight": 0.1},),
-    },
-    "data_m4": {
-        "epochs": 100,
-        "estimator": "egs",
-        "estimator_options": {"samples": 4},
-        "rule": "data",
-        "a_weight_decay": 0.0,
-        "regularizers": ({"type": "adc", "weight": 0.1},),
-    },
-    "data_m7": {
-        "epochs": 100,
-        "estimator": "egs",
-        "estimator_options": {"samples": 7},
-        "rule": "data",
-        "a_weight_decay": 0.0,
-        "regularizers": ({"type": "adc", "weight": 0.1},),
+    "data": dict(_DATA),
+    "data_m4": {**_DATA, "estimator_options": {"samples": 4}},
+    "data_m7": {**_DATA, "estimator_options": {"samples": 7}},
+    # not a published recipe: DATA (M=2, ADC, exact EGS) with every schedule expressed per architecture step
+    # and a budget-aware architecture learning rate, so searches of a few hundred steps end decided
+    "data_short": {
+        **_DATA,
+        "schedule_unit": "step",
+        "arch_travel": 12.0,
+        "a_lr_warmup": 0.2,
+        "weight_sampling": "uniform",
     },
     "darts": {
         "epochs": 50,
@@ -248,4 +409,295 @@ PRESETS: dict[str, dict[str, Any]] = {
         "a_lr": 6e-4,
         "arch_warmup_epochs": 10,
     },
+    # DrNAS' progressive recipes (drnas/presets.py: darts_cifar in drnas_darts, nb201_progressive in
+    # drnas_nb201); the stages come from preset_stages()
+    "drnas_progressive": {
+        "epochs": 50,
+        "estimator": "dirichlet",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": "topk_edges",
+        "w_lr": 0.1,
+        "w_lr_min": 0.0,
+        "a_lr": 6e-4,
+        "arch_warmup_epochs": 10,
+    },
+    # EnTranNAS (methods.md 5): DARTS' optimisation (its own values were not published), softmax engine
+    # cells; the space's transit rule derives the cell (rule None)
+    "entrannas": {
+        "epochs": 50,
+        "estimator": "softmax",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": None,
+    },
+    # E2NAS (methods.md 7d); build_searcher wires complementation and exploration
+    "e2nas": {
+        "epochs": 250,
+        "estimator": "e2nas",
+        "estimator_options": {},
+        "regularizers": (),
+        "rule": "argmax_edge",
+        "step_order": "weight_first",
+        "w_nesterov": True,
+        "w_weight_decay": 5e-4,
+    },
 }
+"""Each preset's :class:`SearchConfig` fields before the space-dependent settings of :data:`PRESET_SPECS`."""
+
+_NB201_ARGMAX = {"rule": "argmax_edge", "rule_options": {}}
+_RNN_ONE = {"rule": "topk_edges", "rule_options": {"k": 1}}
+# DrNAS' NB201 recipe (201-space/train_search.py, drnas/presets.py "nb201")
+_DRNAS_NB201 = {
+    **_NB201_ARGMAX,
+    "epochs": 100,
+    "arch_warmup_epochs": 0,
+    "w_lr": 0.025,
+    "w_lr_min": 0.001,
+    "a_lr": 3e-4,
+}
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """Where a preset applies and what it changes per kind of space.
+
+    Attributes:
+        name: the preset's name (a key of :data:`PRESETS`).
+        method: the method it reproduces.
+        kinds: supported space kinds (:func:`space_kind`) -> the settings for that kind (derivation rule,
+            estimator options, recipe changes) applied over :data:`PRESETS`.
+        spaces: if set, only these space registry names (e.g. the EnTranNAS spaces).
+        published: whether this is a published recipe (``False``: a documented datanas recipe).
+        notes: what the preset is and where its values come from.
+    """
+
+    name: str
+    method: str
+    kinds: Mapping[str, Mapping[str, Any]]
+    spaces: tuple[str, ...] | None = None
+    published: bool = True
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", MappingProxyType({k: dict(v) for k, v in self.kinds.items()}))
+
+    def supports(self, space: Any) -> bool:
+        name = _space_name(space)
+        if self.spaces is not None:
+            return name in self.spaces
+        if name.startswith("entrannas_"):
+            return False
+        return space_kind(space) in self.kinds
+
+    def describe_support(self) -> str:
+        if self.spaces is not None:
+            return ", ".join(self.spaces)
+        kinds = []
+        for k in self.kinds:
+            kinds.append(_KIND_TEXT.get(k, k))
+        return "; ".join(kinds)
+
+
+_KIND_TEXT = {
+    "darts": "the strict DARTS space (darts, drnas_darts)",
+    "darts_ext": "extended DARTS spaces (darts_ext, seg.darts, ...)",
+    "nb201": "NAS-Bench-201 spaces (nb201, drnas_nb201)",
+    "rnn": "the RNN space (lm.darts_rnn)",
+}
+
+_DATA_KINDS: dict[str, dict[str, Any]] = {
+    "darts_ext": {"rule": "data"},
+    "nb201": dict(_NB201_ARGMAX),
+    "rnn": {"rule": "data"},
+}
+_DARTS_KINDS: dict[str, dict[str, Any]] = {
+    "darts": {"rule": "topk_edges"},
+    "darts_ext": {"rule": "topk_edges"},
+    "nb201": dict(_NB201_ARGMAX),
+    "rnn": dict(_RNN_ONE),
+}
+
+PRESET_SPECS: Mapping[str, PresetSpec] = MappingProxyType(
+    {
+        "data": PresetSpec("data", "DATA", _DATA_KINDS, notes="DATA's released search: EGS M=2, ADC 0.1"),
+        "data_m4": PresetSpec("data_m4", "DATA", _DATA_KINDS, notes="DATA with M=4 (released cell)"),
+        "data_m7": PresetSpec("data_m7", "DATA", _DATA_KINDS, notes="DATA with M=7 (released cell)"),
+        "data_short": PresetSpec(
+            "data_short",
+            "DATA",
+            _DATA_KINDS,
+            published=False,
+            notes="DATA for short budgets (not published): per-step schedules, arch lr = 12 / arch steps "
+            "after a 20% linear warm-up, uniform weight sampling; see docs/results/short-budget",
+        ),
+        "darts": PresetSpec("darts", "DARTS", _DARTS_KINDS, notes="first-order DARTS"),
+        "darts2": PresetSpec("darts2", "DARTS", _DARTS_KINDS, notes="second-order DARTS"),
+        "gdas": PresetSpec(
+            "gdas",
+            "GDAS",
+            {
+                # AutoDL's NASNet GDAS runs only the sampled op and adds no gradient carriers
+                "darts": {"rule": "topk_pairs", "estimator_options": {"carriers": False}},
+                "darts_ext": {"rule": "topk_pairs", "estimator_options": {"carriers": False}},
+                # AutoDL's NB201 GDAS adds the non-selected weights as zero-valued carriers
+                "nb201": {**_NB201_ARGMAX, "estimator_options": {"carriers": True}},
+                "rnn": dict(_RNN_ONE),
+            },
+            notes="GDAS as in AutoDL-Projects (carriers in NB201, none in the DARTS space)",
+        ),
+        "snas": PresetSpec(
+            "snas",
+            "SNAS",
+            {"darts_ext": {"rule": "all_edges_argmax"}, "nb201": dict(_NB201_ARGMAX)},
+            notes="SNAS: single level, soft concrete samples; keeps every edge (extended space)",
+        ),
+        "drnas": PresetSpec(
+            "drnas",
+            "DrNAS",
+            {
+                "darts": {"rule": "topk_edges"},
+                "darts_ext": {"rule": "topk_edges"},
+                "nb201": dict(_DRNAS_NB201),
+            },
+            notes="DrNAS without progressive stages (DARTS recipe; NB201: 201-space/train_search.py)",
+        ),
+        "drnas_progressive": PresetSpec(
+            "drnas_progressive",
+            "DrNAS",
+            {
+                "darts": {"rule": "topk_edges"},
+                "nb201": {**_NB201_ARGMAX, "epochs": 100, "w_lr": 0.025, "w_lr_min": 0.001, "a_lr": 3e-4},
+            },
+            spaces=("drnas_darts", "drnas_nb201"),
+            notes="DrNAS' progressive recipes (partial channels, op pruning per stage): darts_cifar in "
+            "drnas_darts, nb201_progressive in drnas_nb201",
+        ),
+        "entrannas": PresetSpec(
+            "entrannas",
+            "EnTranNAS",
+            {"darts_ext": {"rule": None}, "nb201": {"rule": None}},
+            spaces=("entrannas_darts", "entrannas_nb201"),
+            notes="EnTranNAS engine/transit search with the space's transit rule",
+        ),
+        "e2nas": PresetSpec(
+            "e2nas",
+            "E2NAS",
+            {"nb201": dict(_NB201_ARGMAX)},
+            spaces=("nb201", "drnas_nb201"),
+            notes="E2NAS with the bundled NB201 cell VAE (other spaces need a pretrained VAE)",
+        ),
+    }
+)
+"""The spaces each preset supports and its per-space settings."""
+
+
+def _space_name(space: Any) -> str:
+    """The registry name of a space (``drnas_darts`` although its genotypes say ``darts``)."""
+    if isinstance(space, str):
+        return space
+    from datanas_core.space.base import SPACES
+
+    for n in SPACES.names():
+        try:
+            if SPACES.get(n) is type(space):
+                return n
+        except Exception:  # noqa: BLE001 - a broken plugin entry is not this space
+            continue
+    return str(getattr(space, "name", "") or type(space).__name__)
+
+
+def _resolve_space(space: Any) -> Any:
+    if isinstance(space, str):
+        from datanas_core.plugins import get_space
+
+        return get_space(space)
+    return space
+
+
+def space_kind(space: Any) -> str:
+    """The kind of a search space for the presets: ``"nb201"`` (one op per edge, every edge kept),
+    ``"rnn"`` (one predecessor per node: the space's default rule is ``topk_edges`` with ``k=1``),
+    ``"darts"`` (cells with exactly 2 inputs per node, ``strict``) or ``"darts_ext"`` (any number)."""
+    space = _resolve_space(space)
+    rule = getattr(space, "default_rule", "topk_edges")
+    opts = dict(getattr(space, "default_rule_options", None) or {})
+    if rule in ("argmax_edge", "entrannas_nb201") or getattr(space, "name", "") == "nb201":
+        return "nb201"
+    if rule == "topk_edges" and opts.get("k") == 1:
+        return "rnn"
+    if bool(getattr(space, "strict", False)):
+        return "darts"
+    return "darts_ext"
+
+
+def supported_spaces(name: str) -> str:
+    """A sentence naming the spaces preset ``name`` supports."""
+    return _spec(name).describe_support()
+
+
+def _spec(name: str) -> PresetSpec:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
+    return PRESET_SPECS[name]
+
+
+def preset_config(name: str, space: Any = None, **overrides: Any) -> SearchConfig:
+    """The :class:`SearchConfig` of preset ``name`` for ``space`` (a space or its registry name), with
+    ``overrides`` applied last.
+
+    Without ``space`` the preset's base settings (:data:`PRESETS`) are returned unchecked. With a space:
+    the pair is checked and the settings of the space's kind are applied (derivation rule and its options,
+    estimator options such as GDAS' ``carriers``, DrNAS' NB201 recipe). When ``overrides`` change
+    ``epochs`` but not ``arch_warmup_epochs``, the preset's warm-up is scaled to the same share of the run
+    (DrNAS: 10 of 50 epochs -> 2 of 10), so a short run still updates the architecture.
+
+    Raises:
+        ConfigError: unknown preset, or a space the preset does not support.
+    """
+    spec = _spec(name)
+    base = dict(PRESETS[name])
+    if space is not None:
+        sp = _resolve_space(space)
+        if not spec.supports(sp):
+            supporting = sorted(n for n, s in PRESET_SPECS.items() if _safe_supports(s, sp))
+            raise ConfigError(
+                f"preset {name!r} ({spec.method}) does not support the space {_space_name(sp)!r} "
+                f"(kind {space_kind(sp)!r}); it supports {spec.describe_support()}"
+                + (f". Presets for this space: {', '.join(supporting)}" if supporting else "")
+            )
+        extra = dict(spec.kinds[space_kind(sp)])
+        if "estimator_options" in extra:
+            extra["estimator_options"] = {
+                **dict(base.get("estimator_options", {})),
+                **extra["estimator_options"],
+            }
+        base.update(extra)
+    warmup = int(base.get("arch_warmup_epochs", 0) or 0)
+    if warmup and "epochs" in overrides and "arch_warmup_epochs" not in overrides:
+        # keep the recipe's shape: the warm-up is the same share of a shorter (or longer) run
+        base["arch_warmup_epochs"] = (warmup * int(overrides["epochs"])) // int(base.get("epochs", 1) or 1)
+    base.update(overrides)
+    return SearchConfig.from_dict(base)
+
+
+def _safe_supports(spec: PresetSpec, space: Any) -> bool:
+    try:
+        return spec.supports(space)
+    except Exception:  # noqa: BLE001 - a space that cannot be classified supports nothing
+        return False
+
+
+def preset_stages(name: str, space: Any, epochs: int) -> str | None:
+    """The DrNAS progressive stages of preset ``name`` in ``space`` scaled to ``epochs`` (a ``--stages``
+    string), or ``None`` for presets without stages.
+
+    Raises:
+        ConfigError: fewer epochs than stages.
+    """
+    if name != "drnas_progressive":
+        return None
+    from datanas_core.drnas.presets import get_preset
+
+    recipe = "nb201_progressive" if space_kind(space) == "nb201" else "darts_cifar"
+    return get_preset(recipe, epochs=epochs).stages_text
