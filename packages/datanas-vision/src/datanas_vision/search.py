@@ -159,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="validation batches for the per-epoch search/child consistency check",
     )
+    o.add_argument(
+        "--benchmark",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="NB201 spaces: score every epoch's derived cell against NAS-Bench-201 / NATS-Bench results "
+        "(a CSV export with ArchitectureString,CIFAR10TestAccuracy200Epochs,..., a simple "
+        "'arch,<metric>,...' CSV, or an official benchmark file read with nats_bench / nas_201_api when "
+        "installed); read-only: the search is the same with and without it",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -269,6 +279,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             raise _config_error(
                 f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
             )
+    table = _load_benchmark(args)  # fail fast, before the data are read
     device = opts.torch_device()
     data = load_data_from_args(args)
     threads = set_threads(args.threads, data.image_size, device)
@@ -342,6 +353,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             consistency_batches=args.consistency_batches,
             derived_kwargs=derived,
             derived_input_shape=(data.in_channels, *data.image_size),
+            **_benchmark_kwargs(table),
             **opts.run_kwargs(),
         )
         genotype = result.genotype
@@ -353,6 +365,8 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             text = (space if hasattr(space, "to_string") else _space("nb201")).to_string(genotype)
             (Path(run_dir) / "nb201.txt").write_text(text + "\n", encoding="utf-8")
             write_out(f"NB201 string: {text}")
+        if table is not None:
+            write_out(f"benchmark ({table.source}): {table.score(genotype).describe()}")
         report = Path(run_dir) / "report.html"
         if report.is_file():
             write_out(f"report: {report}")
@@ -360,6 +374,51 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
 
     run_seeds(run_one, opts.seeds, opts.out)
     return 0
+
+
+def _load_benchmark(args: argparse.Namespace) -> Any:
+    """The ``--benchmark`` table (``None`` without the flag).
+
+    Raises:
+        ConfigError: ``--benchmark`` with a space whose cells are not NB201 cells.
+        DataError, MissingDependencyError: the table cannot be read.
+    """
+    if getattr(args, "benchmark", None) is None:
+        return None
+    if not args.space.endswith("nb201"):
+        nb201 = ", ".join(s for s in SPACE_CHOICES if s.endswith("nb201"))
+        raise ConfigError(
+            f"--benchmark scores NAS-Bench-201 cells; --space {args.space} has none (use one of: {nb201})"
+        )
+    from datanas_core.benchmarks import load_benchmark
+
+    table = load_benchmark(args.benchmark)
+    metric = table.primary_metric
+    st = table.stats(metric)
+    logger.info(
+        "benchmark %s: %d cells (%s); %s median %.2f, top 5%% from %.2f, best %.2f",
+        table.source,
+        len(table),
+        table.format,
+        metric,
+        st["median"],
+        st["top5"],
+        st["best"],
+    )
+    return table
+
+
+def _benchmark_kwargs(table: Any) -> dict[str, Any]:
+    """``run_search`` keyword arguments for the benchmark callback (nothing without a table)."""
+    if table is None:
+        return {}
+    from datanas_core.benchmarks import BenchmarkCallback
+    from datanas_core.runtime.runner import DEFAULT_RESUME_IGNORE
+
+    return {
+        "callbacks": [BenchmarkCallback(table)],
+        "resume_ignore": DEFAULT_RESUME_IGNORE | {"benchmark"},
+    }
 
 
 def _config_error(msg: str) -> DataNASError:
