@@ -183,6 +183,14 @@ class SearchSpace(ABC):
             for node in cg.concat:
                 if node < 0 or node >= spec.num_inputs + spec.num_nodes:
                     raise IncompatibleGenotypeError(f"cell {ct!r}: concat node {node} is out of range")
+                if spec.reduction and node < spec.num_inputs:
+                    raise IncompatibleGenotypeError(
+                        f"cell {ct!r}: concat node {node} is a cell input, which a reduction cell cannot "
+                        f"output (other resolution); valid: nodes {spec.num_inputs}.."
+                        f"{spec.num_inputs + spec.num_nodes - 1}"
+                    )
+            if len(set(cg.concat)) != len(cg.concat):
+                raise IncompatibleGenotypeError(f"cell {ct!r}: concat {list(cg.concat)} names a node twice")
             if spec.max_in_degree is not None:
                 for node in spec.nodes:
                     deg = len(cg.inputs_of(node))

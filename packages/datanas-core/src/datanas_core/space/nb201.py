@@ -44,7 +44,8 @@ __all__ = ["NB201_OPS", "NB201Cell", "NB201Network", "NB201SearchCell", "NB201Sp
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 _CELL = "cell"
-_TOKEN = re.compile(r"^(?P<op>[^~|+]+)~(?P<src>\d+)$")
+#: One ``op~input`` token of the canonical string: an ASCII op name, ASCII digits without leading zeros.
+_TOKEN = re.compile(r"(?P<op>[A-Za-z_][A-Za-z0-9_]*)~(?P<src>0|[1-9][0-9]*)")
 
 
 class NB201Space(SearchSpace):
@@ -118,17 +119,28 @@ class NB201Space(SearchSpace):
     def from_string(self, arch: str) -> Genotype:
         """Parse a benchmark string into a genotype (``none`` edges are dropped).
 
+        Only the canonical form that :meth:`to_string` writes is accepted: ``|op~0|+|op~0|op~1|+...|``, one
+        group per node with its inputs in order ``0 .. i-1``, ASCII op names and digits without leading
+        zeros, no whitespace. Anything else is an error, never silently normalised.
+
         Raises:
-            GenotypeError: malformed string, naming the bad group or token.
+            GenotypeError: malformed string, naming the bad group or token and the expected form.
             IncompatibleGenotypeError: an op that is not a candidate of this space.
         """
         if not isinstance(arch, str):
             raise GenotypeError(f"NB201 architecture string expected, got {type(arch).__name__}")
-        groups = arch.strip().split("+")
+        shown = arch if len(arch) <= 120 else arch[:117] + "..."
+        form = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+        if not arch.isascii() or any(c.isspace() for c in arch):
+            raise GenotypeError(
+                f"NB201 string {shown!r} contains whitespace or non-ASCII characters; expected the "
+                f"canonical form {form}"
+            )
+        groups = arch.split("+")
         if len(groups) != self.num_nodes:
             raise GenotypeError(
-                f"NB201 string {arch!r} has {len(groups)} node group(s) separated by '+', "
-                f"expected {self.num_nodes}"
+                f"NB201 string {shown!r} has {len(groups)} node group(s) separated by '+', "
+                f"expected {self.num_nodes} ({form})"
             )
         edges: list[EdgeChoice] = []
         for i, group in enumerate(groups, start=1):
@@ -140,21 +152,27 @@ class NB201Space(SearchSpace):
                     f"NB201 node group {group!r} (node {i}) has {len(tokens)} token(s), expected {i} "
                     f"(one per input node 0..{i - 1})"
                 )
-            seen: set[int] = set()
-            for tok in tokens:
-                m = _TOKEN.match(tok)
+            for j, tok in enumerate(tokens):
+                m = _TOKEN.fullmatch(tok)
                 if m is None:
-                    raise GenotypeError(f"bad NB201 token {tok!r} in node group {i}: expected 'op~input'")
+                    raise GenotypeError(
+                        f"bad NB201 token {tok!r} in node group {i}: expected 'op~{j}' (an op name, '~' and "
+                        "the input node in plain digits)"
+                    )
                 op, src = m.group("op"), int(m.group("src"))
                 if src >= i:
                     raise GenotypeError(
                         f"bad NB201 token {tok!r} in node group {i}: input {src} must be < {i}"
                     )
-                if src in seen:
+                if src < j:
                     raise GenotypeError(
                         f"bad NB201 token {tok!r} in node group {i}: input {src} appears twice"
                     )
-                seen.add(src)
+                if src != j:
+                    raise GenotypeError(
+                        f"bad NB201 token {tok!r} in node group {i}: token {j} must name input {j} "
+                        f"(inputs in order 0..{i - 1}), got {src}"
+                    )
                 if op not in self.ops:
                     raise IncompatibleGenotypeError(
                         f"bad NB201 token {tok!r} in node group {i}: unknown op {op!r}; valid ops: "
