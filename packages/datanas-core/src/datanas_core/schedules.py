@@ -35,6 +35,9 @@ __all__ = [
     "Linear",
     "Schedule",
     "Step",
+    "apply_step_schedules",
+    "arch_learning_rate",
+    "arch_step_position",
     "parse_int_schedule",
     "parse_schedule",
     "parse_temperature",
@@ -358,3 +361,67 @@ def parse_int_schedule(
                 f"{what} must be >= {minimum} at every epoch, got {spec!r} (reaches {inner.lower_bound():g})"
             )
     return IntSchedule(inner, minimum, what)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# per-architecture-step schedules (SearchConfig.schedule_unit="step", a_lr_schedule, a_lr_warmup, arch_travel)
+
+
+def arch_step_position(config: Any, steps_per_epoch: int, global_step: int) -> tuple[int, int]:
+    """``(k, S)``: the index of the architecture step about to run (0-based, counted from the end of the
+    architecture warm-up, clamped to ``[0, S - 1]``) and the number ``S`` of architecture steps of the run
+    (``(epochs - arch_warmup_epochs) * steps_per_epoch``, at least 1).
+
+    Raises:
+        ConfigError: ``steps_per_epoch < 1``.
+    """
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ConfigError(
+            f"per-step schedules need the number of steps per epoch (>= 1), got {steps_per_epoch!r}; "
+            "Searcher.fit reads it from the training loader, set searcher.steps_per_epoch when calling "
+            "step() yourself"
+        )
+    warm = int(config.arch_warmup_epochs) * steps_per_epoch
+    total = max(1, int(config.epochs) * steps_per_epoch - warm)
+    k = min(max(0, int(global_step) - warm), total - 1)
+    return k, total
+
+
+def arch_learning_rate(config: Any, k: int, total: int, epoch: int | None = None) -> float:
+    """The architecture learning rate of architecture step ``k`` of ``total``.
+
+    ``arch_travel / total`` when ``config.arch_travel`` is set, else ``config.a_lr``; times the factor
+    ``config.a_lr_schedule`` (at ``(k, total)``, or ``(epoch, epochs)`` with ``schedule_unit="epoch"``);
+    times a linear ramp from ``1 / W`` to 1 over the first ``W = a_lr_warmup * total`` steps.
+    """
+    lr = float(config.arch_travel) / total if config.arch_travel is not None else float(config.a_lr)
+    if config.a_lr_schedule is not None:
+        sched = parse_schedule(config.a_lr_schedule)
+        if config.schedule_unit == "step" or epoch is None:
+            lr *= float(sched.value(k, total))
+        else:
+            lr *= float(sched.value(epoch, int(config.epochs)))
+    warm = float(config.a_lr_warmup) * total
+    if warm > 0:
+        lr *= min(1.0, (k + 1) / warm)
+    return lr
+
+
+def apply_step_schedules(searcher: Any) -> dict[str, float]:
+    """Set the estimator state (per-step ``tau`` / ``M`` with ``schedule_unit="step"``) and the architecture
+    learning rate for the step ``searcher`` is about to take; returns ``{"a_lr", "arch_progress"}`` for the
+    step logs.
+
+    A pure function of ``searcher.global_step`` (and the config), so a resumed run gets the same values.
+
+    Raises:
+        ConfigError: ``searcher.steps_per_epoch`` is unknown.
+    """
+    cfg = searcher.config
+    k, total = arch_step_position(cfg, getattr(searcher, "steps_per_epoch", None), searcher.global_step)  # type: ignore[arg-type]
+    if cfg.schedule_unit == "step":
+        searcher.distribution.set_epoch(k, total)
+    lr = arch_learning_rate(cfg, k, total, epoch=int(searcher.epoch))
+    for group in searcher.a_optimizer.param_groups:
+        group["lr"] = lr
+    return {"a_lr": lr, "arch_progress": k / max(1, total - 1)}

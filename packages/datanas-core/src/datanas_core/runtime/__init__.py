@@ -26,7 +26,14 @@ from datanas_core.runtime.cli import cli_entry, one_line_errors
 from datanas_core.runtime.data import DeterministicBatchSampler, DeterministicLoader, EpochStream, epoch_seed
 from datanas_core.runtime.distributed import DistributedContext, attach_distributed, init_distributed
 from datanas_core.runtime.dryrun import DryRunReport, dry_run
-from datanas_core.runtime.monitors import CollapseMonitor, ConsistencyMonitor, NaNGuard, collapse_stats
+from datanas_core.runtime.monitors import (
+    CollapseMonitor,
+    ConsistencyMonitor,
+    DecisionMonitor,
+    NaNGuard,
+    collapse_stats,
+    decision_stats,
+)
 from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity, run_seeds, summarize_runs
 from datanas_core.runtime.progress import ProgressCallback
 from datanas_core.runtime.report import build_report, load_run
@@ -55,6 +62,7 @@ __all__ = [
     "CheckpointManager",
     "CollapseMonitor",
     "ConsistencyMonitor",
+    "DecisionMonitor",
     "DeterministicBatchSampler",
     "DeterministicLoader",
     "DistributedContext",
@@ -78,6 +86,7 @@ __all__ = [
     "cell_to_svg",
     "cli_entry",
     "collapse_stats",
+    "decision_stats",
     "collect_data_files",
     "configure_logging",
     "derived_stats",

@@ -1,4 +1,4 @@
-"""Per-epoch monitors (search callbacks): search/child consistency, collapse, NaN/inf guard.
+"""Per-epoch monitors (search callbacks): search/child consistency, decision, collapse, NaN/inf guard.
 
 Each monitor is a :class:`~datanas_core.search.Searcher` callback. Monitors add their measurements to the
 epoch record (so they reach metrics.jsonl, TensorBoard and the report) and may set
@@ -17,17 +17,26 @@ from typing import Any
 
 import torch
 
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.runtime._jsonutil import is_number
 from datanas_core.runtime.cellplot import is_param_free_op
 
-__all__ = ["CollapseMonitor", "ConsistencyMonitor", "NaNGuard", "collapse_stats"]
+__all__ = [
+    "CONSISTENCY_SAMPLES",
+    "CollapseMonitor",
+    "ConsistencyMonitor",
+    "DecisionMonitor",
+    "NaNGuard",
+    "collapse_stats",
+    "decision_stats",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class _Limited:
-    """The first ``n`` batches of a loader (re-iterable)."""
+    """The first batches of a loader (re-iterable): at most ``n`` batches (``None``: no cap)."""
 
     def __init__(self, loader: Iterable[Any], n: int | None) -> None:
         self.loader, self.n = loader, n
@@ -37,24 +46,63 @@ class _Limited:
         return it if self.n is None else itertools.islice(it, self.n)
 
 
+#: Default size of the consistency check's held-out set (images / examples).
+CONSISTENCY_SAMPLES = 2048
+
+
+def _batch_size(task: Any, batch: Any) -> int:
+    size_fn = getattr(task, "batch_size", None)
+    if callable(size_fn):
+        return int(size_fn(batch))
+    return len(batch[0])
+
+
+def _batch_metrics(task: Any, model: Any, batch: Any, arch: Any) -> dict[str, float]:
+    from datanas_core.search.task import split_loss
+
+    metrics_fn = getattr(task, "metrics", None)
+    if callable(metrics_fn):
+        return {k: float(v) for k, v in metrics_fn(model, batch, arch).items()}
+    loss, m = split_loss(task.loss(model, batch, arch))
+    return {"loss": float(loss), **{k: float(v) for k, v in m.items()}}
+
+
+def _weighted_mean_se(values: list[float], sizes: list[int]) -> tuple[float, float]:
+    """Size-weighted mean of per-batch values and its standard error (ratio estimator over batches)."""
+    n_total = float(sum(sizes))
+    mean = sum(v * n for v, n in zip(values, sizes, strict=True)) / n_total
+    b = len(values)
+    if b < 2:
+        return mean, float("nan")
+    ss = sum((n * (v - mean)) ** 2 for v, n in zip(values, sizes, strict=True))
+    return mean, math.sqrt(ss * b / (b - 1)) / n_total
+
+
 class ConsistencyMonitor:
     """Search/child consistency (DATA Table 8 protocol), every ``every`` epochs.
 
-    Evaluates the supernet on ``loader`` twice, without fine-tuning: with freshly sampled codes ("search",
-    ``searcher.evaluate(loader, arch="sample")``) and with the code of the architecture derived at this
-    epoch ("child", ``arch="derived"``: inherited weights, ops outside the genotype switched off). Adds
-    ``search_<m>``, ``child_<m>`` for every metric ``m`` the task reports, plus for ``metric``:
-    ``consistency_drop = search - child`` (positive: the child is worse, for accuracy-like metrics) and
-    ``consistency_gap = |search - child|`` (Table 8's "gap").
+    Evaluates the supernet, without fine-tuning, on a fixed held-out set: the first ``min_samples`` examples
+    (default 2,048, or the whole loader if it holds fewer) of ``loader``, which must yield the same batches
+    in the same order every epoch (the CLIs pass a fixed-order view of the validation split). Per batch it
+    computes the task metrics with a freshly sampled code ("search", the generator seeded by the seed and
+    the epoch) and with the code of the architecture derived at this epoch ("child": inherited weights, ops
+    outside the genotype switched off, and - as in DATA's ``genotype2weight`` - weight ``1/n`` on an edge
+    that keeps ``n`` ops). Adds ``search_<m>``, ``child_<m>`` for every metric ``m``, and for ``metric``:
+    ``consistency_drop = search - child`` (positive: the child is worse, for accuracy-like metrics),
+    ``consistency_gap = |search - child|`` (Table 8's "gap"), their standard error ``consistency_drop_se``
+    (paired, from the per-batch differences), ``search_<metric>_se`` / ``child_<metric>_se`` and
+    ``consistency_samples`` (examples evaluated).
 
     If the epoch record already holds ``search_<metric>``/``child_<metric>`` (``fit(eval_loader=...)``)
     those values are used and nothing is re-evaluated.
 
     Args:
-        loader: validation batches (a held-out split; the searcher's validation loader is fine).
+        loader: held-out batches in a fixed order.
         metric: the metric for the gap (``"acc"``; ``"loss"`` when the task reports no accuracy).
-        max_batches: evaluate at most this many batches (``None``: all).
+        max_batches: evaluate at most this many batches (``None``: as many as ``min_samples`` needs).
         every: run every ``every`` epochs (and always at the last epoch).
+        min_samples: examples to evaluate (the batches are taken until at least this many are seen).
+        weighting: ``"mean"`` (DATA: ``1/n`` per op on an edge with ``n`` ops) or ``"one"`` (weight 1).
     """
 
     def __init__(
@@ -64,11 +112,63 @@ class ConsistencyMonitor:
         metric: str = "acc",
         max_batches: int | None = None,
         every: int = 1,
+        min_samples: int | None = CONSISTENCY_SAMPLES,
+        weighting: str = "mean",
     ) -> None:
+        if weighting not in ("mean", "one"):
+            raise ConfigError(f"weighting must be 'mean' or 'one', got {weighting!r}")
+        if min_samples is not None and min_samples < 1:
+            raise ConfigError(f"min_samples must be >= 1 or None, got {min_samples!r}")
         self.loader = loader
         self.metric = metric
         self.max_batches = max_batches
         self.every = max(1, int(every))
+        self.min_samples = min_samples
+        self.weighting = weighting
+
+    def _evaluate(self, searcher: Any, epoch: int) -> dict[str, Any]:
+        from datanas_core.search.searcher import arch_from_genotype
+
+        assert self.loader is not None
+        child_arch = arch_from_genotype(
+            searcher.derive(), searcher.space, searcher.device, weighting=self.weighting
+        )
+        gen = torch.Generator().manual_seed(int(searcher.config.seed) + 10_000 + int(epoch))
+        per: dict[str, list[float]] = {}
+        sizes: list[int] = []
+        model = searcher.supernet
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in _Limited(self.loader, self.max_batches):
+                    sampled = searcher.distribution.sample(generator=gen)
+                    s = _batch_metrics(searcher.task, model, batch, sampled)
+                    c = _batch_metrics(searcher.task, model, batch, child_arch)
+                    for k, v in s.items():
+                        per.setdefault(f"search_{k}", []).append(v)
+                    for k, v in c.items():
+                        per.setdefault(f"child_{k}", []).append(v)
+                    sizes.append(_batch_size(searcher.task, batch))
+                    if self.min_samples is not None and sum(sizes) >= self.min_samples:
+                        break
+        finally:
+            model.train(was_training)
+        if not sizes:
+            return {}
+        out: dict[str, Any] = {}
+        for k, vals in per.items():
+            mean, se = _weighted_mean_se(vals, sizes)
+            out[k] = mean
+            out[f"{k}_se"] = se
+        metric = self.metric if f"search_{self.metric}" in per else "loss"
+        if f"search_{metric}" in per and f"child_{metric}" in per:
+            diffs = [a - b for a, b in zip(per[f"search_{metric}"], per[f"child_{metric}"], strict=True)]
+            _, se = _weighted_mean_se(diffs, sizes)
+            out["consistency_drop_se"] = se
+        out["consistency_samples"] = int(sum(sizes))
+        out["consistency_weighting"] = self.weighting
+        return out
 
     def on_epoch_end(self, searcher: Any, record: dict[str, Any]) -> None:
         epoch = int(record.get("epoch", searcher.epoch - 1))
@@ -76,11 +176,7 @@ class ConsistencyMonitor:
         if not (f"search_{self.metric}" in record and f"child_{self.metric}" in record):
             if self.loader is None or ((epoch + 1) % self.every and not last):
                 return
-            data = _Limited(self.loader, self.max_batches)
-            search = searcher.evaluate(data, arch="sample")
-            child = searcher.evaluate(data, arch="derived")
-            record.update({f"search_{k}": v for k, v in search.items()})
-            record.update({f"child_{k}": v for k, v in child.items()})
+            record.update(self._evaluate(searcher, epoch))
         metric = self.metric
         if f"search_{metric}" not in record and "search_loss" in record:
             metric = "loss"
@@ -215,6 +311,121 @@ class CollapseMonitor:
             logger.warning("stopping the search: collapse for %d consecutive epochs", self.flagged_epochs)
             record["stop_reason"] = "collapse"
             searcher.stop_requested = True
+
+
+def decision_stats(probs: Mapping[str, torch.Tensor]) -> dict[str, dict[str, list[float]]]:
+    """Per cell type and edge: ``margin`` (largest minus second-largest probability) and ``entropy``
+    (normalised to [0, 1] by ``log K``; 1 = uniform, undecided)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for ct, p in probs.items():
+        p = p.detach().double().cpu()
+        k = p.shape[-1]
+        top = torch.topk(p, min(2, k), dim=-1).values
+        margin = (top[:, 0] - top[:, 1]) if k > 1 else top[:, 0]
+        ent = -(torch.special.xlogy(p, p)).sum(-1) / (math.log(k) if k > 1 else 1.0)
+        out[ct] = {
+            "margin": [round(float(v), 6) for v in margin],
+            "entropy": [round(float(v), 6) for v in ent],
+        }
+    return out
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return 0.0 if n == 0 else (ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2]))
+
+
+class DecisionMonitor:
+    """Whether the search has decided: per-edge decision statistics every epoch, a verdict at the end.
+
+    Adds to every epoch record ``decision`` (per cell type and edge: top-op ``margin`` and normalised
+    ``entropy``, see :func:`decision_stats`), ``decision_entropy`` (mean over all edges),
+    ``decision_margin`` (median top-op margin), ``decision_weak_edges`` (share of edges whose margin is below
+    ``min_margin``), ``genotype_stable_epochs`` (epochs the derived genotype has been unchanged, counting
+    this one) and ``decided``. A search is *decided* when the mean normalised entropy is below
+    ``max_entropy`` and the median margin is at least ``min_margin``. At the last epoch the record also gets
+    ``decision_verdict``, a plain sentence; an undecided search is logged as a warning that says the
+    derived cell is not supported by the search and what to change.
+
+    Args:
+        max_entropy: largest mean normalised entropy of a decided search.
+        min_margin: smallest median top-op margin of a decided search.
+    """
+
+    def __init__(self, *, max_entropy: float = 0.7, min_margin: float = 0.05) -> None:
+        self.max_entropy = float(max_entropy)
+        self.min_margin = float(min_margin)
+        self.stable_epochs = 0
+        self._last_genotype: Any = None
+        self.verdict: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stable_epochs": self.stable_epochs, "last_genotype": self._last_genotype}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stable_epochs = int(state.get("stable_epochs", 0))
+        self._last_genotype = state.get("last_genotype")
+
+    def on_epoch_end(self, searcher: Any, record: dict[str, Any]) -> None:
+        with torch.no_grad():
+            probs = searcher.distribution.probs()
+        stats = decision_stats(probs)
+        margins = [m for st in stats.values() for m in st["margin"]]
+        ents = [e for st in stats.values() for e in st["entropy"]]
+        if not margins:
+            return
+        entropy = sum(ents) / len(ents)
+        margin = _median(margins)
+        weak = sum(1 for m in margins if m < self.min_margin) / len(margins)
+        g = record.get("genotype")
+        cells = g.get("cells") if isinstance(g, Mapping) else None
+        self.stable_epochs = (
+            self.stable_epochs + 1 if cells is not None and cells == self._last_genotype else 1
+        )
+        self._last_genotype = cells
+        decided = entropy < self.max_entropy and margin >= self.min_margin
+        record.update(
+            decision=stats,
+            decision_entropy=entropy,
+            decision_margin=margin,
+            decision_weak_edges=weak,
+            genotype_stable_epochs=self.stable_epochs,
+            decided=decided,
+        )
+        epoch = int(record.get("epoch", searcher.epoch - 1))
+        if epoch + 1 >= int(searcher.config.epochs):
+            self.verdict = self._verdict(searcher, entropy, margin, weak, decided)
+            record["decision_verdict"] = self.verdict
+            if decided:
+                logger.info("%s", self.verdict)
+            else:
+                logger.warning("%s", self.verdict)
+
+    def _verdict(self, searcher: Any, entropy: float, margin: float, weak: float, decided: bool) -> str:
+        total = int(searcher.config.epochs)
+        stable = f"the derived cell has been unchanged for the last {self.stable_epochs} of {total} epochs"
+        if decided:
+            return (
+                f"decided search: mean normalised entropy {entropy:.3f} (< {self.max_entropy}), median top-op "
+                f"margin {margin:.3f}; {stable}"
+            )
+        cfg = searcher.config
+        steps = getattr(searcher, "steps_per_epoch", None)
+        budget = (
+            f"{(total - int(cfg.arch_warmup_epochs)) * steps} architecture steps"
+            if isinstance(steps, int)
+            else f"{total} epochs"
+        )
+        return (
+            f"UNDECIDED SEARCH: the derived cell is not supported by the search. The architecture "
+            f"probabilities are still close to uniform (mean normalised entropy {entropy:.3f}, decided below "
+            f"{self.max_entropy}; median top-op margin {margin:.3f}, {weak:.0%} of the edges below "
+            f"{self.min_margin}), so the kept ops won by differences the search cannot tell from noise; "
+            f"{stable}. To decide within {budget}: use a budget-aware schedule (preset 'data_short', or "
+            f"SearchConfig(schedule_unit='step', arch_travel=12): --schedule-unit step --arch-travel 12), "
+            f"raise the architecture learning rate (--a-lr, now {cfg.a_lr:g}) or search for more epochs."
+        )
 
 
 class NaNGuard:

@@ -46,7 +46,7 @@ from datanas_core.runtime.distributed import (
     describe,
     init_distributed,
 )
-from datanas_core.runtime.monitors import CollapseMonitor, ConsistencyMonitor, NaNGuard
+from datanas_core.runtime.monitors import CollapseMonitor, ConsistencyMonitor, DecisionMonitor, NaNGuard
 from datanas_core.runtime.progress import ProgressCallback
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
 from datanas_core.runtime.rundir import RunDir, RunLock, build_manifest, collect_data_files, prepare_run_dir
@@ -281,7 +281,8 @@ def run_search(
         log_every: steps between progress log lines (without a bar).
         eval_loader: batches for the consistency monitor (default ``val_loader``).
         consistency: run the search/child consistency monitor every epoch.
-        consistency_batches: evaluate the consistency on at most this many batches.
+        consistency_batches: evaluate the consistency on at most this many batches (default: the first
+            2,048 examples of ``eval_loader``, or all of it if smaller).
         collapse: run the collapse monitor (or pass a configured :class:`CollapseMonitor`).
         early_stop_collapse: stop the search when the collapse monitor fires (3 consecutive epochs).
         nan_guard: stop on NaN/inf and keep the last good checkpoint.
@@ -473,6 +474,7 @@ def run_search(
             collapse_mon = CollapseMonitor(early_stop=early_stop_collapse)
         if collapse_mon is not None:
             runtime_cbs.append(collapse_mon)
+        runtime_cbs.append(DecisionMonitor())  # per-edge decision statistics, verdict at the end
         runtime_cbs.extend(callbacks)
         if guard is not None:
             runtime_cbs.append(guard)
@@ -671,7 +673,14 @@ def _finish(
     history = list(getattr(result, "history", None) or getattr(searcher, "history", []))
     if history:
         last = history[-1]
-        summary["final"] = {k: v for k, v in last.items() if k not in ("genotype", "collapse", "probs")}
+        summary["final"] = {
+            k: v for k, v in last.items() if k not in ("genotype", "collapse", "probs", "decision")
+        }
+        if "decided" in last:
+            summary["decision"] = {"decided": last["decided"], "verdict": last.get("decision_verdict")}
+    approximations = list(getattr(getattr(searcher, "config", None), "approximations", None) or [])
+    if approximations:
+        summary["approximations"] = approximations
     if result is not None and status in ("completed", "stopped_early"):
         genotype = result.genotype
         rd.save_genotype(genotype)

@@ -3,6 +3,7 @@ needs more wiring, such as E2NAS' complementation and exploration)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,8 @@ from datanas_core.search.task import SearchTask
 from datanas_core.space.base import SearchSpace
 
 __all__ = ["build_searcher"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_searcher(
@@ -32,8 +35,13 @@ def build_searcher(
     - ``stages`` (e.g. ``"25:6:7,25:4:4"``): DrNAS progressive search
       (:class:`datanas_core.drnas.ProgressiveSearcher`: partial channels, pruning, widening per stage).
     - anything else: ``Searcher(space, task, config, ...)``.
+
+    Every entry of ``config.approximations`` (e.g. EGS on the sparse executor) is logged as a warning; the
+    run directory records them with the config (``search_config.approximations``).
     """
     opts = dict(method_options or {})
+    for note in config.approximations:
+        logger.warning("approximation: %s", note)
     if stages is not None and not (isinstance(stages, str) and not stages.strip()):
         from datanas_core.drnas import ProgressiveSearcher
 

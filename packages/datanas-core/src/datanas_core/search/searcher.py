@@ -52,19 +52,26 @@ class SearchResult:
 
 
 def arch_from_genotype(
-    genotype: Genotype, space: SearchSpace, device: torch.device | None = None
+    genotype: Genotype, space: SearchSpace, device: torch.device | None = None, *, weighting: str = "one"
 ) -> ArchSample:
-    """The fixed 0/1 code of a genotype as an ArchSample (the derived child inside the supernet).
+    """The fixed code of a genotype as an ArchSample (the derived child inside the supernet).
 
-    Every kept ``(src, dst, op)`` gets weight 1 and every other entry weight 0 (not executed), so the
-    supernet computes exactly the derived architecture with inherited weights (DATA's Table 8 protocol).
+    Every kept ``(src, dst, op)`` gets weight 1 (``weighting="one"``: the derived network's sum) or
+    ``1/n`` where ``n`` is the number of ops kept on its edge (``weighting="mean"``: DATA's
+    ``genotype2weight``, the Table 8 child, the same normalisation as the search's EGS codes); every other
+    entry weight 0 (not executed). Both give the derived architecture with inherited weights; they differ
+    only on edges with several ops.
     """
+    if weighting not in ("one", "mean"):
+        raise ValueError(f"weighting must be 'one' or 'mean', got {weighting!r}")
     space.validate(genotype)
     codes = {}
     for ct, spec in space.cells().items():
         m = torch.zeros(spec.num_edges, spec.num_ops, device=device)
         for e in genotype.cells[ct].edges:
             m[spec.edge_index[(e.src, e.dst)], spec.ops.index(e.op)] = 1.0
+        if weighting == "mean":
+            m = m / m.sum(-1, keepdim=True).clamp_min(1.0)
         codes[ct] = m
     return ArchSample.fixed(codes)
 
@@ -185,6 +192,8 @@ class Searcher:
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
         #: Hooks called after gradients are computed and before the optimiser step (distributed all-reduce).
+        #: Steps per epoch, read from the training loader by :meth:`fit` (needed by per-step schedules).
+        self.steps_per_epoch: int | None = None
         self.arch_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
         self.weight_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
         self.distribution.set_epoch(0, config.epochs)
@@ -360,6 +369,10 @@ class Searcher:
         cfg = self.config
         self.supernet.train()
         logs: dict[str, float] = {}
+        if cfg.uses_step_schedules:  # per-step tau / M / architecture lr (SearchConfig.schedule_unit, ...)
+            from datanas_core.schedules import apply_step_schedules
+
+            logs.update(apply_step_schedules(self))
         arch_on = self.epoch >= cfg.arch_warmup_epochs
         if cfg.order == "single_level":
             logs.update(self._single_level_step(train_batch))
@@ -432,7 +445,8 @@ class Searcher:
 
         Args:
             arch: ``"sample"`` (a fresh sampled code per batch, DATA's "search" column), ``"derived"`` (the
-                currently derived genotype's code with inherited weights, DATA's "child" column), ``"mode"``
+                currently derived genotype's code with inherited weights, ``1/n`` on an edge with ``n``
+                ops as in DATA's code: the "child" column), ``"mode"``
                 (the deterministic relaxation) or an explicit ArchSample.
         """
         self.supernet.eval()
@@ -440,7 +454,7 @@ class Searcher:
         if isinstance(arch, ArchSample):
             fixed = arch
         elif arch == "derived":
-            fixed = arch_from_genotype(self.derive(), self.space, self.device)
+            fixed = arch_from_genotype(self.derive(), self.space, self.device, weighting="mean")
         elif arch == "mode":
             fixed = self.distribution.mode()
         elif arch != "sample":
@@ -489,6 +503,9 @@ class Searcher:
             if hook is not None:
                 hook(self)
         start_batch = self.batch_in_epoch if self.batch_in_epoch else 0
+        n = self._len(train_loader)
+        if isinstance(n, int) and n > 0:
+            self.steps_per_epoch = n
         while self.epoch < self.config.epochs and not self.stop_requested:
             self.distribution.set_epoch(self.epoch, self.config.epochs)
             set_epoch = getattr(train_loader, "set_epoch", None)
