@@ -225,14 +225,86 @@ def ensure_cifar10(
     return folder
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles of ``bytes`` use it, for the latin-1 codec only."""
+    if encoding not in ("latin1", "latin-1") or errors != "strict" or not isinstance(obj, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return obj.encode("latin-1")
+
+
+def _plain_dtype(*args: object) -> np.dtype:
+    """``numpy.dtype`` for numeric and byte types only (an object dtype would unpickle arbitrary objects)."""
+    dt = np.dtype(*args)  # type: ignore[call-overload]
+    if dt.hasobject:
+        raise pickle.UnpicklingError("refused a NumPy object dtype")
+    return dt
+
+
+#: The only globals a CIFAR python-format file needs: NumPy array reconstruction (NumPy 1 and 2 module
+#: paths), numeric dtypes, and latin-1 encoding of byte strings.
+_CIFAR_GLOBALS: dict[tuple[str, str], object] = {
+    **{
+        (m, "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0]
+        for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+    },
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _plain_dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+for _m in ("numpy.core.numeric", "numpy._core.numeric"):
+    _CIFAR_GLOBALS[(_m, "_frombuffer")] = np.ndarray.__reduce_ex__(np.zeros(0), 5)[0]
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads CIFAR python-format files: dicts, lists, strings, bytes, numbers and numeric NumPy arrays.
+
+    Any other global (a function or class the file names) is refused, so a crafted file cannot run code.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused {module}.{name}: a CIFAR batch holds only arrays, lists, dicts, strings and numbers"
+            ) from None
+
+
+def read_cifar_pickle(path: Path, what: str = "CIFAR-10 batch") -> dict[str, object]:
+    """Read one CIFAR python-format file with the restricted unpickler.
+
+    Raises:
+        DataError: unreadable, not a pickle, names anything but the format's types, or not a dict.
+    """
     try:
         with path.open("rb") as fh:
-            doc = pickle.load(fh, encoding="latin1")  # the format torchvision and the original page use
+            # latin-1: the encoding torchvision and the original page use for the Python 2 strings
+            doc = _CifarUnpickler(fh, encoding="latin1").load()
+    except RecursionError:
+        raise DataError(f"corrupt {what} file {str(path)!r}: nested too deeply") from None
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as exc:
+        raise DataError(f"corrupt {what} file {str(path)!r}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"corrupt {what} file {str(path)!r}: expected a dict, got {type(doc).__name__}")
+    return doc
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    doc = read_cifar_pickle(path)
+    try:
         data = np.asarray(doc["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = [int(v) for v in doc.get("labels", doc.get("fine_labels", []))]
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"corrupt CIFAR-10 batch file {str(path)!r}: {exc}") from exc
+        raw_labels = doc.get("labels", doc.get("fine_labels", []))
+        labels = [int(v) for v in raw_labels]  # type: ignore[union-attr]
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"corrupt CIFAR-10 batch file {str(path)!r}: {exc}") from None
     if len(labels) != data.shape[0]:
         raise DataError(
             f"CIFAR-10 batch file {str(path)!r} has {data.shape[0]} images but {len(labels)} labels"
@@ -261,11 +333,11 @@ def _load_cifar10(data_dir: Path | None, opts: DataOptions) -> VisionData:
     )  # fmt: skip
     meta = folder / "batches.meta"
     if meta.is_file():
-        try:
-            with meta.open("rb") as fh:
-                classes = tuple(pickle.load(fh, encoding="latin1")["label_names"])
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError) as exc:
-            raise DataError(f"corrupt CIFAR-10 meta file {str(meta)!r}: {exc}") from exc
+        doc = read_cifar_pickle(meta, "CIFAR-10 meta")
+        names = doc.get("label_names")
+        if not isinstance(names, list) or not all(isinstance(n, (str, bytes)) for n in names):
+            raise DataError(f"corrupt CIFAR-10 meta file {str(meta)!r}: 'label_names' is not a list of names")
+        classes = tuple(n.decode("latin-1") if isinstance(n, bytes) else n for n in names)
     data = VisionData(
         name="cifar10",
         train=read(_CIFAR10_TRAIN),
