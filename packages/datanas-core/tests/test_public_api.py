@@ -71,6 +71,9 @@ EXPECTED = {
     "load_published",
     "published_names",
     "register_op",
+    "ModelSpace",
+    "fix",
+    "search",
 }
 
 

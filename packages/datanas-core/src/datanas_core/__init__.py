@@ -15,7 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import importlib as _importlib
+import sys as _sys
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType as _ModuleType
+from typing import Any
 
 # Method subpackages register their spaces, estimators, rules and regularisers on import.
 from datanas_core import drnas as drnas  # noqa: F401  registers drnas_darts, drnas_nb201
@@ -88,6 +92,37 @@ from datanas_core.space.nb201 import NB201Space
 #: DATA-TPAMI's name for :class:`DistributionConstraint`.
 ADC = DistributionConstraint
 
+
+class _CallableSearchModule(_ModuleType):
+    """``datanas_core.search`` is the search subpackage and, called, searches your own model:
+    ``datanas_core.search(model, train_data, val_data, loss=..., preset="data", epochs=...)`` runs
+    :func:`datanas_core.api.search`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from datanas_core.api import search as _search
+
+        return _search(*args, **kwargs)
+
+
+_sys.modules["datanas_core.search"].__class__ = _CallableSearchModule
+
+#: Names loaded on first access (keeps ``import datanas_core`` cheap): name -> (module, attribute or None).
+_LAZY = {
+    "fix": ("datanas_core.space.model", "fix"),
+    "ModelSpace": ("datanas_core.space.model", "ModelSpace"),
+    "ModelSearchResult": ("datanas_core.api", "ModelSearchResult"),
+    "export": ("datanas_core.export", None),
+    "nn": ("datanas_core.nn", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'datanas_core' has no attribute {name!r}")
+    module = _importlib.import_module(target[0])
+    return module if target[1] is None else getattr(module, target[1])
+
 try:
     __version__ = version("datanas-core")
 except PackageNotFoundError:  # running from a source tree without installation
@@ -137,6 +172,7 @@ __all__ = [
     "Linear",
     "MissingDependencyError",
     "MixedOp",
+    "ModelSpace",
     "NB201Space",
     "NumericalError",
     "Registry",
@@ -156,8 +192,10 @@ __all__ = [
     "arch_from_genotype",
     "build_searcher",
     "derive",
+    "fix",
     "get_space",
     "load_published",
     "published_names",
     "register_op",
+    "search",
 ]
