@@ -36,7 +36,7 @@ from datanas_core.runtime.monitors import (
 )
 from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity, run_seeds, summarize_runs
 from datanas_core.runtime.progress import ProgressCallback
-from datanas_core.runtime.report import build_report, load_run
+from datanas_core.runtime.report import append_result, build_report, find_run_dir, load_run
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
 from datanas_core.runtime.rundir import (
     RunDir,
@@ -77,6 +77,7 @@ __all__ = [
     "RunLock",
     "RuntimeOptions",
     "add_runtime_args",
+    "append_result",
     "attach_distributed",
     "build_manifest",
     "build_report",
@@ -92,6 +93,7 @@ __all__ = [
     "derived_stats",
     "dry_run",
     "epoch_seed",
+    "find_run_dir",
     "genotype_similarity",
     "genotype_to_dot",
     "genotype_to_svgs",

@@ -14,6 +14,8 @@ import html
 import json
 import logging
 import os
+import re
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +25,21 @@ from typing import Any
 from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.runtime._fs import atomic_write
-from datanas_core.runtime._jsonutil import is_number
+from datanas_core.runtime._jsonutil import is_number, to_jsonable
 from datanas_core.runtime.cellplot import cell_to_dot, cell_to_svg
+from datanas_core.runtime.charts import line_chart
 from datanas_core.runtime.rundir import RunDir
-from datanas_core.runtime.svg import heatmap_svg, line_chart_svg
+from datanas_core.runtime.svg import heatmap_svg
 
-__all__ = ["RunData", "build_multiseed_report", "build_report", "load_run"]
+__all__ = [
+    "RunData",
+    "append_result",
+    "build_multiseed_report",
+    "build_report",
+    "find_run_dir",
+    "load_run",
+    "run_warnings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +249,8 @@ def _section_cells(doc: _Doc, run: RunData, engine: str) -> None:
         doc.para("No genotype has been derived yet.")
         return
     ni = run.num_inputs
+    doc.para("The pictures of the derived cells are at the top of the report.")
     for ct, cell in g.cells.items():
-        svg = cell_to_svg(cell, ct, num_inputs=ni.get(ct), title=f"{g.space}: {ct} cell", engine=engine)
-        doc.figure(f"cell_{ct}", svg, f"derived {ct} cell ({len(cell.edges)} edges)")
         dot = cell_to_dot(cell, ct, num_inputs=ni.get(ct))
         atomic_write(doc.figures_dir / f"cell_{ct}.dot", dot.encode("utf-8"))
         doc.code(dot, "dot", summary=f"Graphviz source of the {ct} cell")
@@ -276,7 +286,7 @@ def _section_curves(doc: _Doc, run: RunData) -> None:
         series = {k: _series(run.epochs, k) for k in sorted(keys)}
         doc.figure(
             f"curve_{group}",
-            line_chart_svg(series, title=f"{group} per epoch", xlabel="epoch", ylabel=group),
+            line_chart(series, title=f"{group} per epoch", xlabel="epoch", ylabel=group),
             f"{group} per epoch",
         )
     step_keys = [k for k in ("train_loss", "val_loss") if any(is_number(r.get(k)) for r in run.steps)]
@@ -288,7 +298,7 @@ def _section_curves(doc: _Doc, run: RunData) -> None:
         }
         doc.figure(
             "curve_steps",
-            line_chart_svg(series, title="loss per step", xlabel="step", ylabel="loss"),
+            line_chart(series, title="loss per step", xlabel="step", ylabel="loss"),
             "losses per optimisation step",
         )
 
@@ -316,9 +326,7 @@ def _section_benchmark(doc: _Doc, run: RunData) -> None:
     if series:
         doc.figure(
             "benchmark",
-            line_chart_svg(
-                series, title="benchmark accuracy of the derived cell", xlabel="epoch", ylabel="acc"
-            ),
+            line_chart(series, title="benchmark accuracy of the derived cell", xlabel="epoch", ylabel="acc"),
             "published accuracy of each epoch's derived cell",
         )
     last = rows[-1]["benchmark"]
@@ -357,7 +365,7 @@ def _section_consistency(doc: _Doc, run: RunData) -> None:
     }
     doc.figure(
         "consistency",
-        line_chart_svg(series, title=f"consistency ({metric})", xlabel="epoch", ylabel=metric),
+        line_chart(series, title=f"consistency ({metric})", xlabel="epoch", ylabel=metric),
         "search vs child",
     )
     doc.table(
@@ -388,7 +396,7 @@ def _section_collapse(doc: _Doc, run: RunData) -> None:
         ]
     doc.figure(
         "collapse",
-        line_chart_svg(series, title="collapse indicators", xlabel="epoch", ylabel="share"),
+        line_chart(series, title="collapse indicators", xlabel="epoch", ylabel="share"),
         "share of parameter-free ops in the derived cells and normalised alpha entropy",
     )
     last = rows[-1]["collapse"]
@@ -425,6 +433,15 @@ def _section_collapse(doc: _Doc, run: RunData) -> None:
         )
 
 
+def _uniform_scale(values: Sequence[Sequence[float]], k: int) -> tuple[float, float, float]:
+    """``(center, vmin, vmax)`` for probabilities coloured relative to uniform ``1/k``: the colour saturates
+    at the largest deviation from ``1/k`` (at least 1e-4, so a flat run stays pale)."""
+    center = 1.0 / max(k, 1)
+    dev = max((abs(float(v) - center) for row in values for v in row), default=0.0)
+    dev = max(dev, 1e-4)
+    return center, center - dev, center + dev
+
+
 def _section_alpha(doc: _Doc, run: RunData) -> None:
     rows = [r for r in run.epochs if isinstance(r.get("probs"), Mapping)]
     doc.heading("Architecture probabilities")
@@ -439,12 +456,23 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
         ops = spec.get("ops") or [f"op{k}" for k in range(K)]
         edges = spec.get("edges") or [[0, e] for e in range(E)]
         edge_names = [f"{s}->{d}" for s, d in edges]
+        center, lo, hi = _uniform_scale(final, K)
+        label = f"1/K={center:.3g}"
         doc.figure(
             f"alpha_final_{ct}",
             heatmap_svg(
-                final, row_labels=edge_names, col_labels=ops, title=f"{ct}: final probabilities", cell=16
+                final,
+                row_labels=edge_names,
+                col_labels=ops,
+                title=f"{ct}: final probabilities",
+                cell=16,
+                vmin=lo,
+                vmax=hi,
+                center=center,
+                center_label=label,
             ),
-            f"{ct}: probabilities per edge (rows) and op (columns) after the last epoch",
+            f"{ct}: probabilities per edge (rows) and op (columns) after the last epoch, coloured relative to "
+            f"uniform ({label}, white): red above, blue below, full colour at {hi - center:+.2g}",
         )
         labels, values = [], []
         for e in range(E):
@@ -452,7 +480,7 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
                 labels.append(f"{edge_names[e]} {ops[k]}")
                 values.append([float(r["probs"][ct][e][k]) for r in rows if ct in r["probs"]])
         cols = [str(int(r["epoch"]) + 1) for r in rows if ct in r["probs"]]
-        top = max((v for row in values for v in row), default=1.0)
+        center, lo, hi = _uniform_scale(values, K)
         doc.figure(
             f"alpha_evolution_{ct}",
             heatmap_svg(
@@ -461,9 +489,13 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
                 col_labels=cols,
                 title=f"{ct}: probabilities per epoch",
                 cell=10,
-                vmax=max(top, 1e-6),
+                vmin=lo,
+                vmax=hi,
+                center=center,
+                center_label=label,
             ),
-            f"{ct}: evolution of every (edge, op) probability over the epochs",
+            f"{ct}: every (edge, op) probability over the epochs, relative to uniform ({label}, white); "
+            f"full colour at {hi - center:+.2g}",
         )
 
 
@@ -511,6 +543,349 @@ def _section_multiseed(doc: _Doc, run: RunData) -> None:
     doc.html.append(f"<pre>{html.escape(summary.to_markdown())}</pre>")
 
 
+# ------------------------------------------------------------------------------------------- headline
+#: Search metrics tried, in order, for the headline (the first present in ``summary.final`` is shown).
+HEADLINE_METRICS = (
+    "val_acc",
+    "val_top1",
+    "val_miou",
+    "val_mIoU",
+    "val_ppl",
+    "val_nmi",
+    "val_loss",
+    "train_acc",
+    "train_ppl",
+    "train_loss",
+)
+
+#: A search is called undecided when, averaged over the edges of a cell type, the largest probability is
+#: less than this fraction of the way from uniform ``1/K`` to 1.
+UNDECIDED_THRESHOLD = 0.1
+
+_DOMAIN_RE = re.compile(r"datanas[_-](\w+?)(?:[/.](\w+?))?(?:\.py)?$")
+
+
+def _task(run: RunData) -> str:
+    c, m = run.config, run.manifest
+    if isinstance(c.get("task"), str) and c["task"]:
+        return str(c["task"])
+    parts = []
+    argv = m.get("argv") or []
+    if argv:
+        prog = str(argv[0]).replace("\\", "/")
+        prog = prog.rsplit("/src/", 1)[-1] if "/src/" in prog else prog
+        hit = _DOMAIN_RE.search(prog.replace("/__main__", "").replace("-m ", ""))
+        if hit:
+            parts.append(hit.group(1) + (f" {hit.group(2)}" if hit.group(2) else ""))
+    dataset = c.get("dataset")
+    data = c.get("data") or (dataset.get("name") if isinstance(dataset, Mapping) else None)
+    if data:
+        parts.append(f"on {data}")
+    space = run.space.get("name") or (run.genotype.space if run.genotype else None)
+    if space:
+        parts.append(f"(space {space})")
+    return " ".join(parts) or "-"
+
+
+def _method(run: RunData) -> str:
+    c = run.config
+    sc = c.get("search_config") or run.manifest.get("search_config") or {}
+    named = c.get("preset") or c.get("method")
+    bits = []
+    if isinstance(sc, Mapping) and sc.get("estimator"):
+        est = str(sc["estimator"])
+        opts = sc.get("estimator_options") or {}
+        if isinstance(opts, Mapping) and opts:
+            est += " (" + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")"
+        bits.append(est)
+        regs = sc.get("regularizers") or []
+        if regs:
+            bits.append(
+                "reg "
+                + ", ".join(
+                    f"{r.get('type')}:{r.get('weight')}" if isinstance(r, Mapping) else str(r) for r in regs
+                )
+            )
+        if sc.get("rule"):
+            bits.append(f"rule {sc['rule']}")
+        if sc.get("epochs") is not None:
+            bits.append(f"{sc['epochs']} epochs")
+    text = ", ".join(bits)
+    if named:
+        return f"{named} ({text})" if text else str(named)
+    return text or "-"
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, bool) or not is_number(v):
+        return str(v)
+    f = float(v)
+    if f != f:
+        return "NaN"
+    if f.is_integer() and abs(f) < 1e9:
+        return str(int(f))
+    return f"{f:.4g}"
+
+
+def _headline_metric(run: RunData) -> str | None:
+    final = run.summary.get("final") or (
+        {k: v for k, v in run.epochs[-1].items() if k not in ("probs", "genotype", "collapse")}
+        if run.epochs
+        else {}
+    )
+    for key in HEADLINE_METRICS:
+        if key in final and is_number(final[key]):
+            extra = [
+                f"{k} {_fmt_value(final[k])}"
+                for k in ("val_loss", "train_loss")
+                if k != key and k in final and is_number(final[k])
+            ][:1]
+            epoch = final.get("epoch")
+            where = f"supernet, epoch {int(epoch) + 1}" if is_number(epoch) else "supernet, last epoch"
+            return f"{key} {_fmt_value(final[key])}" + (f", {extra[0]}" if extra else "") + f" ({where})"
+    return None
+
+
+def _benchmark_line(run: RunData) -> str | None:
+    final = run.summary.get("final") or (run.epochs[-1] if run.epochs else {})
+    parts = []
+    b = final.get("benchmark")
+    if isinstance(b, Mapping):
+        if b.get("in_table") is False:
+            parts.append(f"derived cell not in the table ({b.get('reason', 'unknown cell')})")
+        for k, v in b.items():
+            if is_number(v) and not isinstance(v, bool) and not k.endswith(("_rank", "_percentile")):
+                extra = []
+                if is_number(b.get(f"{k}_rank")):
+                    extra.append(f"rank {_fmt_value(b[f'{k}_rank'])}")
+                if is_number(b.get(f"{k}_percentile")):
+                    extra.append(f"percentile {_fmt_value(b[f'{k}_percentile'])}")
+                parts.append(f"{k} {_fmt_value(v)}" + (f" ({', '.join(extra)})" if extra else ""))
+    for k, v in final.items():
+        if k.startswith("benchmark/") and is_number(v):
+            parts.append(f"{k.split('/', 1)[1]} {_fmt_value(v)}")
+    return "; ".join(parts) or None
+
+
+def _warning_text(w: Any) -> str:
+    if isinstance(w, Mapping):
+        return str(w.get("message") or w.get("text") or json.dumps(w, sort_keys=True))
+    return str(w)
+
+
+def run_warnings(run: RunData) -> list[str]:
+    """The warnings a report's headline shows: run status, NaN guard, NaN metrics, collapse, an undecided
+    search, plus every entry of ``summary.json``'s ``warnings`` list and every ``warning`` event of
+    metrics.jsonl (strings, or mappings with a ``message``)."""
+    s = run.summary
+    out: list[str] = []
+    status = s.get("status")
+    if status is None:
+        out.append("no summary.json: the run is still running or crashed")
+    elif status not in ("completed", "stopped_early"):
+        out.append(f"run status: {status}")
+    if s.get("nan_guard"):
+        out.append(f"NaN guard tripped: {s['nan_guard']}")
+    final = s.get("final") or {}
+    nans = sorted(k for k, v in final.items() if isinstance(v, float) and v != v)
+    if nans:
+        out.append(f"NaN in the final metrics: {', '.join(nans)}")
+    for w in s.get("warnings") or []:
+        out.append(_warning_text(w))
+    for e in run.events:
+        if e.get("event") == "warning":
+            out.append(_warning_text(e))
+    last = run.epochs[-1] if run.epochs else {}
+    collapse = last.get("collapse")
+    if last.get("collapse_flag") or final.get("collapse_flag"):
+        detail = ""
+        if isinstance(collapse, Mapping):
+            detail = "; ".join(
+                f"{ct}: {c.get('param_free')}/{c.get('edges')} kept edges parameter-free"
+                + (f", dominant op {c.get('dominant_op')}" if c.get("dominant_op") else "")
+                for ct, c in collapse.items()
+                if isinstance(c, Mapping)
+            )
+        out.append("possible collapse in the last epoch" + (f" ({detail})" if detail else ""))
+    probs = last.get("probs")
+    if isinstance(probs, Mapping) and not any("undecided" in w.lower() for w in out):
+        for ct, rows in probs.items():
+            k = len(rows[0]) if rows else 0
+            if k < 2:
+                continue
+            u = 1.0 / k
+            decided = sum((max(map(float, r)) - u) / (1 - u) for r in rows) / len(rows)
+            if decided < UNDECIDED_THRESHOLD:
+                top = max(max(map(float, r)) for r in rows)
+                out.append(
+                    f"undecided search ({ct}): the architecture probabilities stayed near uniform "
+                    f"(largest {top:.4g} vs 1/K = {u:.3g}); the derived cell is close to arbitrary: "
+                    "search longer or with a higher architecture learning rate"
+                )
+    return list(dict.fromkeys(out))
+
+
+def _results_rows(run: RunData) -> list[tuple[str, str]]:
+    rows = []
+    for section, entry in (run.summary.get("results") or {}).items():
+        metrics = entry.get("metrics", entry) if isinstance(entry, Mapping) else {}
+        nums = [(k, v) for k, v in metrics.items() if is_number(v) and not isinstance(v, bool)]
+        nums.sort(key=lambda kv: (not kv[0].startswith(("test", "val")), kv[0]))
+        rows.append((section, ", ".join(f"{k} {_fmt_value(v)}" for k, v in nums[:6]) or "-"))
+    return rows
+
+
+def _section_headline(doc: _Doc, run: RunData, engine: str) -> None:
+    doc.heading("Result")
+    rows: list[tuple[str, str]] = [("task", _task(run)), ("method", _method(run))]
+    rows.append(("status", str(run.summary.get("status", "unknown (running or crashed)"))))
+    metric = _headline_metric(run)
+    if metric:
+        rows.append(("search metric", metric))
+    bench = _benchmark_line(run)
+    if bench:
+        rows.append(("benchmark", bench))
+    for section, text in _results_rows(run):
+        rows.append((section, text))
+    d = run.summary.get("derived") or {}
+    if "params" in d:
+        size = f"{d['params']:,} parameters"
+        if "flops" in d:
+            size += f", {d['flops']:,} multiply-adds"
+        rows.append(("derived network", size))
+    g = run.genotype
+    if g is not None:
+        rows.append(("derived cell", "; ".join(f"{ct}: {_cell_text(c)}" for ct, c in g.cells.items())))
+    warnings = run_warnings(run)
+    doc.html.append('<div class="headline">')
+    doc.table(["", ""], rows)
+    if warnings:
+        doc.html.append(
+            '<ul class="warnings">'
+            + "".join(f"<li>&#9888; {html.escape(w)}</li>" for w in warnings)
+            + "</ul>"
+        )
+        doc.md.append("**Warnings**\n")
+        doc.md.extend(f"- {w}" for w in warnings)
+        doc.md.append("")
+    else:
+        doc.html.append('<p class="ok">No warnings.</p>')
+        doc.md.append("No warnings.\n")
+    if g is None:
+        doc.para("No genotype has been derived yet.")
+    elif g.space == "model":  # a searched model (datanas_core.search): its choices, no cell pictures
+        doc.table(["choice", "chosen"], [(ct, ", ".join(e.op for e in c.edges)) for ct, c in g.cells.items()])
+    else:
+        ni = run.num_inputs
+        for ct, cell in g.cells.items():
+            name = "cell" if ct == "cell" else f"{ct} cell"
+            svg = cell_to_svg(cell, ct, num_inputs=ni.get(ct), title=f"{g.space}: {name}", engine=engine)
+            doc.figure(f"cell_{ct}", svg, f"derived {name} ({len(cell.edges)} edges)")
+    doc.html.append("</div>")
+
+
+def _cell_text(cell: Any) -> str:
+    edges = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in cell.edges)
+    return edges + (f" (concat {list(cell.concat)})" if getattr(cell, "concat", None) else "")
+
+
+def _section_results(doc: _Doc, run: RunData) -> None:
+    results = run.summary.get("results") or {}
+    if not results:
+        return
+    doc.heading("Retraining")
+    for section, entry in results.items():
+        if not isinstance(entry, Mapping):
+            continue
+        metrics = entry.get("metrics", {})
+        doc.heading(section, level=3)
+        if entry.get("source") or entry.get("time"):
+            doc.para(
+                " ".join(
+                    x
+                    for x in (
+                        f"Results from {entry['source']}" if entry.get("source") else "",
+                        f"({entry['time']})" if entry.get("time") else "",
+                    )
+                    if x
+                )
+            )
+        doc.table(
+            ["metric", "value"],
+            [
+                (k, v if is_number(v) or isinstance(v, str) else json.dumps(v, sort_keys=True))
+                for k, v in metrics.items()
+            ],
+        )
+
+
+# ----------------------------------------------------------------------------------- retraining hand-in
+def find_run_dir(ref: str | os.PathLike[str] | None) -> Path | None:
+    """The search run directory a genotype reference points into, or ``None``.
+
+    ``ref`` is a run directory (holding ``genotype.json`` and ``config.json`` or ``summary.json``) or the
+    ``genotype.json`` inside one; anything else (a bundled name, a free-standing JSON file, a NB201
+    string) gives ``None``.
+    """
+    if ref is None:
+        return None
+    try:
+        p = Path(ref).expanduser()
+        if p.is_file() and p.name == RunDir.GENOTYPE:
+            p = p.parent
+        elif not p.is_dir():
+            return None
+        marked = (p / RunDir.CONFIG).is_file() or (p / RunDir.SUMMARY).is_file()
+        return p.resolve() if marked and (p / RunDir.GENOTYPE).is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def append_result(
+    run_dir: str | os.PathLike[str],
+    section: str,
+    metrics: Mapping[str, Any],
+    *,
+    source: str | os.PathLike[str] | None = None,
+    report: bool = True,
+) -> Path:
+    """Record results obtained from a run's genotype (retraining, comparison) in the run.
+
+    ``summary.json`` gets ``results[section] = {"metrics": ..., "source": ..., "time": ...}`` (a later call
+    with the same section replaces it) and, with ``report``, the report is rebuilt: the results appear in
+    its headline and in a "Retraining" section.
+
+    Args:
+        run_dir: the search run directory (see :func:`find_run_dir`).
+        section: a short name, e.g. ``"retrain"`` or ``"compare"``.
+        metrics: JSON-able results (numbers are shown in the headline, test/val metrics first).
+        source: where the full results live (e.g. the retraining's output directory).
+        report: rebuild ``report.html``/``report.md``.
+
+    Returns:
+        The path of ``summary.json``.
+
+    Raises:
+        ConfigError: ``run_dir`` is not a run directory.
+    """
+    rd = RunDir(run_dir)
+    if not rd.path.is_dir() or not (rd.exists() or (rd.path / RunDir.SUMMARY).is_file()):
+        raise ConfigError(f"{str(rd.path)!r} is not a run directory (no config.json or summary.json)")
+    summary = rd.read_summary()
+    results = summary.get("results")
+    results = dict(results) if isinstance(results, Mapping) else {}
+    results[str(section)] = {
+        "metrics": to_jsonable(dict(metrics)),
+        "source": os.fspath(source) if source is not None else None,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    summary["results"] = results
+    rd.write_summary(summary)
+    if report:
+        build_report(rd.path)
+    return rd.path / RunDir.SUMMARY
+
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;
@@ -520,6 +895,11 @@ td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}
 th{background:#f3f3f3}figure{margin:1em 0;overflow-x:auto}figcaption{font-size:12px;color:#555}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}h1{font-size:1.6em}
 h2{border-bottom:1px solid #ddd}
+.headline{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.4em 1em;margin:.6em 0}
+.headline table td:first-child{font-weight:600;white-space:nowrap}.headline td,.headline th{border:none}
+.headline thead{display:none}
+ul.warnings{margin:.4em 0;padding-left:1.2em;color:#8a4b00}ul.warnings li{margin:.2em 0}
+p.ok{color:#1a7f37}
 """
 
 
@@ -547,11 +927,13 @@ def build_report(
     title = title or f"datanas search report: {run.path.name}"
     doc.html.append(f"<h1>{html.escape(title)}</h1>")
     doc.md.append(f"# {title}\n")
+    _section_headline(doc, run, engine)
     doc.heading("Run")
     _section_overview(doc, run)
     doc.heading("Derived cells")
     _section_cells(doc, run, engine)
     _section_derived(doc, run)
+    _section_results(doc, run)
     _section_curves(doc, run)
     _section_benchmark(doc, run)
     _section_consistency(doc, run)

@@ -591,18 +591,11 @@ class RunDir:
         tb = self.tensorboard()
         if tb is None:
             return
-        x = record.get("step")  # epoch records are plotted at their global step too (resume purges by step)
-        if not is_number(x):
-            return
-        for k, v in record.items():
-            if k in ("kind", "step", "epoch", "batch", "time"):
-                continue
-            if is_number(v):
-                tb.add_scalar(f"{kind}/{k}", float(v), int(x))
-            elif isinstance(v, Mapping):
-                for k2, v2 in v.items():
-                    if is_number(v2):
-                        tb.add_scalar(f"{kind}/{k}/{k2}", float(v2), int(x))
+        # scalars, alpha histograms/images, genotype text; epoch records are plotted at their global step
+        # too (resume purges by step)
+        from datanas_core.runtime.tensorboard import log_record
+
+        log_record(tb, record)
 
     # -------------------------------------------------------------- genotypes
     def save_epoch_genotype(self, epoch: int, genotype: Genotype) -> Path | None:

@@ -1,4 +1,8 @@
-"""Small pure-Python SVG charts for run reports: line charts and heatmaps (no matplotlib)."""
+"""Small pure-Python SVG charts for run reports: line charts and heatmaps (no matplotlib).
+
+Heatmaps take a ``center`` to colour values relative to a reference (architecture probabilities relative
+to the uniform ``1/K``): a diverging ramp, blue below, white at the centre, red above.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["PALETTE", "heat_color", "heatmap_svg", "line_chart_svg", "nice_ticks"]
+__all__ = ["PALETTE", "diverging_color", "heat_color", "heatmap_svg", "line_chart_svg", "nice_ticks"]
 
 #: Line colours (colour-blind friendly, Okabe-Ito order).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -20,23 +24,42 @@ _RAMP = (
     (1.0, (68, 1, 84)),
 )
 
+# diverging anchors (t = -1 -> blue, 0 -> white, +1 -> red; colour-blind safe RdBu-like)
+_DIVERGING = (
+    (-1.0, (33, 102, 172)),
+    (-0.5, (146, 197, 222)),
+    (0.0, (247, 247, 247)),
+    (0.5, (244, 165, 130)),
+    (1.0, (178, 24, 43)),
+)
+
+
+def _interp(ramp: Sequence[tuple[float, tuple[int, int, int]]], t: float) -> str:
+    for (t0, c0), (t1, c1) in zip(ramp, ramp[1:], strict=False):
+        if t <= t1:
+            u = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+            r, g, b = (round(a + (bb - a) * u) for a, bb in zip(c0, c1, strict=True))
+            return f"#{r:02x}{g:02x}{b:02x}"
+    r, g, b = ramp[-1][1]
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def diverging_color(t: float) -> str:
+    """Hex colour of ``t`` in [-1, 1] on a blue-white-red ramp (0 is white)."""
+    if not math.isfinite(t):
+        return "#ff00ff"
+    return _interp(_DIVERGING, min(max(t, -1.0), 1.0))
+
 
 def _fmt(v: float) -> str:
-    return f"{v:.2f}".rstrip("0").rstrip(".") if math.isfinite(v) else "0"
+    return f"{v:.4f}".rstrip("0").rstrip(".") if math.isfinite(v) else "0"
 
 
 def heat_color(t: float) -> str:
     """Hex colour of ``t`` in [0, 1] on a viridis-like ramp (reversed: 0 light, 1 dark)."""
     if not math.isfinite(t):
         return "#ff00ff"
-    t = min(max(t, 0.0), 1.0)
-    for (t0, c0), (t1, c1) in zip(_RAMP, _RAMP[1:], strict=False):
-        if t <= t1:
-            u = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
-            r, g, b = (round(a + (bb - a) * u) for a, bb in zip(c0, c1, strict=True))
-            return f"#{r:02x}{g:02x}{b:02x}"
-    r, g, b = _RAMP[-1][1]
-    return f"#{r:02x}{g:02x}{b:02x}"
+    return _interp(_RAMP, min(max(t, 0.0), 1.0))
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> list[float]:
@@ -174,16 +197,24 @@ def heatmap_svg(
     vmax: float = 1.0,
     cell: int = 14,
     max_width: int = 900,
+    center: float | None = None,
+    center_label: str = "",
 ) -> str:
     """An SVG heatmap (rows x columns) with labels and a colour bar; each cell is a
-    ``<rect class="cell" data-row data-col data-value>``."""
+    ``<rect class="cell" data-row data-col data-value>``.
+
+    Without ``center``, values map linearly from ``vmin`` (light) to ``vmax`` (dark). With ``center``, a
+    diverging scale: ``center`` is white, values below it blue and above it red, saturated at the larger
+    of ``vmax - center`` and ``center - vmin``; the colour bar marks the centre (``center_label``).
+    """
     nrows = len(values)
     ncols = max((len(r) for r in values), default=0)
     label_w = 7 * max((len(s) for s in row_labels), default=4) + 10
     cw = max(3, min(max(cell, 36), (max_width - label_w - 80) // max(ncols, 1)))
     ch = cell
     mt = (30 if title else 10) + 7 * min(max((len(s) for s in col_labels), default=2), 14) + 6
-    width = max(label_w + ncols * cw + 80, 7 * len(title) + 20)
+    bar_w = 80 if center is None else 40 + 7 * max(len(center_label), 8)
+    width = max(label_w + ncols * cw + bar_w, 7 * len(title) + 20)
     height = mt + max(nrows * ch, 60) + 20
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -195,6 +226,14 @@ def heatmap_svg(
             f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>'
         )
     span = (vmax - vmin) or 1.0
+    half = max(vmax - center, center - vmin) if center is not None else 0.0
+    half = half if half > 0 else 1.0
+
+    def color_of(v: float) -> str:
+        if center is None:
+            return heat_color((v - vmin) / span)
+        return diverging_color((v - center) / half)
+
     show_every = max(1, math.ceil(12 / cw))
     for j, lab in enumerate(col_labels[:ncols]):
         if j % show_every:
@@ -210,7 +249,7 @@ def heatmap_svg(
         out.append(f'<text x="{label_w - 4}" y="{y + ch - 3}" text-anchor="end">{escape(lab)}</text>')
         for j, v in enumerate(row):
             v = float(v)
-            color = heat_color((v - vmin) / span)
+            color = color_of(v)
             out.append(
                 f'<rect class="cell" data-row="{i}" data-col="{j}" data-value="{_fmt(v)}" '
                 f'x="{label_w + j * cw}" y="{y}" width="{cw}" height="{ch}" fill="{color}">'
@@ -220,13 +259,18 @@ def heatmap_svg(
     bx = label_w + ncols * cw + 16
     steps = 20
     bh = max(nrows * ch, 60)
+    lo, hi = (center - half, center + half) if center is not None else (vmin, vmax)
     for s in range(steps):
         t = 1 - s / (steps - 1)
         out.append(
             f'<rect x="{bx}" y="{mt + s * bh / steps:.1f}" width="12" height="{bh / steps + 0.5:.1f}" '
-            f'fill="{heat_color(t)}"/>'
+            f'fill="{color_of(lo + t * (hi - lo))}"/>'
         )
-    out.append(f'<text x="{bx + 16}" y="{mt + 8}">{_tick_label(vmax)}</text>')
-    out.append(f'<text x="{bx + 16}" y="{mt + bh}">{_tick_label(vmin)}</text>')
+    out.append(f'<text x="{bx + 16}" y="{mt + 8}">{_tick_label(hi)}</text>')
+    out.append(f'<text x="{bx + 16}" y="{mt + bh}">{_tick_label(lo)}</text>')
+    if center is not None:
+        out.append(
+            f'<text x="{bx + 16}" y="{mt + bh / 2 + 4:.1f}">{escape(center_label or _tick_label(center))}</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
