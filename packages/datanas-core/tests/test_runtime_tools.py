@@ -194,6 +194,7 @@ def test_runtime_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "log_every": 50,
         "early_stop_collapse": True,
         "report": True,
+        "restart": False,
     }
     r = _parse(["--resume", str(tmp_path)])
     assert r.out == tmp_path and r.resume is True and r.seeds == [0] and r.run_dir_for(0) == tmp_path

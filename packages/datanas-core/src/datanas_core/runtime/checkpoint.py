@@ -57,12 +57,13 @@ _NAME = re.compile(r"^ckpt-s(\d+)-e(\d+)-b(\d+)\.dnckpt$")
 SUFFIX = ".dnckpt"
 
 
-_PLAIN = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+_PRIMITIVE = (type(None), bool, int, float, str, bytes)
+_TORCH = (torch.Tensor, torch.Size, torch.dtype, torch.device)
 
 
 def _weights_only_safe(obj: Any, path: str = "$") -> Any:
     """``obj`` with every value that ``weights_only`` loading would refuse converted to plain data."""
-    if isinstance(obj, _PLAIN):
+    if type(obj) in _PRIMITIVE or isinstance(obj, _TORCH):  # exact types: numpy.float64 is a float
         return obj
     if isinstance(obj, Mapping):
         out = {k: _weights_only_safe(v, f"{path}.{k}") for k, v in obj.items()}
@@ -127,7 +128,7 @@ def decode_checkpoint(data: bytes, *, source: str = "<bytes>") -> dict[str, Any]
         if type(exc).__name__ != "UnpicklingError":
             raise CheckpointError(f"checkpoint {source} cannot be deserialised: {exc}") from exc
         found = [ln.strip() for ln in str(exc).splitlines() if "WeightsUnpickler error" in ln]
-        first = found[0] if found else "refused by the weights-only loader"
+        first = found[0].split(". Please")[0] if found else "refused by the weights-only loader"
         raise UnsafeCheckpointError(
             f"checkpoint {source} holds objects other than tensors and plain data ({first}); it was not "
             "written by this datanas version or was crafted, and it is not loaded because unpickling it "
