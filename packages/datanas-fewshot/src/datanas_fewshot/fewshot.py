@@ -88,7 +88,6 @@ class FewShotConfig:
         default_factory=lambda: SearchConfig(
             epochs=4,
             arch_warmup_epochs=1,
-            executor="sparse",
             w_lr=1e-3,
             w_lr_min=1e-4,
             w_weight_decay=0.0,

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.search import SearchConfig
 from datanas_fewshot.fewshot import FewShotConfig, build_fewshot_searcher
@@ -107,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
     )
+    s.add_argument(
+        "--preset",
+        default=None,
+        help="core method preset (estimator, regularisers, executor, derivation rule of the method's "
+        "published recipe for this space; the optimisation flags below stay this CLI's). The cell space "
+        "here is the strict DARTS space: presets that need another space are refused with a clear error",
+    )
+    s.add_argument(
+        "--executor",
+        choices=("exact", "sparse"),
+        default=None,
+        help="mixed-edge executor (default: the estimator's native one; sparse with EGS is an approximation)",
+    )
     s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
     s.add_argument("--w-lr", type=float, default=1e-3, help="supernet weight learning rate")
     s.add_argument("--a-lr", type=float, default=0.03, help="architecture learning rate (Adam)")
@@ -120,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
 
@@ -139,11 +154,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.data, args.data_dir, image_size=args.image_size, rotations=args.rotations
         )
         for seed in opts.seeds:
+            method: dict[str, Any] = {
+                "estimator": args.estimator,
+                "estimator_options": {"samples": 2} if args.estimator == "egs" else {},
+            }
+            if args.preset:
+                from datanas_core.search.config import preset_method_fields
+                from datanas_fewshot.cellnets import build_space
+
+                method = preset_method_fields(args.preset, build_space(args.ops, steps=args.steps))
+            if args.executor is not None:
+                method["executor"] = args.executor
             search = SearchConfig(
                 epochs=args.epochs,
-                estimator=args.estimator,
-                estimator_options={"samples": 2} if args.estimator == "egs" else {},
-                executor="sparse",
+                **method,
                 w_lr=args.w_lr,
                 w_lr_min=args.w_lr / 10,
                 w_weight_decay=0.0,

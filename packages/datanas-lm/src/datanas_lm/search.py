@@ -7,10 +7,11 @@ optimiser settings are the language-model ones of DARTS (SGD lr 20 without momen
 decay 5e-7, gradient clip 0.25; Adam 3e-3 on the architecture).
 
 Data: ``--data ptb`` reads ``ptb.{train,valid,test}.txt`` from ``--data-dir`` (default
-``$DATANAS_DATA_DIR/ptb``, else ``./data/ptb``), verifies their md5 checksums and, when they are missing,
-downloads them (``--no-download`` to forbid it); ``--data textdir --data-dir DIR`` reads ``train.txt``,
-``valid.txt`` and ``test.txt`` from ``DIR``. The weights are trained on the training split and the
-architecture on the validation split (as in DARTS); the test split is not used by the search.
+``$DATANAS_DATA_DIR/ptb``, else ``./data/ptb``) and verifies their md5 checksums; missing files are
+downloaded only with ``--download`` (nothing is created when the download fails). ``--data textdir
+--data-dir DIR`` reads ``train.txt``, ``valid.txt`` and ``test.txt`` from ``DIR``. The weights are trained on
+the training split and the architecture on the validation split (as in DARTS); the test split is not used by
+the search.
 
 Outputs go to a run directory (``--out``, default ``runs/lm-search/<timestamp>``): ``genotype.json``,
 ``report.html``/``report.md`` with a picture of the recurrent cell, metrics and checkpoints (``--resume``).
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_lm.data import DATASETS, BPTTLoader, Corpus, batchify, default_data_dir, load_corpus
 from datanas_lm.data.ptb import PTB_FILES
@@ -36,7 +38,12 @@ __all__ = ["build_parser", "main", "resolve_data_dir"]
 
 logger = logging.getLogger(__name__)
 
-_METHODS = ("data", "data_m4", "data_m7", "darts", "darts2", "gdas", "snas", "drnas")
+
+def _methods() -> list[str]:
+    """Core presets that support the RNN space (checked by the preset table, not hard-coded here)."""
+    from datanas_core.search.config import PRESET_SPECS
+
+    return sorted(n for n, spec in PRESET_SPECS.items() if "rnn" in spec.kinds and spec.spaces is None)
 
 
 def resolve_data_dir(data: str, data_dir: Path | None) -> Path:
@@ -69,8 +76,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="download missing PTB files (checksum-verified) when the network allows (default: on)",
+        default=False,
+        help="download missing PTB files into --data-dir (checksum-verified; default: off)",
     )
 
 
@@ -171,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(parser)
     parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
     g = parser.add_argument_group("method")
-    g.add_argument("--method", choices=_METHODS, default="data", help="core method preset (default: data)")
+    g.add_argument(
+        "--method",
+        choices=_methods(),
+        default="data",
+        help="core method preset, the method's published recipe for the RNN space (default: data); this CLI's "
+        "--preset names the model size, so the method preset is chosen here",
+    )
     g.add_argument("--estimator", type=str, default=None, help="override the method's estimator")
     g.add_argument("--samples", type=int, default=None, help="EGS ensemble size M")
     g.add_argument(
@@ -220,7 +233,9 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
         "a_lr": float(settings["a_lr"]),
         "seed": int(seed),
     }
-    base = SearchConfig.preset(args.method)
+    from datanas_lm.space import RNNSpace
+
+    base = SearchConfig.preset(args.method, RNNSpace())
     if args.estimator is not None:
         overrides["estimator"] = args.estimator
         overrides["estimator_options"] = {}
@@ -235,9 +250,10 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
         overrides["order"] = args.order
     if args.arch_warmup_epochs is not None:
         overrides["arch_warmup_epochs"] = int(args.arch_warmup_epochs)
+    # the preset's rule for the RNN space (data: DATA's rule; the others: one predecessor per node)
     rule = args.rule or (
-        "data"
-        if base.rule == "data" and overrides.get("estimator", base.estimator) == "egs"
+        base.rule
+        if base.rule != "data" or overrides.get("estimator", base.estimator) == "egs"
         else "topk_edges"
     )
     overrides["rule"] = rule
@@ -247,9 +263,10 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
         raise ConfigError(f"--rule-k applies to the topk_edges/topk_pairs rules, not {rule!r}")
     else:
         overrides["rule_options"] = {}
-    return SearchConfig.preset(args.method, **overrides)
+    return SearchConfig.preset(args.method, RNNSpace(), **overrides)
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit code."""
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds

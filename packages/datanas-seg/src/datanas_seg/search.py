@@ -11,7 +11,8 @@ loss. The derived genotype is written to ``OUT/genotype.json``; train it with ``
 
 CPU defaults (about 1.5 CPU-minutes with ``--threads 1``): C=8, one normal cell per stage, 64x64 crops,
 batch 8, 10 epochs of 24 steps of which the first 4 train only the weights, DATA's EGS estimator (M=2) with
-the sparse executor, ADC regulariser and the ``data`` derivation rule, architecture learning rate 3e-3 (DATA
+its exact executor (``--executor sparse``: a faster approximation, flagged in the log and summary), ADC
+regulariser and the ``data`` derivation rule, architecture learning rate 3e-3 (DATA
 uses 3e-4 over ~20k steps; this search has 144 architecture steps), median-frequency class weights.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.runtime import (
     RuntimeOptions,
@@ -53,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_data_args(p, class_weight="balanced")
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="data", help="method preset (default data)")
+    g.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="data",
+        help="method preset, the method's published recipe for seg.darts (default data); presets that do "
+        "not support the space (e.g. e2nas) are refused with the supported spaces",
+    )
     g.add_argument("--epochs", type=int, default=24, help="search epochs (default 24)")
     g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch (default 24)")
     g.add_argument(
@@ -66,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="EGS/Gumbel ensemble size M (default 4, DATA-M4; 0: the preset's; ignored by other estimators)",
     )
     g.add_argument(
-        "--executor", choices=("exact", "sparse"), default="sparse", help="mixed-op executor (default sparse)"
+        "--executor",
+        choices=("exact", "sparse"),
+        default=None,
+        help="mixed-op executor (default: the estimator's native one, exact for EGS; sparse with EGS is an "
+        "approximation)",
     )
     g.add_argument("--w-lr", type=float, default=0.05, help="weight learning rate (default 0.05)")
     g.add_argument("--a-lr", type=float, default=1e-2, help="architecture learning rate (default 1e-2)")
@@ -86,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     over: dict[str, Any] = {
         "epochs": args.epochs,
-        "executor": args.executor,
         "w_lr": args.w_lr,
         "w_lr_min": args.w_lr * 0.02,
         "a_lr": args.a_lr,
@@ -100,7 +111,9 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         over["estimator_options"] = opts
     if args.rule is not None:
         over["rule"] = args.rule
-    return SearchConfig.preset(args.preset, **over)
+    if args.executor is not None:
+        over["executor"] = args.executor
+    return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 
 
 def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
@@ -190,6 +203,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
     return 0
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.search``; returns the process exit code."""
     args = build_parser().parse_args(argv)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.search import PRESETS, SearchConfig, Searcher
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default=None,
-        help="start from a method's published settings (explicit flags override them)",
+        help="a method's published recipe for the chosen --space (derivation rule, GDAS carriers, DrNAS "
+        "stages chosen per space; explicit flags override them); data_short: DATA with per-step schedules "
+        "for short budgets. An unsupported (preset, space) pair is an error naming the supported spaces",
     )
     m.add_argument(
         "--estimator", choices=estimators, default=None, help="architecture estimator (default: egs)"
@@ -107,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--executor",
         choices=("exact", "sparse"),
-        default="sparse",
-        help="mixed-edge executor: 'sparse' runs only ops with non-zero weight (fast for sampled codes such as "
-        "EGS/GDAS; the same as 'exact' for dense relaxations), 'exact' runs every op of every edge",
+        default=None,
+        help="mixed-edge executor (default: the estimator's native one: exact for EGS/DARTS/SNAS/DrNAS, "
+        "sparse for GDAS/E2NAS). 'exact' runs every op of every edge; 'sparse' runs only ops with non-zero "
+        "weight - with EGS an approximation of DATA's estimator (gradient carriers instead of the exact "
+        "straight-through gradient), flagged in the log, manifest and summary",
     )
     m.add_argument(
         "--reg",
@@ -148,6 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
     o.add_argument("--arch-warmup-epochs", type=int, default=None, help="epochs before the arch is updated")
     o.add_argument(
+        "--schedule-unit",
+        choices=("epoch", "step"),
+        default=None,
+        help="what the temperature / M / arch-lr schedules progress over: epochs (published) or "
+        "architecture steps (every step; ends at the last step whatever the budget)",
+    )
+    o.add_argument(
+        "--arch-travel",
+        type=float,
+        default=None,
+        help="budget-aware architecture lr: a_lr = ARCH_TRAVEL / number of architecture steps (DATA's "
+        "published run: about 12); replaces --a-lr",
+    )
+    o.add_argument(
+        "--a-lr-warmup",
+        type=float,
+        default=None,
+        help="fraction of the architecture steps over which the architecture lr ramps up linearly",
+    )
+    o.add_argument(
+        "--a-lr-schedule",
+        default=None,
+        help="schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see datanas_core.schedules)",
+    )
+    o.add_argument(
         "--weight-sampling",
         choices=("distribution", "uniform"),
         default=None,
@@ -156,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--consistency-batches",
         type=int,
-        default=4,
-        help="validation batches for the per-epoch search/child consistency check",
+        default=None,
+        help="validation batches for the per-epoch search/child consistency check (default: the first "
+        "2,048 validation images, or all of them if fewer)",
     )
     o.add_argument(
         "--benchmark",
@@ -183,7 +214,11 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     """Resolve the method flags into a :class:`~datanas_core.search.SearchConfig`."""
     from datanas_core.regularizers import REGULARIZERS
 
-    base = SearchConfig.preset(args.preset).to_dict() if args.preset else SearchConfig().to_dict()
+    if args.preset:
+        # the preset's recipe for this space (rule, carriers, NB201 recipes; warm-up scaled to --epochs)
+        base = SearchConfig.preset(args.preset, _space(args.space), epochs=args.epochs).to_dict()
+    else:
+        base = SearchConfig().to_dict()
     changes: dict[str, Any] = {"epochs": args.epochs, "seed": seed}
     est_opts = dict(base["estimator_options"])
     if args.estimator is not None and args.estimator != base["estimator"]:
@@ -208,6 +243,10 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         ("arch_warmup_epochs", "arch_warmup_epochs"),
         ("weight_sampling", "weight_sampling"),
         ("w_optimizer", "w_optimizer"),
+        ("schedule_unit", "schedule_unit"),
+        ("arch_travel", "arch_travel"),
+        ("a_lr_warmup", "a_lr_warmup"),
+        ("a_lr_schedule", "a_lr_schedule"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -243,8 +282,18 @@ def build_searcher(
         search_config(args, seed),
         supernet_kwargs=supernet_kwargs(args, data),
         device=device,
-        stages=getattr(args, "stages", None),
+        stages=_stages(args),
     )
+
+
+def _stages(args: argparse.Namespace) -> str | None:
+    """``--stages``, else the preset's progressive stages scaled to ``--epochs`` (``drnas_progressive``)."""
+    from datanas_core.search.config import preset_stages
+
+    stages = getattr(args, "stages", None)
+    if stages is None and getattr(args, "preset", None):
+        stages = preset_stages(args.preset, _space(args.space), args.epochs)
+    return stages
 
 
 def _describe_genotype(genotype: Genotype) -> list[str]:
@@ -255,6 +304,7 @@ def _describe_genotype(genotype: Genotype) -> list[str]:
     return lines
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit status."""
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
@@ -367,6 +417,11 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             write_out(f"NB201 string: {text}")
         if table is not None:
             write_out(f"benchmark ({table.source}): {table.score(genotype).describe()}")
+        verdict = result.history[-1].get("decision_verdict") if result.history else None
+        if verdict:
+            write_out(verdict)
+        for note in searcher.config.approximations:
+            write_out(f"approximation: {note}")
         report = Path(run_dir) / "report.html"
         if report.is_file():
             write_out(f"report: {report}")

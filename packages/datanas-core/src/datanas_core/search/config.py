@@ -16,8 +16,8 @@ data_short
 darts, darts2        topk_edges   topk_edges    argmax_edge        topk_edges k=1
 gdas                 topk_pairs   topk_pairs    argmax_edge        topk_edges k=1
                      (no carriers) (no carriers) (carriers)
-snas                 --           all_edges_arg argmax_edge        --
-drnas                topk_edges   topk_edges    argmax_edge (the   --
+snas                 --           all_edges_arg argmax_edge        topk_edges k=1
+drnas                topk_edges   topk_edges    argmax_edge (the   topk_edges k=1
                                                 NB201 recipe)
 drnas_progressive    drnas_darts  --            drnas_nb201 only   --
                      only
@@ -48,6 +48,7 @@ __all__ = [
     "PresetSpec",
     "SearchConfig",
     "preset_config",
+    "preset_method_fields",
     "preset_stages",
     "space_kind",
     "supported_spaces",
@@ -549,7 +550,7 @@ PRESET_SPECS: Mapping[str, PresetSpec] = MappingProxyType(
         "snas": PresetSpec(
             "snas",
             "SNAS",
-            {"darts_ext": {"rule": "all_edges_argmax"}, "nb201": dict(_NB201_ARGMAX)},
+            {"darts_ext": {"rule": "all_edges_argmax"}, "nb201": dict(_NB201_ARGMAX), "rnn": dict(_RNN_ONE)},
             notes="SNAS: single level, soft concrete samples; keeps every edge (extended space)",
         ),
         "drnas": PresetSpec(
@@ -559,6 +560,7 @@ PRESET_SPECS: Mapping[str, PresetSpec] = MappingProxyType(
                 "darts": {"rule": "topk_edges"},
                 "darts_ext": {"rule": "topk_edges"},
                 "nb201": dict(_DRNAS_NB201),
+                "rnn": dict(_RNN_ONE),
             },
             notes="DrNAS without progressive stages (DARTS recipe; NB201: 201-space/train_search.py)",
         ),
@@ -701,3 +703,37 @@ def preset_stages(name: str, space: Any, epochs: int) -> str | None:
 
     recipe = "nb201_progressive" if space_kind(space) == "nb201" else "darts_cifar"
     return get_preset(recipe, epochs=epochs).stages_text
+
+
+#: The fields of a preset that make up the *method* (as opposed to the optimisation budget and learning
+#: rates, which domain CLIs with their own tuned optimisation keep): see :func:`preset_method_fields`.
+METHOD_FIELDS = (
+    "estimator",
+    "estimator_options",
+    "executor",
+    "regularizers",
+    "rule",
+    "rule_options",
+    "order",
+    "step_order",
+    "a_grad_clip",
+    "schedule_unit",
+    "a_lr_schedule",
+    "a_lr_warmup",
+    "arch_travel",
+    "weight_sampling",
+)
+
+
+def preset_method_fields(name: str, space: Any) -> dict[str, Any]:
+    """The method part of preset ``name`` for ``space`` (estimator and its options, executor, regularisers,
+    derivation rule, gradient order, step order, per-step schedules), checked against the space.
+
+    For domain CLIs whose optimisation settings (weight optimiser, learning rates, epochs) are tuned for
+    their data and stay theirs: ``SearchConfig(**domain_settings, **preset_method_fields(name, space))``.
+
+    Raises:
+        ConfigError: unknown preset, or a space it does not support.
+    """
+    d = preset_config(name, space).to_dict()
+    return {k: d[k] for k in METHOD_FIELDS}

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -95,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--samples", type=int, default=4, help="EGS samples M per step (DATA-M4)")
     s.add_argument(
+        "--preset",
+        default=None,
+        help="core method preset (estimator, regularisers, executor, derivation rule of the method's "
+        "published recipe for this space; the optimisation flags stay this CLI's; --samples still sets "
+        "M for EGS presets). Presets that need another space than this strict DARTS cell space are "
+        "refused with a clear error",
+    )
+    s.add_argument(
+        "--executor",
+        choices=("exact", "sparse"),
+        default=None,
+        help="mixed-edge executor (default: the estimator's native one; sparse with EGS is an approximation)",
+    )
+    s.add_argument(
         "--search-seed",
         type=int,
         default=None,
@@ -131,6 +146,19 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
     ops: str | tuple[str, ...] = args.ops
     if "," in args.ops:
         ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    method: dict[str, Any] = {
+        "estimator": args.estimator,
+        "estimator_options": {"samples": args.samples} if args.estimator == "egs" else {},
+    }
+    if getattr(args, "preset", None):
+        from datanas_core.search.config import preset_method_fields
+        from datanas_fewshot.cellnets import build_space
+
+        method = preset_method_fields(args.preset, build_space(ops, steps=args.steps))
+        if method["estimator"] == "egs":
+            method["estimator_options"] = {**method["estimator_options"], "samples": args.samples}
+    if getattr(args, "executor", None) is not None:
+        method["executor"] = args.executor
     return ClusterConfig(
         n_clusters=n_clusters,
         image_size=args.image_size or None,
@@ -147,9 +175,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         weight_optimizer=args.w_optimizer,
         search=SearchConfig(
             epochs=args.search_epochs,
-            estimator=args.estimator,
-            estimator_options={"samples": args.samples} if args.estimator == "egs" else {},
-            executor="sparse",
+            **method,
             w_lr=args.w_lr,
             w_lr_min=args.w_lr / 10,
             w_weight_decay=0.0,
@@ -181,7 +207,9 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
     if n_clusters is None:
         raise ConfigError(f"dataset {data.name!r} has no labels: pass --clusters K")
     config = config_from_args(args, n_clusters, seed)
-    out.mkdir(parents=True, exist_ok=True)
+    from datanas_core.runtime.rundir import prepare_run_dir
+
+    prepare_run_dir(out)  # one-line error for a file or a read-only path
     run_config = {"data": args.data, "data_dir": str(args.data_dir) if args.data_dir else None,
                   "images": len(data), **config.to_dict()}  # fmt: skip
     t0 = time.time()
@@ -265,6 +293,7 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
     return results
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging
 

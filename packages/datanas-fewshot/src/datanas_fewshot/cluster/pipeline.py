@@ -106,7 +106,6 @@ class ClusterConfig:
         default_factory=lambda: SearchConfig(
             epochs=3,
             arch_warmup_epochs=1,
-            executor="sparse",
             w_lr=3e-3,
             w_lr_min=3e-4,
             w_weight_decay=0.0,
