@@ -203,6 +203,22 @@ def _metric_groups(epochs: list[dict[str, Any]]) -> dict[str, list[str]]:
     return dict(groups)
 
 
+def _decision_notes(doc: _Doc, run: RunData) -> None:
+    """Whether the search decided (DecisionMonitor's verdict) and the approximations the run used."""
+    last = run.epochs[-1] if run.epochs else {}
+    verdict = last.get("decision_verdict") or (run.summary.get("decision") or {}).get("verdict")
+    if verdict:
+        doc.para(verdict)
+    elif last.get("decided") is False:
+        doc.para(
+            f"The search has not decided yet (mean normalised entropy {last.get('decision_entropy', 1.0):.3f}): "
+            "the derived cell is not supported by the search at this point."
+        )
+    search_cfg = run.manifest.get("search_config") or {}
+    for note in run.summary.get("approximations") or search_cfg.get("approximations") or []:
+        doc.para(f"Approximation: {note}")
+
+
 def _section_overview(doc: _Doc, run: RunData) -> None:
     s, m = run.summary, run.manifest
     rows = [
@@ -229,6 +245,7 @@ def _section_overview(doc: _Doc, run: RunData) -> None:
     if resumes:
         rows.append(("resumed", f"{len(resumes)} time(s)"))
     doc.table(["", ""], [(a, "-" if b is None else b) for a, b in rows])
+    _decision_notes(doc, run)
     pk = m.get("packages") or {}
     if pk:
         doc.table(["package", "version"], sorted(pk.items()))
