@@ -134,6 +134,15 @@ def test_undecided_warning_defers_to_a_recorded_one(tmp_path: Path) -> None:
     assert [w for w in warnings if "undecided" in w.lower()] == ["Undecided: x"]
     decided = _write_run(tmp_path / "decided", spread=0.3)
     assert run_warnings(load_run(decided)) == []
+    # the decision monitor's verdict is used when the last epoch has one
+    monitored = _write_run(tmp_path / "monitored", spread=0.001)
+    lines = (monitored / "metrics.jsonl").read_text().splitlines()
+    last = {**json.loads(lines[-1]), "decided": False, "decision_verdict": "UNDECIDED SEARCH: because"}
+    (monitored / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    assert run_warnings(load_run(monitored)) == ["UNDECIDED SEARCH: because"]
+    last["decided"] = True
+    (monitored / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    assert run_warnings(load_run(monitored)) == []
 
 
 def test_alpha_heatmaps_are_coloured_relative_to_uniform(tmp_path: Path) -> None:

@@ -119,6 +119,12 @@ def test_search_cli_smoke_writes_genotype_and_train_cli_retrains_it(tmp_path, ca
     results = json.loads((run / "train-digits" / "results.json").read_text())
     assert 0.0 <= results["test"]["top1"] <= 1.0 and results["test"]["num_images"] == 20
     assert results["genotype"] == genotype.to_dict() and len(results["history"]) == 1
+    # the search run's summary and report show the retraining result
+    appended = json.loads((run / "summary.json").read_text())["results"]["retrain (digits)"]
+    assert appended["metrics"]["test_top1"] == results["test"]["top1"]
+    assert appended["source"] == str(run / "train-digits")
+    report = (run / "report.md").read_text()
+    assert "| retrain (digits) | test_top1 " in report[: report.index("## Run")], report[:1500]
     import timm
 
     args = dict(results["model_args"])
@@ -228,6 +234,12 @@ def test_compare_jobs_gives_the_sequential_table(tmp_path):
         "random_00.log", "random_01.log", "search.log", "searched.log"
     ]  # fmt: skip
     assert par["search_seconds"] is not None
+    # the comparison is recorded in its search run's summary and report
+    appended = json.loads((tmp_path / "seq" / "search" / "summary.json").read_text())["results"]
+    assert (
+        appended["compare (digits, 2 random cells)"]["metrics"]["searched_top1"]
+        == seq["summary"]["searched_top1"]
+    )
 
 
 def test_compare_rejects_bad_jobs_and_only(tmp_path, caplog):

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.io import atomic_write_text
@@ -303,6 +304,7 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
     return Genotype.load(run_dir / "genotype.json")
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison CLI; returns the process exit status."""
     parser = build_parser()
@@ -395,7 +397,9 @@ def _run(args: argparse.Namespace) -> int:
     else:
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    from datanas_core.runtime.rundir import prepare_run_dir
+
+    prepare_run_dir(out)  # one-line error for a file or a read-only path
     t_start = time.time()
     data = load_data_from_args(args)
     set_threads(args.threads, data.image_size, device)
@@ -504,6 +508,14 @@ def _run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "compare.md", text)
     write_out(text)
     write_out(f"table: {out / 'compare.md'}")
+    from datanas_core.runtime import record_retraining
+
+    record_retraining(
+        args.genotype or out / "search",
+        f"compare ({args.data}, {summary['num_random']} random cells)",
+        {k: v for k, v in summary.items() if isinstance(v, (int, float))},
+        source=out,
+    )
     return 0
 
 

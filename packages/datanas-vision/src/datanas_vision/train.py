@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.io import atomic_write_text
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
@@ -147,6 +148,7 @@ class _Progress:
             self.bar.close()
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the retraining CLI; returns the process exit status."""
     parser = build_parser()
@@ -192,7 +194,9 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_workers=args.num_workers,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    from datanas_core.runtime.rundir import prepare_run_dir
+
+    prepare_run_dir(out)  # one-line error for a file or a read-only path
     run_config = {
         "genotype_arg": str(args.genotype),
         "genotype": genotype.to_dict(),
@@ -239,7 +243,21 @@ def _run(args: argparse.Namespace) -> int:
     )
     write_out(f"parameters: {result['params'] / 1e6:.3f} M; training time {result['seconds']:.0f} s")
     write_out(f"results: {out / 'results.json'}")
+    _append_to_search_run(args.genotype, results, out)
     return 0
+
+
+def _append_to_search_run(genotype_arg: str, results: Mapping[str, Any], out: Path) -> None:
+    """Add the retraining results to the search run's summary and report when the genotype came from one."""
+    from datanas_core.runtime import record_retraining
+
+    test = results.get("test") or {}
+    metrics = {f"test_{k}": v for k, v in test.items() if isinstance(v, (int, float))}
+    metrics.update({k: results[k] for k in ("params", "seconds", "data") if k in results})
+    epochs = (results.get("config") or {}).get("epochs")
+    if epochs is not None:
+        metrics["epochs"] = epochs
+    record_retraining(genotype_arg, f"retrain ({results.get('data', 'data')})", metrics, source=out)
 
 
 if __name__ == "__main__":

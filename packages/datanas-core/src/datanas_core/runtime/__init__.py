@@ -7,6 +7,7 @@ flags with :func:`add_runtime_args` (parsed by :meth:`RuntimeOptions.from_args`)
 
 from __future__ import annotations
 
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.runtime.callbacks import CheckpointCallback, MetricsLogger
 from datanas_core.runtime.cellplot import (
     cell_graph,
@@ -22,7 +23,6 @@ from datanas_core.runtime.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from datanas_core.runtime.cli import cli_entry, one_line_errors
 from datanas_core.runtime.data import DeterministicBatchSampler, DeterministicLoader, EpochStream, epoch_seed
 from datanas_core.runtime.distributed import DistributedContext, attach_distributed, init_distributed
 from datanas_core.runtime.dryrun import DryRunReport, dry_run
@@ -36,7 +36,13 @@ from datanas_core.runtime.monitors import (
 )
 from datanas_core.runtime.multiseed import MultiSeedSummary, genotype_similarity, run_seeds, summarize_runs
 from datanas_core.runtime.progress import ProgressCallback
-from datanas_core.runtime.report import append_result, build_report, find_run_dir, load_run
+from datanas_core.runtime.report import (
+    append_result,
+    build_report,
+    find_run_dir,
+    load_run,
+    record_retraining,
+)
 from datanas_core.runtime.rng import capture_rng_state, restore_rng_state, seed_everything
 from datanas_core.runtime.rundir import (
     RunDir,
@@ -104,6 +110,7 @@ __all__ = [
     "parse_memory",
     "parse_seeds",
     "read_checkpoint",
+    "record_retraining",
     "register_data_files",
     "restore_rng_state",
     "run_search",

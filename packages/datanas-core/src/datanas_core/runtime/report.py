@@ -38,6 +38,7 @@ __all__ = [
     "build_report",
     "find_run_dir",
     "load_run",
+    "record_retraining",
     "run_warnings",
 ]
 
@@ -693,7 +694,12 @@ def _warning_text(w: Any) -> str:
 def run_warnings(run: RunData) -> list[str]:
     """The warnings a report's headline shows: run status, NaN guard, NaN metrics, collapse, an undecided
     search, plus every entry of ``summary.json``'s ``warnings`` list and every ``warning`` event of
-    metrics.jsonl (strings, or mappings with a ``message``)."""
+    metrics.jsonl (strings, or mappings with a ``message``).
+
+    An undecided search is the last epoch's ``decision_verdict`` when its ``decided`` is false (the
+    decision monitor); without a ``decided`` field, it is estimated from the last probabilities (the
+    largest probability per edge, on average less than :data:`UNDECIDED_THRESHOLD` of the way from
+    ``1/K`` to 1)."""
     s = run.summary
     out: list[str] = []
     status = s.get("status")
@@ -724,8 +730,12 @@ def run_warnings(run: RunData) -> list[str]:
                 if isinstance(c, Mapping)
             )
         out.append("possible collapse in the last epoch" + (f" ({detail})" if detail else ""))
+    decided = last.get("decided", final.get("decided"))
+    verdict = last.get("decision_verdict") or final.get("decision_verdict")
+    if decided is False and verdict and not any("undecided" in w.lower() for w in out):
+        out.append(str(verdict))
     probs = last.get("probs")
-    if isinstance(probs, Mapping) and not any("undecided" in w.lower() for w in out):
+    if decided is None and isinstance(probs, Mapping) and not any("undecided" in w.lower() for w in out):
         for ct, rows in probs.items():
             k = len(rows[0]) if rows else 0
             if k < 2:
@@ -742,12 +752,23 @@ def run_warnings(run: RunData) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+_MAIN_RESULT_WORDS = ("top1", "acc", "miou", "ppl", "nmi", "ari")
+
+
+def _result_rank(kv: tuple[str, Any]) -> int:
+    """Headline order of a result: accuracy-like metrics, then other test/val metrics, then the rest."""
+    low = kv[0].lower()
+    if any(w in low for w in _MAIN_RESULT_WORDS):
+        return 0
+    return 1 if low.startswith(("test", "val")) else 2
+
+
 def _results_rows(run: RunData) -> list[tuple[str, str]]:
     rows = []
     for section, entry in (run.summary.get("results") or {}).items():
         metrics = entry.get("metrics", entry) if isinstance(entry, Mapping) else {}
         nums = [(k, v) for k, v in metrics.items() if is_number(v) and not isinstance(v, bool)]
-        nums.sort(key=lambda kv: (not kv[0].startswith(("test", "val")), kv[0]))
+        nums.sort(key=_result_rank)
         rows.append((section, ", ".join(f"{k} {_fmt_value(v)}" for k, v in nums[:6]) or "-"))
     return rows
 
@@ -901,6 +922,32 @@ def append_result(
     if report:
         build_report(rd.path)
     return rd.path / RunDir.SUMMARY
+
+
+def record_retraining(
+    genotype_ref: str | os.PathLike[str] | None,
+    section: str,
+    metrics: Mapping[str, Any],
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> Path | None:
+    """For training CLIs: when ``genotype_ref`` (their ``--genotype`` argument) points into a search run
+    directory, :func:`append_result` the metrics there and return the run directory; otherwise ``None``.
+
+    A failure to update the search run (unwritable directory, report error) is logged as a warning and
+    gives ``None``: the training itself has succeeded. Results written by a training into the run directory
+    itself (``source`` is the run directory) are not appended.
+    """
+    run_dir = find_run_dir(genotype_ref)
+    if run_dir is None or (source is not None and Path(source).resolve() == run_dir):
+        return None
+    try:
+        append_result(run_dir, section, metrics, source=source)
+    except Exception as exc:  # noqa: BLE001 - the training succeeded; the search run is only annotated
+        logger.warning("could not add the %s results to the search run %s: %s", section, run_dir, exc)
+        return None
+    logger.info("%s results added to the search run's report: %s", section, run_dir / "report.html")
+    return run_dir
 
 
 _CSS = """
