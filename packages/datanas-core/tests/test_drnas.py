@@ -281,6 +281,7 @@ def test_zero_weight_ops_are_skipped() -> None:
             edge.op(k).register_forward_hook(lambda *a, k=k: calls.append(k))
     w = torch.zeros(6, 5)
     w[:, 3] = 1.0  # only nor_conv_3x3 has weight; the mask says every op must run
+    w.requires_grad_(True)  # the zero weights need their gradient: zero-weight ops run (forward-only)
     arch = ArchSample({"cell": dc.CellSample(w, torch.ones(6, 5, dtype=torch.bool), w)})
     net(torch.randn(2, 3, 8, 8), arch)
     assert calls and set(calls) == {3}

@@ -26,6 +26,9 @@ class CellSample:
             relaxations.
         grad_proxy: add zero-valued gradient carriers for ops outside the mask (sparse executor).
         temperature: the temperature used to draw this sample (for logging).
+        plain_exact: run every active op with a full autograd graph, also those whose weight is exactly 0
+            (the reference exact executor). By default such ops run forward-only, which gives the same
+            gradients at a fraction of the cost (see :mod:`datanas_core.space.mixed`).
     """
 
     weights: Tensor
@@ -35,6 +38,7 @@ class CellSample:
     grad_proxy: bool = False
     temperature: float = 1.0
     _active: list[list[int]] | None = field(default=None, repr=False)
+    plain_exact: bool = False
 
     @property
     def active(self) -> list[list[int]]:
@@ -53,6 +57,20 @@ class CellSample:
             self.grad_proxy,
             self.temperature,
             self._active,
+            self.plain_exact,
+        )
+
+    def with_plain_exact(self, plain: bool = True) -> CellSample:
+        """The same sample with :attr:`plain_exact` set to ``plain`` (tensors shared)."""
+        return CellSample(
+            self.weights,
+            self.mask,
+            self.probs,
+            self.code,
+            self.grad_proxy,
+            self.temperature,
+            self._active,
+            plain,
         )
 
 
@@ -84,6 +102,10 @@ class ArchSample(Mapping[str, CellSample]):
     def detach(self) -> ArchSample:
         return ArchSample({k: v.detach() for k, v in self._cells.items()}, hard=self.hard)
 
+    def plain_exact(self, plain: bool = True) -> ArchSample:
+        """The same sample on the plain (reference) exact path: every active op runs with autograd."""
+        return ArchSample({k: v.with_plain_exact(plain) for k, v in self._cells.items()}, hard=self.hard)
+
     @staticmethod
     def fixed(codes: Mapping[str, Tensor]) -> ArchSample:
         """A non-differentiable sample from given ``[E, K]`` weight matrices (e.g. a derived code)."""
@@ -104,6 +126,7 @@ class ArchSample(Mapping[str, CellSample]):
                     v.grad_proxy,
                     v.temperature,
                     v._active,
+                    v.plain_exact,
                 )
                 for k, v in self._cells.items()
             },

@@ -30,6 +30,7 @@ from datanas_core.errors import ConfigError, IncompatibleGenotypeError
 from datanas_core.genotype import CellGenotype
 from datanas_core.sample import CellSample
 from datanas_core.space.base import CellSpec
+from datanas_core.space.mixed import zero_weight_terms
 from datanas_lm.regularization import bernoulli_mask, check_dropout, check_positive_ints, weight_drop
 
 __all__ = ["ACTIVATIONS", "INIT_RANGE", "RNN_OPS", "DerivedRecurrentCell", "SearchRecurrentCell"]
@@ -227,9 +228,12 @@ class SearchRecurrentCell(_RecurrentCellBase):
             Tensor | None,
             list[tuple[Callable[[Tensor], Tensor], Tensor | None, Tensor]],
             Tensor | None,
+            Tensor | None,
+            bool,
         ]
     ]:
-        """Per node: predecessors to project, dense weights (all ops active) or per-op groups, a proxy."""
+        """Per node: predecessors to project, dense weights (all ops active) or per-op groups, a proxy, the
+        ``[K', n]`` weights of the zero-weight pairs (forward-only terms) and whether only those run."""
         spec = self.spec
         w = sample.weights
         if w.shape != (spec.num_edges, spec.num_ops):
@@ -241,6 +245,11 @@ class SearchRecurrentCell(_RecurrentCellBase):
         active = sample.active
         none = spec.ops.index("none") if "none" in spec.ops else -1
         act_cols = [k for k in range(spec.num_ops) if k != none]
+        # exactly-zero weights of the exact executor: their highway terms run forward-only (see
+        # datanas_core.space.mixed); `plain_exact` keeps every term in the autograd graph
+        lean = not sample.plain_exact and not sample.grad_proxy
+        zero = (w.detach() == 0).tolist() if lean else None
+        arch_grad = bool(w.requires_grad and torch.is_grad_enabled())
         plans = []
         for j in spec.nodes:
             rows = spec.in_edges(j)
@@ -248,24 +257,42 @@ class SearchRecurrentCell(_RecurrentCellBase):
             srcs = [spec.edges[r][0] for r in used]
             dense: Tensor | None = None
             groups: list[tuple[Callable[[Tensor], Tensor], Tensor | None, Tensor]] = []
-            if used and len(used) == len(rows) and all(all(k in active[r] for k in act_cols) for r in rows):
+            zterm: Tensor | None = None
+            zpairs = (
+                [(i, k) for i, r in enumerate(used) for k in act_cols if k in active[r] and zero[r][k]]
+                if zero is not None
+                else []
+            )
+            if (
+                not zpairs
+                and used
+                and len(used) == len(rows)
+                and all(all(k in active[r] for k in act_cols) for r in rows)
+            ):
                 # every (edge, activation) runs: one vectorised update; weights [K', n, 1, 1]
                 dense = w[rows][:, act_cols].t().reshape(len(act_cols), len(rows), 1, 1)
             else:
+                zset = set(zpairs)
                 for k in act_cols:
-                    sel = [i for i, r in enumerate(used) if k in active[r]]
+                    sel = [i for i, r in enumerate(used) if k in active[r] and (i, k) not in zset]
                     if not sel:
                         continue
                     wk = w[[used[i] for i in sel], k].reshape(-1, 1, 1)
                     idx = None if len(sel) == len(used) else torch.tensor(sel, device=w.device)
                     groups.append((ACTIVATIONS[spec.ops[k]], idx, wk))
+                if zpairs and arch_grad:
+                    # [K', n] weights of the zero pairs only (the others masked to 0 in value and gradient)
+                    zm = torch.zeros(len(act_cols), len(used), dtype=w.dtype, device=w.device)
+                    for i, k in zpairs:
+                        zm[act_cols.index(k), i] = 1.0
+                    zterm = w[used][:, act_cols].t() * zm
             proxy = None
             if sample.grad_proxy:
                 off = [(r, k) for r in rows for k in range(spec.num_ops) if k not in active[r]]
                 if off:
                     t = w[[r for r, _ in off], [k for _, k in off]].sum()
                     proxy = t - t.detach()  # value exactly 0, gradient 1 to every non-active weight
-            plans.append((j, srcs, dense, groups, proxy))
+            plans.append((j, srcs, dense, groups, proxy, zterm, bool(zpairs) and not groups))
         return plans
 
     def forward(
@@ -298,7 +325,7 @@ class SearchRecurrentCell(_RecurrentCellBase):
             if bn is not None:
                 s0 = bn(s0)
             states = [s0]
-            for j, srcs, dense, groups, proxy in plans:
+            for j, srcs, dense, groups, proxy, zterm, only_zero in plans:
                 if srcs:
                     S, c, hc = self._project(states, srcs, ws[j - 1], h_mask)  # [n, B, H]
                     if dense is not None:
@@ -309,6 +336,18 @@ class SearchRecurrentCell(_RecurrentCellBase):
                         for f, idx, wk in groups:
                             Sg, cg, hg = (S, c, hc) if idx is None else (S[idx], c[idx], hc[idx])
                             s = s + (wk * _highway(Sg, cg, f(hg))).sum(0)
+                    if torch.is_grad_enabled() and (zterm is not None or only_zero):
+                        # zero-weight pairs: forward-only terms for their weights' gradients; the node's
+                        # matrix gets its exact-zero gradient when no pair of the node has a graph
+                        carry = [ws[j - 1], S] if only_zero else []
+                        zw: list[Tensor] = []
+                        zo: list[Tensor] = []
+                        if zterm is not None:
+                            with torch.no_grad():
+                                zo.append(_highway(S, c, torch.stack([f(hc) for f in acts])))
+                            zw.append(zterm)
+                        if zw or carry:
+                            s = zero_weight_terms(s, zw, zo, carry)
                 else:
                     s = torch.zeros_like(s0)
                 if proxy is not None:

@@ -13,7 +13,7 @@ be widened Net2Net-style with an arbitrary channel mapping (see :mod:`datanas_co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -217,12 +217,18 @@ class PartialChannelMixedOp(MixedOp):
         grad_proxy: bool = False,
         *,
         proxy: Tensor | None = None,
+        zero: Collection[int] = (),
+        arch_grad: bool = True,
     ) -> Tensor:
         """``shuffle(cat(sum_k w_k op_k(x[:, :C/k]), bypass(x[:, C/k:])), k)`` ; args as MixedOp.forward."""
         if self.k == 1:
-            return super().forward(x, weights_row, active, grad_proxy, proxy=proxy)
+            return super().forward(
+                x, weights_row, active, grad_proxy, proxy=proxy, zero=zero, arch_grad=arch_grad
+            )
         c = self.C_out
-        y = super().forward(x[:, :c], weights_row, active, grad_proxy, proxy=proxy)
+        y = super().forward(
+            x[:, :c], weights_row, active, grad_proxy, proxy=proxy, zero=zero, arch_grad=arch_grad
+        )
         rest = x[:, c:]
         if self.stride > 1:
             rest = F.max_pool2d(rest, self.stride, self.stride, ceil_mode=True)

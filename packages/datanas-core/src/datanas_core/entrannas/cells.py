@@ -26,7 +26,7 @@ from datanas_core.genotype import CellGenotype
 from datanas_core.ops import out_size
 from datanas_core.space.base import CellSpec
 from datanas_core.space.darts import _preprocess
-from datanas_core.space.mixed import MixedOp, PreparedCellSample
+from datanas_core.space.mixed import MixedOp, PreparedCellSample, zero_weight_terms
 
 __all__ = [
     "ROLES",
@@ -162,6 +162,53 @@ class SharedOpCell(nn.Module):
             cache[key] = f
         return f
 
+    def _graph_features(self, prep: PreparedCellSample) -> set[tuple[int, int]] | None:
+        """The ``(module slot, column)`` features that need an autograd graph: used with a non-zero weight
+        on some edge, or not allowed to run forward-only. ``None``: every feature does (plain path)."""
+        if prep.zero is None:
+            return None
+        graph: set[tuple[int, int]] = set()
+        for e in range(self._num_edges):
+            zero = prep.zero_of(e)
+            slot = self.slot_of_edge[e]
+            for k in prep.run[e]:
+                if k not in zero or not self.ops[slot]._forward_only_ok(k):
+                    graph.add((slot, k))
+        return graph
+
+    def _lean_feature(
+        self,
+        lean_cache: dict[tuple[int, int], Tensor],
+        carried: set[tuple[int, int]],
+        e: int,
+        k: int,
+        x: Tensor,
+        w: Tensor,
+        arch_grad: bool,
+        zw: list[Tensor],
+        zf: list[Tensor],
+        zp: list[Tensor],
+    ) -> None:
+        """Queue the zero-weight feature ``(e, k)``: forward-only for its weight's gradient (computed once
+        per slot); its input and parameters get exact-zero gradients, as the plain product gives them."""
+        slot = self.slot_of_edge[e]
+        op = self.ops[slot].op(k)
+        if op is None or not torch.is_grad_enabled():
+            return
+        key = (slot, k)
+        if key not in carried:
+            carried.add(key)
+            zp.extend(p for p in op.parameters() if p.requires_grad)
+        zp.append(x)
+        if arch_grad and w.requires_grad:
+            f = lean_cache.get(key)
+            if f is None:
+                with torch.no_grad():
+                    f = op(x)
+                lean_cache[key] = f
+            zw.append(w)
+            zf.append(f)
+
     def run_nodes(self, states: list[Tensor], plan: CellPlan, zero_ref: Tensor) -> list[Tensor]:
         """Append the intermediate nodes to ``states`` (inputs first) according to the cell's role.
 
@@ -181,13 +228,24 @@ class SharedOpCell(nn.Module):
             if plan.prep is None:
                 raise ConfigError(f"engine cell of type {self.cell_type!r} got no architecture sample")
             prep = plan.prep
+            graph = self._graph_features(prep)
+            lean_cache: dict[tuple[int, int], Tensor] = {}
+            carried: set[tuple[int, int]] = set()
             for n, in_edges in enumerate(self._nodes):
                 acc: Tensor | None = None
+                zw: list[Tensor] = []
+                zf: list[Tensor] = []
+                zp: list[Tensor] = []
                 for e, src in in_edges:
                     if prep.skip(e):
                         continue
                     w = prep.rows[e]
                     for k in prep.run[e]:
+                        if graph is not None and (self.slot_of_edge[e], k) not in graph:
+                            self._lean_feature(
+                                lean_cache, carried, e, k, states[src], w[k], prep.arch_grad, zw, zf, zp
+                            )
+                            continue
                         f = self._feature(cache, e, k, states[src])
                         if f is None:
                             continue
@@ -196,6 +254,9 @@ class SharedOpCell(nn.Module):
                     px = prep.proxy[e]
                     if px is not None:
                         acc = (self._zeros(states[src], self._stride_of[e]) if acc is None else acc) + px
+                if (zw or zp) and torch.is_grad_enabled():
+                    base = acc if acc is not None else self._zeros(zero_ref, self._node_stride[n])
+                    acc = zero_weight_terms(base, zw, zf, zp)
                 states.append(acc if acc is not None else self._zeros(zero_ref, self._node_stride[n]))
             return states
         if plan.transit is None:

@@ -136,7 +136,15 @@ def mixed_node_sum(
         if prep.skip(e):
             continue
         px = prep.proxy[e]
-        y = edges[e](states[src], prep.rows[e], prep.run[e], px is not None, proxy=px)
+        y = edges[e](
+            states[src],
+            prep.rows[e],
+            prep.run[e],
+            px is not None,
+            proxy=px,
+            zero=prep.zero_of(e),
+            arch_grad=prep.arch_grad,
+        )
         acc = y if acc is None else acc + y
     return acc
 

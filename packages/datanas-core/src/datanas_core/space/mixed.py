@@ -6,9 +6,17 @@ DARTS, SNAS and exact EGS, the sampled ones for GDAS or a sparse executor). Two 
 
 * ``none`` is never instantiated. Its output is identically zero, so its contribution and its weight's
   gradient ``<dL/dy, 0>`` are exactly zero whether or not it is active; skipping it changes nothing.
-* Active columns whose weight is exactly zero are still executed. Their output is multiplied by 0 in the
-  forward pass, but the weight still receives ``<dL/dy, op_k(x)>``: the straight-through gradient that EGS
-  relies on.
+* Active columns whose weight is exactly zero (exact executor, straight-through samples such as EGS) add
+  nothing to the output and nothing to the gradient of the input or of their own parameters; their weight
+  still receives ``<dL/dy, op_k(x)>``, the straight-through gradient that EGS relies on. So they run
+  *forward only* (under ``torch.no_grad()``, no autograd graph, nothing of their internals kept) and one
+  custom autograd function per edge keeps their outputs and computes the inner products in backward. When
+  the weights need no gradient (e.g. a weight step on a detached sample) they do not run at all. Their
+  parameters still receive exact-zero gradients (as they do when the product ``0 * op_k(x)`` is
+  back-propagated), so optimisers with momentum or weight decay step exactly as before. Gradients equal
+  the plain path's (:attr:`~datanas_core.sample.CellSample.plain_exact` selects it, for reference).
+  Side effect: in a step without architecture gradient, a skipped op's BatchNorm running statistics are
+  not updated.
 
 With ``grad_proxy`` the weights of the non-active columns are added to the output as a zero-valued scalar
 (GDAS): the forward value is unchanged and each such weight receives ``sum(dL/dy)``.
@@ -20,16 +28,96 @@ carriers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from datanas_core.errors import ConfigError, SearchSpaceError
 from datanas_core.ops import OPS, out_size, with_pool_bn
 from datanas_core.sample import CellSample
 
-__all__ = ["MixedOp", "PreparedCellSample"]
+__all__ = ["MixedOp", "PreparedCellSample", "forward_only_blocker", "zero_weight_terms"]
+
+logger = logging.getLogger(__name__)
+
+
+def forward_only_blocker(module: nn.Module) -> str | None:
+    """Why ``module`` cannot run forward-only when its weight is 0, or ``None`` if it can.
+
+    A module (or one of its submodules) opts out with ``supports_forward_only = False``; modules with
+    dropout are excluded too (skipping them when no gradient is needed would change the random stream).
+    """
+    for name, m in module.named_modules():
+        if getattr(m, "supports_forward_only", True) is False:
+            return f"{type(m).__name__} {name or '(the op)'} sets supports_forward_only=False"
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
+            return f"{type(m).__name__} {name or '(the op)'} draws random numbers (dropout)"
+    return None
+
+
+class _ZeroWeightTerms(torch.autograd.Function):
+    """``base + sum_k w_k * o_k`` for weights ``w_k`` that are exactly 0: the value is ``base``.
+
+    Inputs: ``base``, the count ``n``, ``n`` weights, ``n`` op outputs computed without autograd and the
+    tensors that must receive exact-zero gradients (the ops' inputs and parameters: the plain product
+    ``0 * op(x)`` gives them zero gradients, so they stay reachable and optimisers step them alike).
+    Backward: ``dL/dbase = g``, ``dL/dw_k = <g, o_k>``, zeros (stride-0, no memory) for the carried tensors;
+    the outputs ``o_k`` are all that is kept.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, base: Tensor, n: int, *rest: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.n = n
+        ctx.wshapes = [w.shape for w in rest[:n]]
+        ctx.carried = [(t.shape, t.dtype, t.device) for t in rest[2 * n :]]
+        ctx.save_for_backward(*rest[n : 2 * n])
+        return base.view_as(base)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        n = ctx.n
+        outs = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        gw: list[Tensor | None] = [None] * n
+        if any(need[2 : 2 + n]):
+            flat = g.reshape(-1)
+            for i, o in enumerate(outs):
+                if need[2 + i]:
+                    shape = ctx.wshapes[i]
+                    gw[i] = torch.mv(o.reshape(-1, flat.numel()).to(flat.dtype), flat).reshape(shape)
+        gc = [
+            torch.zeros((), dtype=dt, device=dev).expand(shape) if need[2 + 2 * n + i] else None
+            for i, (shape, dt, dev) in enumerate(ctx.carried)
+        ]
+        return (g, None, *gw, *([None] * n), *gc)
+
+
+def zero_weight_terms(
+    base: Tensor, weights: Sequence[Tensor], outputs: Sequence[Tensor], carried: Sequence[Tensor] = ()
+) -> Tensor:
+    """``base`` in value; gradient ``<dL/dy, outputs[i]>`` to ``weights[i]`` (weights that are exactly 0) and
+    exact-zero gradients to ``carried`` (the ops' inputs and parameters). ``outputs`` should be computed
+    without autograd (``torch.no_grad``).
+
+    A weight may be a tensor of any shape ``P``; its output then has shape ``P + base.shape`` and each entry
+    of the weight gets the inner product with its slice (a batch of zero-weight terms in one call).
+    """
+    if len(weights) != len(outputs):
+        raise ConfigError(f"zero_weight_terms: {len(weights)} weights but {len(outputs)} outputs")
+    for w, o in zip(weights, outputs, strict=True):
+        if tuple(o.shape) != (*w.shape, *base.shape):
+            raise ConfigError(
+                f"zero_weight_terms: output of shape {tuple(o.shape)} does not match weight "
+                f"{tuple(w.shape)} + base {tuple(base.shape)}"
+            )
+    carried = [t for t in carried if t.requires_grad]
+    if not weights and not carried:
+        return base
+    return _ZeroWeightTerms.apply(base, len(weights), *weights, *outputs, *carried)
 
 
 class MixedOp(nn.Module):
@@ -130,6 +218,8 @@ class MixedOp(nn.Module):
         grad_proxy: bool = False,
         *,
         proxy: Tensor | None = None,
+        zero: Collection[int] = (),
+        arch_grad: bool = True,
     ) -> Tensor:
         """Sum ``weights_row[k] * op_k(x)`` over the active columns.
 
@@ -137,9 +227,13 @@ class MixedOp(nn.Module):
             x: the edge input.
             weights_row: ``[K]`` weights of this edge, or a sequence of ``K`` 0-dim tensors (supernets split
                 each cell type's weight matrix once per forward and pass the pieces).
-            active: columns to execute (``none`` columns are skipped; exact zeros are executed).
+            active: columns to execute (``none`` columns are skipped).
             grad_proxy: add the non-active weights as a zero-valued gradient carrier.
             proxy: a precomputed zero-valued carrier (used instead of computing one here when given).
+            zero: active columns whose weight is exactly 0: run forward-only for their weight's gradient
+                (``arch_grad``) or not at all; their gradients equal the plain product's (module docstring).
+                Empty: every active column runs with autograd (the plain exact path).
+            arch_grad: whether the weights need a gradient in this pass.
 
         Returns:
             The edge output; zeros of the right shape when no non-``none`` column is active.
@@ -147,12 +241,18 @@ class MixedOp(nn.Module):
         slots = self._slots
         out: Tensor | None = None
         w = weights_row.unbind(0) if isinstance(weights_row, Tensor) and len(active) > 1 else weights_row
+        lean: list[int] = []
         for k in active:
             slot = slots[k]
             if slot < 0:
                 continue
+            if k in zero and self._forward_only_ok(k):
+                lean.append(k)
+                continue
             y = w[k] * self.ops[slot](x)
             out = y if out is None else out + y
+        if lean:
+            out = self._zero_columns(x, w, lean, out, arch_grad)
         if grad_proxy:
             if proxy is None:
                 proxy = _zero_carrier(weights_row, active, len(slots))
@@ -161,6 +261,42 @@ class MixedOp(nn.Module):
         if out is None:
             out = self.zeros(x)
         return out
+
+    def _forward_only_ok(self, k: int) -> bool:
+        """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
+        cache: dict[int, bool] = self.__dict__.setdefault("_fwd_only", {})
+        ok = cache.get(k)
+        if ok is None:
+            op = self.op(k)
+            reason = None if op is None else forward_only_blocker(op)
+            if reason is not None:
+                logger.warning(
+                    "op %r of %s runs with autograd also at weight 0 (plain exact path): %s",
+                    self.op_names[k],
+                    type(self).__name__,
+                    reason,
+                )
+            ok = cache[k] = reason is None
+        return ok
+
+    def _zero_columns(
+        self, x: Tensor, w: Sequence[Tensor], cols: Sequence[int], out: Tensor | None, arch_grad: bool
+    ) -> Tensor | None:
+        """Add the zero-weight columns ``cols``: forward-only for their weights' gradients, else skipped."""
+        if not torch.is_grad_enabled():
+            return out
+        mods = [self.ops[self._slots[k]] for k in cols]
+        carried = [x, *(p for m in mods for p in m.parameters())]
+        ws = [w[k] for k in cols]
+        need_w = arch_grad and any(t.requires_grad for t in ws)
+        if not need_w and not any(t.requires_grad for t in carried):
+            return out
+        base = self.zeros(x) if out is None else out
+        if not need_w:
+            return zero_weight_terms(base, (), (), carried)
+        with torch.no_grad():
+            outs = [m(x) for m in mods]
+        return zero_weight_terms(base, ws, outs, carried)
 
     def extra_repr(self) -> str:
         return f"ops={list(self.op_names)}, C_out={self.C_out}, stride={self.stride}"
@@ -186,11 +322,21 @@ class PreparedCellSample:
         rows: per edge, the ``K`` weights as 0-dim tensors (one ``unbind`` for the whole matrix).
         run: per edge, the active columns that have a module (``none`` removed).
         proxy: per edge, the zero-valued gradient carrier of the non-active columns, or ``None``.
+        zero: per edge, the columns whose weight is exactly 0 (empty sets on the plain exact path, see
+            :attr:`~datanas_core.sample.CellSample.plain_exact`); ``None``: no information (all empty).
+        arch_grad: whether the weights need a gradient in this forward pass.
     """
 
     rows: list[tuple[Tensor, ...]]
     run: list[list[int]]
     proxy: list[Tensor | None]
+    zero: list[frozenset[int]] | None = None
+    arch_grad: bool = True
+    _no_zero: frozenset[int] = field(default=frozenset(), repr=False)
+
+    def zero_of(self, e: int) -> frozenset[int]:
+        """The exactly-zero columns of edge ``e``."""
+        return self._no_zero if self.zero is None else self.zero[e]
 
     @classmethod
     def from_sample(
@@ -225,7 +371,14 @@ class PreparedCellSample:
                 t = w.masked_fill(sample.mask.to(device=w.device, dtype=bool), 0.0).sum(-1)
                 carriers = (t - t.detach()).unbind(0)
                 proxy = [c if p else None for c, p in zip(carriers, partial, strict=True)]
-        return cls(rows, run, proxy)
+        zero: list[frozenset[int]] | None = None
+        if not sample.plain_exact and not sample.grad_proxy:
+            nz = (w.detach() == 0).tolist()
+            zero = [frozenset(k for k in a if nz[e][k]) for e, a in enumerate(run)]
+            if not any(zero):
+                zero = None
+        arch_grad = bool(w.requires_grad and torch.is_grad_enabled())
+        return cls(rows, run, proxy, zero, arch_grad)
 
     def skip(self, e: int) -> bool:
         """Edge ``e`` contributes nothing (no module to run and no gradient carrier)."""
