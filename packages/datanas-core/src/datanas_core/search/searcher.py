@@ -267,7 +267,8 @@ class Searcher:
             loss, logs = self.weight_loss(self, train_batch)
             logs = {k: float(v) for k, v in logs.items()}
         else:
-            arch = self.sample(uniform=self.config.weight_sampling == "uniform")
+            # detached: the weight step needs no architecture gradient, so zero-weight ops need not run
+            arch = self.sample(uniform=self.config.weight_sampling == "uniform").detach()
             loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
         self._check(loss, "training loss")
         self.w_optimizer.zero_grad(set_to_none=True)
