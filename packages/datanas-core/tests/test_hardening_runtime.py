@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from datanas_core.entry import resume_command
 from datanas_core.errors import (
     CheckpointError,
     ConfigError,
@@ -41,7 +42,6 @@ from datanas_core.runtime.checkpoint import (
     encode_checkpoint,
     read_checkpoint,
 )
-from datanas_core.runtime.cli import resume_command
 from datanas_core.search import SearchConfig, Searcher
 from datanas_core.testing import ToySpace, ToyTask, toy_batches
 

@@ -232,7 +232,7 @@ def test_download_from_loopback_server(tmp_path: Path, monkeypatch: pytest.Monke
     files = _fake_ptb(tmp_path / "mirror")
     monkeypatch.setattr(ptb_module, "PTB_FILES", files)
     with _serve(tmp_path / "mirror") as url:
-        got = ensure_ptb(tmp_path / "data", base_url=url)
+        got = ensure_ptb(tmp_path / "data", base_url=url, download_missing=True)
     for split, (name, _) in files.items():
         assert got[split] == tmp_path / "data" / name
         assert got[split].read_bytes() == (tmp_path / "mirror" / name).read_bytes()
@@ -242,13 +242,13 @@ def test_download_from_loopback_server(tmp_path: Path, monkeypatch: pytest.Monke
 def test_download_with_wrong_content_fails_and_leaves_nothing(tmp_path: Path) -> None:
     _fake_ptb(tmp_path / "mirror")  # served content does not match the published PTB checksums
     with _serve(tmp_path / "mirror") as url, pytest.raises(DataError, match="expected md5"):
-        ensure_ptb(tmp_path / "data", base_url=url)
+        ensure_ptb(tmp_path / "data", base_url=url, download_missing=True)
     assert not list((tmp_path / "data").glob("ptb.*"))
 
 
 def test_download_failure_suggests_data_dir(tmp_path: Path) -> None:
     with _serve(tmp_path) as url, pytest.raises(DataError, match="--data-dir"):
-        ensure_ptb(tmp_path / "data", base_url=url)  # 404s
+        ensure_ptb(tmp_path / "data", base_url=url, download_missing=True)  # 404s
 
 
 @pytest.mark.data

@@ -107,12 +107,24 @@ def download(
         timeout: socket timeout in seconds.
         progress: optional callback ``(bytes_done, total_or_None)``.
 
+    Directories created for ``dest`` are removed again when the download fails, so a failed download
+    leaves the file system as it was.
+
     Raises:
-        DataError: on network failure (with a hint to place the file by hand) or checksum mismatch.
+        DataError: on network failure (with a hint to place the file by hand), checksum mismatch, or a
+            destination that cannot be created.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        _remove_empty(created)
+        raise DataError(
+            f"cannot download {url} to {str(dest)!r}: {exc.strerror or exc}; pass a writable --data-dir"
+        ) from None
+    ok = False
     try:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
@@ -136,11 +148,23 @@ def download(
             ) from exc
         verify_checksum(tmp, md5=md5, sha256=sha256)
         os.replace(tmp, dest)
+        ok = True
         logger.info("downloaded %s -> %s", url, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not ok:
+            _remove_empty(created)
     return dest
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove directories this module created (deepest first) if they are still empty."""
+    for d in dirs:  # listed deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 _IDX_DTYPES = {

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from datanas_core.entry import cli_entry
+
 __all__ = ["main"]
 
 
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from datanas_core.errors import DataNASError

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -151,6 +152,7 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
     return [(path.stem, lambda: build_backbone(config, geno, in_ch), {"genotype": geno.to_dict()})]
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import configure_logging
 
@@ -191,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["median_official_runs"] = statistics.median(runs_acc) if runs_acc else None
             print(json.dumps({"median_meta_test": doc["median_meta_test"],
                               "median_official_runs": doc["median_official_runs"]}))  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
+        from datanas_core.runtime.rundir import prepare_run_dir
+
+        prepare_run_dir(out)  # one-line error for a file or a read-only path
         atomic_write_text(out / "results.json", json.dumps(doc, indent=2, default=float) + "\n")
         logger.info("results written to %s", out / "results.json")
     except DataNASError as exc:

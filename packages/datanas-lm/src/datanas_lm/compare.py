@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.presets import PRESET_NAMES, train_preset
@@ -123,6 +124,7 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the process exit code."""
     from datanas_core.runtime import configure_logging
@@ -176,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rand = [r for r in rows if r["name"].startswith("random_")]
         median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
         doc = {"rows": rows, "median_random": median, "settings": settings, "seed": args.seed}
-        args.out.mkdir(parents=True, exist_ok=True)
+        from datanas_core.runtime.rundir import prepare_run_dir
+
+        prepare_run_dir(args.out)  # one-line error for a file or a read-only path
         (args.out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         md = _markdown(rows, median, settings)
         (args.out / "comparison.md").write_text(md, encoding="utf-8")

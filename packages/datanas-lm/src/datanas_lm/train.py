@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import CheckpointError, ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.data.text import Corpus
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training CLI; returns the process exit code."""
     from datanas_core.runtime import configure_logging, seed_everything

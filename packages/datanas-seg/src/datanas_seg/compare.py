@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -225,6 +226,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.compare``; returns the process exit code."""
     args = build_parser().parse_args(argv)

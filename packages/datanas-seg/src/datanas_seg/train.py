@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -198,7 +199,9 @@ def train_and_evaluate(
         train_seconds,
     )
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        from datanas_core.runtime.rundir import prepare_run_dir
+
+        prepare_run_dir(out)  # one-line error for a file or a read-only path
         atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
         torch.save(model.state_dict(), out / "model.pt")
     return record
@@ -251,6 +254,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.train``; returns the process exit code."""
     args = build_parser().parse_args(argv)

@@ -883,7 +883,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     )
     g.add_argument("--verbose", "-v", action="count", default=0, help="more log output (-vv: debug)")
     g.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
-    from datanas_core.runtime.cli import one_line_errors
+    from datanas_core.entry import one_line_errors
 
     return one_line_errors(parser)
 

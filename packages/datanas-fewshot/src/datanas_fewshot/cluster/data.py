@@ -185,6 +185,12 @@ def load_clustering_data(
         ConfigError: unknown name, or ``data_dir`` missing for a dataset that needs one.
     """
     if name == "digits":
+        if data_dir is not None:
+            logger.warning(
+                "--data-dir %s is ignored: digits is bundled with scikit-learn (--data-dir is read by mnist, "
+                "folder)",
+                data_dir,
+            )
         return load_digits_images()
     if name in ("mnist", "folder"):
         if data_dir is None:

@@ -60,7 +60,7 @@ def default_data_dir(name: str = "ptb") -> Path:
 def ensure_ptb(
     data_dir: str | os.PathLike[str],
     *,
-    download_missing: bool = True,
+    download_missing: bool = False,
     base_url: str = PTB_URL,
     timeout: float = 60.0,
 ) -> dict[str, Path]:
@@ -87,7 +87,7 @@ def ensure_ptb(
             if not download_missing:
                 raise DataError(
                     f"PTB file {str(path)!r} is missing; pass --data-dir pointing at a directory with "
-                    f"{', '.join(f for f, _ in PTB_FILES.values())}, or allow the download (--download)"
+                    f"{', '.join(f for f, _ in PTB_FILES.values())}, or add --download to fetch them there"
                 )
             url = base_url.rstrip("/") + "/" + fname
             logger.info("downloading %s to %s", url, path)

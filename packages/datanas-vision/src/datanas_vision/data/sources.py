@@ -154,6 +154,12 @@ def _load_digits(data_dir: Path | None, opts: DataOptions) -> VisionData:
     """scikit-learn's bundled 8x8 digits (1,797 images); 20 % is held out (seeded, stratified) as test."""
     from sklearn.datasets import load_digits
 
+    if data_dir is not None:
+        logger.warning(
+            "--data-dir %s is ignored: digits is bundled with scikit-learn (--data-dir is read by %s)",
+            data_dir,
+            ", ".join(n for n in DATASETS.names() if n != "digits"),
+        )
     bunch = load_digits()
     images = torch.from_numpy(np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
