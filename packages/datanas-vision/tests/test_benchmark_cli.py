@@ -61,3 +61,30 @@ def test_bad_benchmark_input_exits_2_with_a_message(
         assert search_cli.main(argv) == 2
     assert message in caplog.text
     assert not (tmp_path / "r").exists()  # rejected before the search starts
+
+
+def test_compare_scores_every_cell(tmp_path: Path) -> None:
+    from datanas_vision.compare import main as compare_main
+
+    table = _table(tmp_path / "nb201.csv")
+    best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    out = tmp_path / "cmp"
+    argv = ["--out", str(out), "--space", "nb201", "--genotype", best, "--random", "1",
+            "--max-per-class", "2", "--test-max-per-class", "1", "--train-epochs", "1", "--C", "4",
+            "--layers", "1", "--batch-size", "10", "--threads", "1", "--benchmark", str(table)]  # fmt: skip
+    assert compare_main(argv) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    searched = next(r for r in doc["rows"] if r["kind"] == "searched")
+    assert searched["benchmark"]["arch"] == best and searched["benchmark"]["in_table"] is True
+    assert all("cifar10_rank" in r["benchmark"] for r in doc["rows"])
+    assert "NB201 CIFAR-10 (rank)" in (out / "compare.md").read_text()
+
+
+def test_compare_rejects_benchmark_outside_nb201(tmp_path: Path, caplog: Any) -> None:
+    from datanas_vision.compare import main as compare_main
+
+    argv = ["--out", str(tmp_path / "c"), "--genotype", "darts_v2", "--random", "1",
+            "--benchmark", str(tmp_path / "t.csv")]  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert compare_main(argv) == 2
+    assert "use --space nb201, not darts" in caplog.text

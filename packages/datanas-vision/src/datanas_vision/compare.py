@@ -116,17 +116,23 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], header: str) -> str:
+    bench = any("benchmark" in r for r in rows)
     lines = [
         header,
         "",
-        "| cell | kind | params (M) | test top-1 (%) | train time (s) |",
-        "|---|---|---|---|---|",
+        "| cell | kind | params (M) | test top-1 (%) | train time (s) |"
+        + (" NB201 CIFAR-10 (rank) |" if bench else ""),
+        "|---|---|---|---|---|" + ("---|" if bench else ""),
     ]
     for r in sorted(rows, key=lambda r: (r["kind"] != "searched", -r["top1"])):
-        lines.append(
+        line = (
             f"| {r['name']} | {r['kind']} | {r['params'] / 1e6:.3f} | {r['top1'] * 100:.2f} "
             f"| {r['seconds']:.0f} |"
         )
+        if bench:
+            b = r.get("benchmark") or {}
+            line += f" {b['cifar10']:.2f} ({b['cifar10_rank']}) |" if "cifar10" in b else " not in table |"
+        lines.append(line)
     lines.append("")
     if "random_median" in summary:
         lines.append(
@@ -241,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the search and the retrainings in up to this many child processes at once (default 1: "
         "everything in this process, one after the other)",
     )
+    p.add_argument(
+        "--benchmark",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="--space nb201: also score the search's epochs and every cell against NAS-Bench-201 / NATS-Bench "
+        "results (see python -m datanas_vision.search --benchmark)",
+    )
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child process: one task, no summary
     p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return p
@@ -284,6 +298,7 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
         ("--rule", args.rule),
         ("--weight-sampling", args.weight_sampling),
         ("--train-fraction", args.search_train_fraction),
+        ("--benchmark", args.benchmark),
     ):
         if value is not None:
             argv += [flag, str(value)]
@@ -397,6 +412,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     out: Path = args.out
+    table = None
+    if args.benchmark is not None:
+        if args.space != "nb201":
+            raise ConfigError(f"--benchmark scores NAS-Bench-201 cells; use --space nb201, not {args.space}")
+        from datanas_core.benchmarks import load_benchmark
+
+        table = load_benchmark(args.benchmark)
     from datanas_core.runtime.rundir import prepare_run_dir
 
     prepare_run_dir(out)  # one-line error for a file or a read-only path
@@ -488,6 +510,9 @@ def _run(args: argparse.Namespace) -> int:
         rows.append(row)
     if args.only is not None:
         return 0
+    if table is not None:
+        for r in rows:
+            r["benchmark"] = table.score(Genotype.from_dict(r["genotype"])).to_record()
     summary = summarize(rows)
     header = (
         f"# Searched vs random cells ({args.space} space, {args.data}: {len(data.train)} train / "  # type: ignore[arg-type]
