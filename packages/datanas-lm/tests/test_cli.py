@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def test_search_cli_writes_a_valid_genotype_and_a_report(patterned_corpus_dir: P
     assert svg.count('class="edge"') >= len(g.cells["recurrent"].edges)
     cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert cfg["search_config"]["estimator"] == "egs" and cfg["search_config"]["rule"] == "data"
+    # train_loss/val_loss are cross-entropies and the perplexities next to them are their exponentials;
+    # the regularised training loss is train_objective
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    epoch = [r for r in records if r.get("kind") == "epoch"][-1]
+    for split in ("train", "val"):
+        assert epoch[f"{split}_ppl"] == pytest.approx(math.exp(epoch[f"{split}_loss"]))
+    assert "train_objective" in epoch and "train_ce" not in epoch
 
     # the derived cell retrains through the train CLI
     tout = tmp_path / "train"
@@ -45,6 +53,11 @@ def test_search_cli_writes_a_valid_genotype_and_a_report(patterned_corpus_dir: P
     summary = json.loads((tout / "summary.json").read_text(encoding="utf-8"))
     assert summary["status"] == "completed" and summary["final"]["test_ppl"] > 1
     assert (tout / "report.html").is_file() and (tout / "figures" / "cell_recurrent.svg").is_file()
+    # the search run's summary and report show the retraining result
+    appended = json.loads((out / "summary.json").read_text(encoding="utf-8"))["results"]["retrain (textdir)"]
+    assert appended["metrics"]["test_ppl"] == summary["final"]["test_ppl"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| retrain (textdir) | test_ppl " in report[: report.index("## Run")]
 
 
 def test_search_cli_darts_method_derives_one_predecessor_per_node(

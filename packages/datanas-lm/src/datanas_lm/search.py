@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime.runner import DEFAULT_RESUME_IGNORE
     from datanas_core.search import Searcher
     from datanas_lm.space import RNNSpace
-    from datanas_lm.task import LMSearchTask
+    from datanas_lm.task import LMSearchTask, PerplexityFromLoss
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -368,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "search_config": search_config(settings, args, seed).to_dict(),
                 },
                 eval_loader=eval_loader,
+                callbacks=[PerplexityFromLoss()],
                 collapse=False,
                 data_files=data_files(args.data, data_dir),
                 derived_kwargs=derived_kwargs,

@@ -27,7 +27,7 @@ from datanas_lm.data.text import LMBatch
 from datanas_lm.model import cross_entropy, detach_hidden
 from datanas_lm.regularization import activation_regularization, temporal_activation_regularization
 
-__all__ = ["LMSearchTask"]
+__all__ = ["LMSearchTask", "PerplexityFromLoss"]
 
 
 class LMSearchTask:
@@ -108,7 +108,12 @@ class LMSearchTask:
         return ce, raw, dropped, batch.targets
 
     def loss(self, model: nn.Module, batch: LMBatch, arch: ArchSample) -> tuple[Tensor, Mapping[str, float]]:
-        """Cross-entropy of one window (plus AR/TAR and length scaling on regularised streams in training)."""
+        """Cross-entropy of one window (plus AR/TAR and length scaling on regularised streams in training).
+
+        The logs name the cross-entropy ``loss`` (so the searcher's ``train_loss``/``val_loss`` are
+        cross-entropies, like ``train_ppl``/``val_ppl``) and, on regularised streams, the optimised value
+        ``objective`` (``train_objective``).
+        """
         ce, raw, dropped, _ = self._forward(model, batch, arch)
         total = ce
         if model.training and batch.stream in self.regularized_streams:
@@ -117,7 +122,10 @@ class LMSearchTask:
             if self.scale_by_length:
                 total = total * (batch.inputs.size(0) / batch.bptt)
         c = float(ce.detach())
-        return total, {"ce": c, "ppl": math.exp(min(c, 50.0))}
+        logs = {"loss": c, "ppl": math.exp(min(c, 50.0))}  # the searcher's <split>_loss is the cross-entropy
+        if total is not ce:
+            logs["objective"] = float(total.detach())  # what the weights are optimised on (AR/TAR, scaling)
+        return total, logs
 
     @torch.no_grad()
     def metrics(self, model: nn.Module, batch: LMBatch, arch: ArchSample) -> dict[str, float]:
@@ -129,3 +137,18 @@ class LMSearchTask:
     def batch_size(batch: LMBatch) -> int:
         """Target tokens of the window (the weight of its metrics in averages)."""
         return int(batch.targets.numel())
+
+
+class PerplexityFromLoss:
+    """Searcher callback: every ``<name>_ppl`` of an epoch record becomes ``exp(<name>_loss)``.
+
+    The searcher averages step logs, and the mean of per-window perplexities is not the perplexity of the
+    mean cross-entropy; this makes each epoch's ``train_ppl``/``val_ppl`` the exponential of the
+    ``train_loss``/``val_loss`` next to it.
+    """
+
+    def on_epoch_end(self, searcher: Any, record: dict[str, Any]) -> None:
+        for key in [k for k in record if k.endswith("_ppl")]:
+            loss = record.get(key[: -len("_ppl")] + "_loss")
+            if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+                record[key] = math.exp(min(float(loss), 50.0))

@@ -353,6 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"valid perplexity {scores['val_ppl']:.2f}, test perplexity {scores['test_ppl']:.2f} "
             f"({scores['params']:,} parameters); run directory: {out}"
         )
+        if args.genotype is not None:
+            from datanas_core.runtime import record_retraining
+
+            keep = ("test_ppl", "val_ppl", "test_loss", "val_loss", "params", "epochs")
+            record_retraining(
+                args.genotype,
+                f"retrain ({args.data})",
+                {k: scores[k] for k in keep if k in scores},
+                source=out,
+            )
         return 0
     except DataNASError as exc:
         logger.error("%s", exc)

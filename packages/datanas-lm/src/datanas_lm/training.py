@@ -228,13 +228,15 @@ class LMTrainer:
 
     # ------------------------------------------------------------------ epochs
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the (subset of the) training stream; returns mean training loss and perplexity."""
+        """One pass over the (subset of the) training stream; returns the mean training cross-entropy
+        (``train_loss``), its perplexity (``train_ppl``) and the mean optimised loss with AR/TAR
+        (``train_objective``)."""
         cfg = self.config
         model = self.model
         model.train()
         self.train_loader.set_epoch(self.epoch)
         hidden: Any = None
-        total, count = 0.0, 0
+        total, objective, count = 0.0, 0.0, 0
         group = self.optimizer.param_groups[0]
         for batch in self.train_loader:
             if hidden is None or batch.reset:
@@ -265,17 +267,23 @@ class LMTrainer:
             if self.averager is not None:
                 self.averager.update(model)
             n = batch.num_tokens
-            c = float(ce.detach())
+            c, o = float(ce.detach()), float(loss.detach())
             total += c * n
+            objective += o * n
             count += n
             self.global_step += 1
-            logs = {"train_loss": c, "lr": base_lr}
+            logs = {"train_loss": c, "train_objective": o, "lr": base_lr}
             for cb in self.callbacks:
                 hook = getattr(cb, "on_step_end", None)
                 if hook is not None:
                     hook(self, logs)
         mean = total / max(count, 1)
-        return {"train_loss": mean, "train_ppl": perplexity(mean)}
+        # train_loss/train_ppl: cross-entropy and its perplexity; train_objective: with AR/TAR (optimised)
+        return {
+            "train_loss": mean,
+            "train_ppl": perplexity(mean),
+            "train_objective": objective / max(count, 1),
+        }
 
     def evaluate(
         self, split: str = "valid", *, max_tokens: int | None = None, averaged: bool = True

@@ -588,7 +588,7 @@ def _task(run: RunData) -> str:
     if isinstance(c.get("task"), str) and c["task"]:
         return str(c["task"])
     parts = []
-    argv = m.get("argv") or []
+    argv = [c["command"]] if isinstance(c.get("command"), str) else (m.get("argv") or [])
     if argv:
         prog = str(argv[0]).replace("\\", "/")
         prog = prog.rsplit("/src/", 1)[-1] if "/src/" in prog else prog
