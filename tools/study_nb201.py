@@ -258,6 +258,8 @@ def collect(args: argparse.Namespace, table: Any) -> list[dict[str, Any]]:
             epochs = _epochs(run_dir)
             score = table.score(Genotype.from_dict(summary["genotype"]))
             archs = [table.score(Genotype.from_dict(r["genotype"])).arch for r in epochs]
+            # "unchanged over the last 20 % of epochs": no epoch of that window changed the cell, i.e.
+            # the cells derived after the last tail+1 epochs are the same
             tail = max(1, round(0.2 * len(archs)))
             probs = epochs[-1].get("probs", {}).get("cell") or []
             top = [max(p) for p in probs]
@@ -275,7 +277,7 @@ def collect(args: argparse.Namespace, table: Any) -> list[dict[str, Any]]:
                     "percentile": score.percentiles.get("cifar10"),
                     "entropy": epochs[-1].get("collapse_entropy"),
                     "max_top_prob": max(top) if top else None,
-                    "stable_last_20pct": len(set(archs[-tail:])) == 1,
+                    "stable_last_20pct": len(set(archs[-tail - 1 :])) == 1,
                     "per_epoch_cifar10": [(r.get("benchmark") or {}).get("cifar10") for r in epochs],
                     "train_acc": epochs[-1].get("train_acc"),
                     "cpu_s": study.get("cpu_s"),

@@ -1,0 +1,77 @@
+"""tools/study_nb201.py: the commands it runs and the tables it writes from finished runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import study_nb201 as study
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+EMPTY = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+POOL = "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"
+
+
+def _table(tmp_path: Path) -> Path:
+    p = tmp_path / "nb201.csv"
+    p.write_text(
+        f"ArchitectureString,CIFAR10TestAccuracy200Epochs\n{BEST},94.37\n{EMPTY},10.0\n{POOL},60.0\n"
+    )
+    return p
+
+
+def _fake_run(run_dir: Path, archs: list[str], cpu_s: float) -> None:
+    from datanas_core import get_space
+
+    space = get_space("nb201")
+    run_dir.mkdir(parents=True)
+    lines = []
+    for e, a in enumerate(archs):
+        g = space.from_string(a).to_dict()
+        probs = [[0.6, 0.1, 0.1, 0.1, 0.1]] * 6
+        lines.append(
+            {"kind": "epoch", "epoch": e, "genotype": g, "collapse_entropy": 0.5, "probs": {"cell": probs}}
+        )
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    summary = {"status": "completed", "genotype": space.from_string(archs[-1]).to_dict()}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "study.json").write_text(json.dumps({"cpu_s": cpu_s, "wall_s": cpu_s, "command": "x"}))
+
+
+def test_commands_carry_the_budget_and_one_thread(tmp_path: Path) -> None:
+    args = study.build_parser().parse_args(["--table", str(_table(tmp_path))])
+    for setting in study.SETTINGS:
+        cmd = study.command(args, setting, 2, tmp_path / "run")
+        text = " ".join(cmd)
+        for flag in ("--max-per-class 500", "--C 8", "--layers 1", "--batch-size 64", "--epochs 10",
+                     "--threads 1", "--space nb201", "--seed 2", "--rule argmax_edge"):  # fmt: skip
+            assert flag in text, (setting, flag)
+        assert f"--benchmark {tmp_path / 'nb201.csv'}" in text
+        assert "--executor" in cmd  # explicit: exact for EGS/DARTS/DrNAS/SNAS, sparse for GDAS
+
+
+def test_tables_from_finished_runs(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _fake_run(runs / "egs_m4" / "seed_0", [POOL, BEST, BEST, BEST, BEST], 120.0)
+    _fake_run(runs / "egs_m4" / "seed_1", [BEST, BEST, BEST, BEST, POOL], 180.0)
+    (runs / "darts" / "seed_0").mkdir(parents=True)  # unfinished: left out
+    out = tmp_path / "out"
+    argv = ["--table", str(_table(tmp_path)), "--runs", str(runs), "--out", str(out), "--summarize"]
+    assert study.main([*argv, "--settings", "egs_m4,darts", "--seeds", "0,1"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    (s,) = doc["summary"]
+    assert s["setting"] == "egs_m4" and s["per_seed"] == [94.37, 60.0]
+    assert s["mean"] == pytest.approx(77.185) and s["min"] == 60.0
+    assert s["ranks"] == [1, 2] and s["stable"] == 1  # seed 1 changed its cell in the last epoch
+    assert s["cpu_min_mean"] == pytest.approx(2.5)
+    assert doc["runs"][0]["per_epoch_cifar10"] == [None] * 5  # the fake runs were not scored per epoch
+    assert doc["table"]["cells"] == 3
+    md = (out / "results.md").read_text()
+    assert "| egs_m4 | EGS (DATA) | 2 | 77.19 | 60.00 | 94.37 / 60.00 |" in md
+    assert f"`{BEST}`" in md
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="unknown setting"):
+        study.main(["--table", str(_table(tmp_path)), "--settings", "nope", "--list"])
