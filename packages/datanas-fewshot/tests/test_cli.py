@@ -52,6 +52,8 @@ def test_cluster_cli_end_to_end_on_digits(tmp_path, capsys):
     assert (out / "genotype.json").is_file()
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["seed"] == 0
+    nmi = line["searched"]["kmeans"]["nmi"]  # printed rounded to 4 decimals
+    assert nmi == round(res["searched"]["kmeans"]["nmi"], 4)
 
 
 @pytest.mark.slow

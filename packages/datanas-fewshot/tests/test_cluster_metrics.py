@@ -27,6 +27,16 @@ def test_permuted_labelling_scores_one():
     assert hungarian_match(truth, pred) == {7: 0, 2: 1, 0: 2, 5: 3}
 
 
+def test_scores_print_rounded():
+    s = clustering_scores([0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0])
+    assert str(s) == f"NMI {s.nmi:.4f}, ARI {s.ari:.4f}, acc 0.8333"
+    assert "ClusteringScores" not in f"{s}" and s.rounded() == {
+        "nmi": round(s.nmi, 4),
+        "ari": round(s.ari, 4),
+        "acc": 0.8333,
+    }
+
+
 def test_hand_made_partial_accuracy():
     truth = [0, 0, 0, 1, 1, 1]
     pred = [1, 1, 0, 0, 0, 0]  # best map: 1->0 (2 right), 0->1 (3 right) = 5/6

@@ -288,9 +288,20 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
             title=f"datanas clustering: {data.name} ({config.objective})",
             extra={"genotype": genotype.to_json(indent=None), "parameters": results["parameters"]},
         )
-        logger.info("searched cell: k-means %s | head %s", ev.kmeans, ev.head)
+        logger.info("searched cell: k-means %s | head %s", ev.kmeans, ev.head)  # rounded (__str__)
     atomic_write_text(cdir / "results.json", json.dumps(results, indent=2, default=float) + "\n")
     return results
+
+
+def _rounded(value: Any, digits: int = 4) -> Any:
+    """``value`` with every float rounded to ``digits`` decimals (the printed summary line)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
 
 
 @cli_entry
@@ -317,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k in ("searched", "pixels_kmeans", "random_median_kmeans_nmi"):
                 if k in res:
                     line[k] = res[k]
-            print(json.dumps({"seed": seed, **line}))
+            print(json.dumps(_rounded({"seed": seed, **line})))
     except DataNASError as exc:
         logger.error("%s", exc)
         return 2

@@ -116,6 +116,14 @@ class ClusteringScores:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def rounded(self, digits: int = 4) -> dict[str, float]:
+        """The scores rounded to ``digits`` decimals (for printing and logs)."""
+        return {k: round(float(v), digits) for k, v in asdict(self).items()}
+
+    def __str__(self) -> str:
+        """``NMI 0.7995, ARI 0.6521, acc 0.8123`` (4 decimals)."""
+        return f"NMI {self.nmi:.4f}, ARI {self.ari:.4f}, acc {self.acc:.4f}"
+
 
 def clustering_scores(labels_true: Any, labels_pred: Any) -> ClusteringScores:
     """All three metrics at once.
