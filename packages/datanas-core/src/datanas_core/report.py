@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 
 __all__ = ["main"]
 
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         help="cell drawing: built-in SVG layout, Graphviz 'dot', or dot when installed",
     )
     p.add_argument("--title", default=None, help="report title")
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 @cli_entry

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 
 __all__ = ["main"]
 
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="number of cell input nodes (default: inferred from the genotype)",
     )
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 @cli_entry

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, default=None, help="output folder (default runs/fewshot-train/<time>)")
     t.add_argument("--verbose", "-v", action="count", default=0)
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 def _check_spec(spec: str) -> None:

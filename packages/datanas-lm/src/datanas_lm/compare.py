@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.presets import PRESET_NAMES, train_preset
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=1, help="models trained at the same time, in worker processes (default 1)"
     )
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return parser
+    return one_line_errors(parser)  # a bad flag: one line, exit status 2
 
 
 def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import CheckpointError, ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.data.text import Corpus
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html/.md"
     )
     r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return parser
+    return one_line_errors(parser)  # a bad flag: one line, exit status 2
 
 
 @cli_entry

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-evaluate the models already trained in --out (OUT/<name>/model.pt) with the current "
         "evaluation options (e.g. --test-mode) instead of training",
     )
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 def _reevaluate(

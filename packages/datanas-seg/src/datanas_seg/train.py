@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.io import atomic_write_text
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--export-config", type=Path, default=None, help="also write an mmseg config for the genotype"
     )
     g.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_core.io import atomic_write_text
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child process: one task, no summary
     p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch.device) -> Genotype:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.entry import cli_entry
+from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.io import atomic_write_text
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bar (default: on a tty)",
     )
     r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return p
+    return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
 def _default_out(genotype_arg: str, data: str) -> Path:
