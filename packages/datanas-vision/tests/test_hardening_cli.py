@@ -117,3 +117,17 @@ def test_bad_choice_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert ei.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'nope'" in err and "darts" in err and "usage" not in err
+
+
+@pytest.mark.slow
+def test_resume_accepts_the_documented_overrides_and_lists_other_differences(
+    tmp_path: Path, errors: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    assert search_cli.main([*TINY, "--out", str(run)]) == 0
+    more = [*TINY[:1], "2", *TINY[2:]]  # --epochs 2
+    assert search_cli.main([*more, "--C", "6", "--resume", str(run)]) == 2
+    assert "config.C: saved 4, now 6" in errors.text and "may change on resume" in errors.text
+    errors.set_level(logging.INFO)
+    assert search_cli.main([*more, "--w-lr", "0.01", "--a-lr", "0.001", "--resume", str(run)]) == 0
+    assert "resume overrides: w_lr" in errors.text and "epochs 1 -> 2" in errors.text

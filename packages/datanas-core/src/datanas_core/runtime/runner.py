@@ -96,11 +96,11 @@ DEFAULT_RESUME_IGNORE = frozenset(
 )
 
 #: Settings that may change when a run is resumed, besides :data:`DEFAULT_RESUME_IGNORE`: learning rates,
-#: the number of epochs, checkpoint cadence and logging. They are compared as top-level keys of the
-#: run's ``config``, of the searcher's ``SearchConfig`` and of ``config["search_config"]``. A changed
-#: ``w_lr`` rescales the weight learning rate and its cosine schedule from the resumed position, ``a_lr``
-#: sets the architecture learning rate and ``epochs`` stretches the cosine schedule to the new length.
-#: Every other difference stops the resume with the list of differences.
+#: the number of epochs, checkpoint cadence and logging. They are matched as top-level keys of the run's
+#: ``config``, of the searcher's ``SearchConfig`` and of every group in ``config`` (``config["search_config"]``,
+#: ``config["settings"]``, ...). A changed ``w_lr`` rescales the weight learning rate and its cosine schedule
+#: from the resumed position, ``a_lr`` sets the architecture learning rate and ``epochs`` stretches the
+#: cosine schedule to the new length. Every other difference stops the resume with the list of differences.
 RESUME_OVERRIDES = frozenset(
     {
         "w_lr",
@@ -394,10 +394,10 @@ def run_search(
             info, state = loaded
             saved_fp = state.get("fingerprint", {})
             overridable = frozenset(resume_overrides)
+            saved_cfg = saved_fp.get("config") if isinstance(saved_fp.get("config"), Mapping) else {}
+            groups = [f"config.{g}" for g, v in saved_cfg.items() if isinstance(v, Mapping)]  # type: ignore[union-attr]
             ignore = frozenset(f"config.{k}" for k in resume_ignore) | frozenset(
-                f"{prefix}.{k}"
-                for k in overridable
-                for prefix in ("config", "search_config", "config.search_config")
+                f"{prefix}.{k}" for k in overridable for prefix in ("config", "search_config", *groups)
             )
             diffs = describe_mismatch(saved_fp, fingerprint, ignore=ignore)
             if diffs:
