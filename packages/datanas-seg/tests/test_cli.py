@@ -55,13 +55,24 @@ def test_search_then_train_tiny_pure_torch(segfolder: Path, tmp_path: Path) -> N
     assert g.space == "seg.darts"
     code = train.main(
         common
-        + ["--genotype", str(tmp_path / "search" / "genotype.json"), "--iters", "2"]
+        + ["--genotype", str(tmp_path / "search"), "--iters", "2"]  # the run directory itself
         + ["--out", str(tmp_path / "train"), "--export-config", str(tmp_path / "cfg.py")]
     )
     assert code == 0
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["mIoU"] <= 1.0 and metrics["train"]["iters"] == 2
-    assert (tmp_path / "cfg.py").is_file()
+    assert Genotype.load(tmp_path / "train" / "genotype.json") == g
+    # the exported config trains on the loaded segfolder with this run's split (validation held out)
+    text = (tmp_path / "cfg.py").read_text()
+    assert f"'data_root': '{segfolder.resolve()}'" in text and "data/segfolder" not in text
+    split = {s: (tmp_path / f"cfg.{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert split["val"] and not set(split["val"]) & set(split["train"])
+    # the search run's summary and report show the result
+    appended = json.loads((tmp_path / "search" / "summary.json").read_text())["results"][
+        "retrain (segfolder)"
+    ]
+    assert appended["metrics"]["test_mIoU"] == metrics["test"]["mIoU"]
+    assert "retrain (segfolder)" in (tmp_path / "search" / "report.md").read_text()
 
 
 def test_search_defaults_and_weight_sampling_reach_the_config():

@@ -87,6 +87,38 @@ def test_export_writes_a_python_config(tmp_path: Path, darts_genotype) -> None:
     assert ns["test_dataloader"]["dataset"]["ann_file"] == ns["val_dataloader"]["dataset"]["ann_file"]
 
 
+def _ann(ns: dict, split: str) -> list[str]:
+    return Path(ns[f"{split}_dataloader"]["dataset"]["ann_file"]).read_text().split()
+
+
+def test_export_always_holds_out_validation_images(tmp_path: Path, darts_genotype, caplog) -> None:
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    stems = [f"img{i}" for i in range(10)]
+    for stem in stems:
+        (images / f"{stem}.png").write_bytes(b"")
+    # no splits: 20 % of the images under data_root/images become the validation (and test) split
+    ns = runpy.run_path(str(export_mmseg_config(darts_genotype, tmp_path / "a.py", data_root=tmp_path / "data")))
+    assert ns["train_dataloader"]["dataset"]["data_root"] == str((tmp_path / "data").resolve())
+    train, val = _ann(ns, "train"), _ann(ns, "val")
+    assert len(val) == 2 and sorted(train + val) == stems and not set(train) & set(val)
+    assert _ann(ns, "test") == val
+    # splits without val: the validation images come out of the training list
+    ns = runpy.run_path(
+        str(export_mmseg_config(darts_genotype, tmp_path / "b.py", data_root=tmp_path, splits={"train": stems}))
+    )
+    assert len(_ann(ns, "val")) == 2 and len(_ann(ns, "train")) == 8
+    # the user forcing train = val is kept, with a warning
+    caplog.set_level("WARNING", logger="datanas_seg.export")
+    both = {"train": stems, "val": stems[:3]}
+    ns = runpy.run_path(str(export_mmseg_config(darts_genotype, tmp_path / "c.py", data_root=tmp_path, splits=both)))
+    assert _ann(ns, "val") == stems[:3] and "3 of the 3 validation images are also training images" in caplog.text
+    # nothing to split: a warning that says what to pass
+    caplog.clear()
+    export_mmseg_config(darts_genotype, tmp_path / "d.py")
+    assert "no validation split" in caplog.text and "no data_root" in caplog.text
+
+
 def test_export_validates_arguments(tmp_path: Path, darts_genotype) -> None:
     with pytest.raises(ConfigError, match="class names"):
         export_mmseg_config(darts_genotype, tmp_path / "c.py", num_classes=2, class_names=["a"])
@@ -104,6 +136,14 @@ def test_genotype_references(tmp_path: Path, darts_genotype) -> None:
         resolve_genotype(name)
     with pytest.raises(GenotypeError, match="bundled genotypes"):
         resolve_genotype("no-such-genotype")
+    run = tmp_path / "run"  # a search run directory stands for its genotype.json
+    run.mkdir()
+    darts_genotype.save(run / "genotype.json")
+    (run / "config.json").write_text("{}")
+    assert resolve_genotype(str(run)) == darts_genotype
+    (run / "config.json").unlink()
+    with pytest.raises(GenotypeError, match="search run directory"):
+        resolve_genotype(str(run))
 
 
 def test_class_weights_reach_both_losses() -> None:

@@ -14,6 +14,7 @@ as its low-level input (DeepLabV3+).
 
 from __future__ import annotations
 
+import logging
 import os
 import pprint
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ from datanas_core.errors import ConfigError
 from datanas_core.io import atomic_write_text
 from datanas_seg.backbone import feature_channels
 from datanas_seg.genotypes import GenotypeRef, resolve_genotype
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DECODE_HEADS",
@@ -257,11 +260,13 @@ def _py(value: Any) -> str:
     return pprint.pformat(value, width=110, sort_dicts=False)
 
 
-def _resolve_dataset_base(name: str) -> str:
-    """``mmseg::<rel>`` -> the absolute path of that file in the installed mmsegmentation package.
+def _check_dataset_base(name: str) -> str:
+    """Check an ``mmseg::<rel>`` name against the installed mmsegmentation and return it unchanged.
 
-    mmengine resolves ``mmseg::`` scopes through ``pkg_resources``, which setuptools >= 81 no longer ships;
-    writing the resolved path keeps the config loadable. Without mmseg installed the name is kept as given.
+    The name stays portable (no absolute site-packages path in the written config); mmengine resolves it
+    when the config is loaded (without ``pkg_resources``, after ``import datanas_seg.mmseg``: see
+    :mod:`datanas_seg._mmengine_compat`). Other paths are returned as given; without mmseg installed the
+    name is not checked.
 
     Raises:
         ConfigError: mmseg is installed but has no such bundled config.
@@ -280,7 +285,60 @@ def _resolve_dataset_base(name: str) -> str:
             f"{name!r} is not among mmseg's bundled configs under {root} "
             "(e.g. 'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/datasets/pascal_voc12.py')"
         )
-    return str(candidate)
+    return name
+
+
+def _hold_out(
+    data_root: str | os.PathLike[str] | None,
+    splits: Mapping[str, Sequence[str]] | None,
+    img_suffix: str,
+    val_fraction: float,
+    seed: int,
+) -> dict[str, list[str]] | None:
+    """The splits to write: ``splits`` with a held-out validation part (taken from the training images when
+    ``val`` is missing or empty, or from the images under ``data_root`` when there are no splits); warns when
+    validation images are also training images, or when nothing can be held out."""
+    if splits is not None:
+        out = {k: list(v) for k, v in splits.items()}
+        train, val = out.get("train", []), out.get("val", [])
+        if val:
+            both = set(train) & set(val)
+            if both:
+                logger.warning(
+                    "%d of the %d validation images are also training images: validation mIoU will measure "
+                    "fitting, not generalisation",
+                    len(both),
+                    len(val),
+                )
+            return out
+        stems = train
+    else:
+        images = Path(data_root) / "images" if data_root is not None else None
+        stems = (
+            sorted(p.name[: -len(img_suffix)] for p in images.iterdir() if p.name.endswith(img_suffix))
+            if images is not None and images.is_dir()
+            else []
+        )
+        out = {}
+    if len(stems) < 2:
+        logger.warning(
+            "no validation split: %s; the exported config validates on its training images. Pass "
+            "splits={'train': [...], 'val': [...]} or a data_root with images/ to hold out validation images",
+            "too few images to split" if stems else "no splits and no images under data_root",
+        )
+        return splits if splits is None else {k: list(v) for k, v in splits.items()}
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = min(len(stems) - 1, max(1, round(len(stems) * val_fraction)))
+    import random
+
+    shuffled = list(stems)
+    random.Random(seed).shuffle(shuffled)
+    held = set(shuffled[:n_val])
+    out["train"] = [s for s in stems if s not in held]
+    out["val"] = [s for s in stems if s in held]
+    logger.info("validation: %d of %d images held out (seed %d)", n_val, len(stems), seed)
+    return out
 
 
 def export_mmseg_config(
@@ -318,14 +376,18 @@ def export_mmseg_config(
     log_interval: int = 50,
     work_dir: str | None = None,
     dataset_base: str | None = None,
+    val_fraction: float = 0.2,
 ) -> Path:
     """Write an mmseg config (Python file) training the derived backbone of ``genotype`` with an mmseg head.
 
     The dataset part targets a segfolder (``data_root/images/<stem><img_suffix>``,
     ``data_root/masks/<stem><seg_map_suffix>`` with class ids; see :func:`datanas_seg.data.write_segfolder`)
     through mmseg's ``BaseSegDataset``. With ``splits`` (``{"train": [stems], "val": [...], "test": [...]}``)
-    the stems are written to ``<config stem>.<split>.txt`` next to the config and used as ``ann_file``s;
-    otherwise every image is used for training and validation. For VOC, Cityscapes, ADE20K, ... pass
+    the stems are written to ``<config stem>.<split>.txt`` next to the config and used as ``ann_file``s. A
+    validation split is always held out: without ``val`` in ``splits`` a seeded ``val_fraction`` of the
+    training stems (of the images under ``data_root/images`` without ``splits``) becomes the validation
+    split (and the test split when there is none); validation images that are also training images, or a
+    ``data_root`` with no images to split, are logged as warnings. For VOC, Cityscapes, ADE20K, ... pass
     ``dataset_base`` (e.g. ``"mmseg::_base_/datasets/cityscapes.py"``, shipped inside the mmsegmentation
     wheel): the config then inherits that file's pipelines, data loaders and evaluators (``_base_``) and
     writes only the model, optimiser, schedule and runtime; set ``num_classes`` (19 for Cityscapes, 21 for
@@ -345,8 +407,13 @@ def export_mmseg_config(
         max_iters, val_interval, batch_size, lr, weight_decay: schedule (SGD + poly LR, iteration based).
         mean, std: ``SegDataPreProcessor`` normalisation.
         work_dir: optional ``work_dir`` entry (the Runner's output folder).
-        dataset_base: an mmseg dataset config to inherit (a path or ``mmseg::`` name ending in ``.py``);
-            ``data_root``, ``splits``, the suffixes and ``class_names`` are then not used.
+        dataset_base: an mmseg dataset config to inherit (a path or ``mmseg::`` name ending in ``.py``,
+            written as given so the config stays portable); ``data_root``, ``splits``, the suffixes and
+            ``class_names`` are then not used. Load such a config after ``import datanas_seg.mmseg`` when
+            ``pkg_resources`` is missing (setuptools >= 81).
+        data_root: the segfolder the config trains on (absolute in the config; ``data/segfolder``, with a
+            warning, when not given).
+        val_fraction: share of the training images held out for validation when ``splits`` has no ``val``.
 
     Returns:
         The path of the written config.
@@ -404,6 +471,13 @@ def export_mmseg_config(
         raise ConfigError(f"unknown test_mode {test_mode!r}; valid: slide, whole")
     path = Path(path)
     ann_files = {"train": "", "val": "", "test": ""}
+    if dataset_base is None:
+        splits = _hold_out(data_root, splits, img_suffix, val_fraction, seed)
+        if data_root is None:
+            logger.warning(
+                "no data_root: the config points at 'data/segfolder'; pass data_root (a segfolder, see "
+                "datanas_seg.write_segfolder)"
+            )
     if splits is not None:
         unknown = sorted(set(splits) - set(ann_files))
         if unknown:
@@ -538,7 +612,7 @@ def export_mmseg_config(
             "test_evaluator",
         }
         variables = [(n, v) for n, v in variables if n not in inherited]
-        lines.append(f"_base_ = [{_resolve_dataset_base(dataset_base)!r}]")
+        lines.append(f"_base_ = [{_check_dataset_base(dataset_base)!r}]")
     for name, value in variables:
         text = _py(value)
         text = (

@@ -5,6 +5,12 @@ Examples::
     python -m datanas_seg.train --genotype runs/seg-search/genotype.json --data isbi2012 --data-dir DIR
     python -m datanas_seg.train --genotype random:3 --data isbi2012 --data-dir DIR      # a random backbone
     python -m datanas_seg.train --genotype G.json ... --export-config runs/g/mmseg_config.py
+    python -m datanas_seg.train --genotype runs/seg-search ...      # a search run directory
+
+With a search run directory (or its genotype.json), the results are also added to that run's summary.json
+and report. ``--export-config`` writes an mmseg config with the real ``data_root`` (the segfolder given as
+``--data-dir``, or the loaded images written as a segfolder next to the config) and this run's
+train/val/test split.
 
 The model is mmseg's ``EncoderDecoder`` with the ``DataNASBackbone`` and an mmseg decode head
 (``--framework mmseg``, default) or the pure-torch FPN head (``--framework torch``). Training uses random
@@ -52,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--genotype",
         required=True,
-        help="genotype JSON path, bundled name, or 'random:SEED' for a random architecture of the space",
+        help="genotype JSON path, search run directory, bundled name, or 'random:SEED' for a random "
+        "architecture of the space",
     )
     _cli.add_data_args(p)
     _cli.add_model_args(p, C=16, head_channels=16)
@@ -224,9 +231,12 @@ def _run(args: argparse.Namespace) -> int:
     splits = _cli.load_splits(args)
     out = args.out or Path("runs/seg-train") / time.strftime("%Y%m%d-%H%M%S")
     crop = args.crop_size or 64
-    train_and_evaluate(args, genotype, splits, crop=crop, device=_cli.pick_device(args.device), out=out)
+    record = train_and_evaluate(
+        args, genotype, splits, crop=crop, device=_cli.pick_device(args.device), out=out
+    )
     genotype.save(out / "genotype.json")
     if args.export_config is not None:
+        data_root = _segfolder_for_export(args, splits)
         path = export_mmseg_config(
             genotype,
             args.export_config,
@@ -245,13 +255,36 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_iters=args.iters,
             lr=args.lr,
+            data_root=data_root,
+            splits=splits.names(),
         )
         logger.info(
-            "mmseg config written to %s (point data_root at a segfolder, e.g. datanas_seg.write_segfolder)",
-            path,
+            "mmseg config written to %s (data_root %s, the same train/val/test split)", path, data_root
         )
     logger.info("results in %s", out)
+    from datanas_core.runtime import record_retraining
+
+    metrics = {f"val_{k}": v for k, v in record["val"].items() if isinstance(v, (int, float))}
+    metrics.update({f"test_{k}": v for k, v in record["test"].items() if isinstance(v, (int, float))})
+    metrics.update(params_backbone=record["params_backbone"], iters=args.iters, data=args.data)
+    record_retraining(args.genotype, f"retrain ({args.data})", metrics, source=out)
     return 0
+
+
+def _segfolder_for_export(args: argparse.Namespace, splits: _cli.Splits) -> Path:
+    """The ``data_root`` of an exported config: the ``--data-dir`` of a segfolder of PNGs, else the loaded
+    images written as a segfolder next to the config (``<config stem>_data/``)."""
+    if args.data == "segfolder":
+        images = Path(args.data_dir) / "images"
+        if images.is_dir() and all(
+            p.suffix.lower() == ".png" for p in images.iterdir() if p.stem in set(splits.data.names)
+        ):
+            return Path(args.data_dir).resolve()
+    from datanas_seg.data import write_segfolder
+
+    target = args.export_config.with_name(f"{args.export_config.stem}_data")
+    logger.info("writing the %s images as a segfolder for the exported config: %s", args.data, target)
+    return write_segfolder(splits.data, target).resolve()
 
 
 @cli_entry

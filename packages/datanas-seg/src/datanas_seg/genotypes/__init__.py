@@ -1,7 +1,8 @@
 """Bundled genotypes of the ``seg.darts`` space, and resolution of genotype references.
 
 A genotype reference is a :class:`~datanas_core.genotype.Genotype`, a genotype document (mapping), the name
-of a bundled genotype (``<name>.json`` in this folder) or a path to a genotype JSON file.
+of a bundled genotype (``<name>.json`` in this folder), a path to a genotype JSON file or a search run
+directory (its ``genotype.json``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def resolve_genotype(ref: GenotypeRef) -> Genotype:
     """Turn a genotype reference into a :class:`Genotype`.
 
     Args:
-        ref: a Genotype, a genotype document, a bundled name (see :func:`bundled_genotypes`) or a JSON path.
+        ref: a Genotype, a genotype document, a bundled name (see :func:`bundled_genotypes`), a JSON path or a
+            search run directory.
 
     Raises:
         GenotypeError: the name is neither bundled nor an existing file (the message lists bundled names), or
@@ -49,8 +51,14 @@ def resolve_genotype(ref: GenotypeRef) -> Genotype:
         p = Path(text).expanduser()
         if p.is_file():
             return Genotype.load(p)
+        from datanas_core.runtime.report import find_run_dir
+
+        run_dir = find_run_dir(p)  # a search run directory: its genotype.json
+        if run_dir is not None:
+            return Genotype.load(run_dir / "genotype.json")
         raise GenotypeError(
-            f"genotype {text!r} is neither a bundled genotype nor an existing JSON file; bundled genotypes: "
+            f"genotype {text!r} is neither a bundled genotype, an existing JSON file nor a search run directory "
+            "with a genotype.json; bundled genotypes: "
             f"{', '.join(bundled) or '(none)'}"
         )
     raise GenotypeError(

@@ -6,7 +6,9 @@ Importing this module
    ``pip install "datanas-seg[mmseg]"``);
 2. on ``mmcv-lite`` (mmcv without compiled ops) registers a placeholder for ``mmcv._ext`` so that mmseg
    imports (see :mod:`datanas_seg._mmcv_compat`); with a full mmcv nothing is patched;
-3. registers ``DataNASBackbone`` (:class:`MMSegDataNASBackbone`, a derived genotype) and
+3. without ``pkg_resources`` (setuptools >= 81), lets mmengine's config loader resolve ``mmseg::`` names
+   (``_base_ = ['mmseg::_base_/datasets/cityscapes.py']``; see :mod:`datanas_seg._mmengine_compat`);
+4. registers ``DataNASBackbone`` (:class:`MMSegDataNASBackbone`, a derived genotype) and
    ``DataNASSupernetBackbone`` (:class:`MMSegDataNASSupernet`, the search supernet) in
    ``mmseg.registry.MODELS``.
 
@@ -20,6 +22,7 @@ import importlib.util
 
 from datanas_core.errors import MissingDependencyError
 from datanas_seg._mmcv_compat import ensure_mmcv_ext
+from datanas_seg._mmengine_compat import ensure_mmengine_package_lookup
 
 _INSTALL = 'pip install "datanas-seg[mmseg]"'
 
@@ -42,6 +45,7 @@ def _check_installed() -> None:
 
 _check_installed()
 ensure_mmcv_ext()
+ensure_mmengine_package_lookup()  # 'mmseg::' config names without pkg_resources
 
 try:
     import mmseg.models  # noqa: F401  (registers mmseg's heads and segmentors)
