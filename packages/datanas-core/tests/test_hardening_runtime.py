@@ -297,3 +297,24 @@ def test_cli_entry_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]
 def test_resume_command_for_multi_seed_runs() -> None:
     cmd = resume_command("datanas_vision.search", ["--seeds", "0,1", "--out=o", "--restart"], "o/seed_1")
     assert cmd == "python -m datanas_vision.search --seeds 0,1 --resume o"
+
+
+def test_multi_seed_resume_starts_seeds_that_never_ran(tmp_path: Path) -> None:
+    import argparse
+
+    from datanas_core.runtime import RuntimeOptions, add_runtime_args
+
+    parser = add_runtime_args(argparse.ArgumentParser())
+    with pytest.raises(ConfigError, match="no such run directory"):
+        RuntimeOptions.from_args(parser.parse_args(["--resume", str(tmp_path / "missing")]))
+    opts = RuntimeOptions.from_args(parser.parse_args(["--resume", str(tmp_path), "--seeds", "0,1"]))
+    assert opts.run_kwargs()["resume"] == "auto"
+    single = RuntimeOptions.from_args(parser.parse_args(["--resume", str(tmp_path)]))
+    assert single.run_kwargs()["resume"] is True
+    # "auto" over a run whose checkpoints were all set aside explains instead of starting over silently
+    run = tmp_path / "run"
+    _run(run)
+    for info in CheckpointManager(run / "checkpoints").list():
+        info.path.rename(info.path.with_name(info.path.name + ".corrupt"))
+    with pytest.raises(CheckpointError, match="every checkpoint was damaged"):
+        _run(run, resume="auto")

@@ -368,7 +368,7 @@ def run_search(
 
                 info = CheckpointInfo.parse(Path(chosen))
                 loaded = (info, read_checkpoint(chosen)) if info is not None else None
-            if loaded is None and resume is True and is_main:
+            if loaded is None and is_main:
                 corrupt = ckpts.corrupt_files()
                 if corrupt:
                     raise CheckpointError(
@@ -377,14 +377,15 @@ def run_search(
                         + (f" and {len(corrupt) - 3} more" if len(corrupt) > 3 else "")
                         + f"). {ALL_DAMAGED_ADVICE}"
                     )
-                if not rd.exists():
+                if resume is True and not rd.exists():
                     raise CheckpointError(
                         f"cannot resume {str(rd.path)!r}: it is not a run directory (no {RunDir.CONFIG} "
                         "and no checkpoint)"
                     )
-                logger.info(
-                    "%s was stopped before its first checkpoint: starting it again from step 0", rd.path
-                )
+                if rd.exists():
+                    logger.info(
+                        "%s was stopped before its first checkpoint: starting it again from step 0", rd.path
+                    )
         elif is_main and (ckpts.list() or rd.exists()):
             raise ConfigError(
                 f"{str(rd.path)!r} already holds a run; pass resume=True (--resume {rd.path}) to continue it, "
@@ -934,6 +935,8 @@ class RuntimeOptions:
                     "--restart starts over and --resume continues: pass one of them "
                     f"(--out {args.resume} --restart, or --resume {args.resume})"
                 )
+            if not Path(args.resume).is_dir():
+                raise ConfigError(f"--resume {args.resume}: no such run directory")
             out, resume = args.resume, True
         elif int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0:
             resume = "auto"
@@ -967,9 +970,14 @@ class RuntimeOptions:
         return self.out / f"seed_{seed}" if self.multi_seed else self.out
 
     def run_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`run_search` (all but ``run_dir``/``config``)."""
+        """Keyword arguments for :func:`run_search` (all but ``run_dir``/``config``).
+
+        Resuming several seeds resumes each seed's directory that exists and starts the others (a run
+        stopped during its first seeds), so ``resume`` is ``"auto"`` per seed then.
+        """
+        resume = "auto" if self.resume is True and self.multi_seed else self.resume
         return {
-            "resume": self.resume,
+            "resume": resume,
             "checkpoint_every": self.checkpoint_every,
             "keep_last": self.keep_last,
             "progress": self.progress,
