@@ -189,6 +189,11 @@ def test_out_is_a_file_or_unwritable(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(Path, "mkdir", read_only)
     with pytest.raises(ConfigError, match=r"cannot create run directory .*Read-only file system"):
         _run(tmp_path / "new")
+    monkeypatch.undo()
+    (tmp_path / "immutable").mkdir()
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # as for chattr +i or a read-only mount
+    with pytest.raises(ConfigError, match=r"immutable' is not writable"):
+        _run(tmp_path / "immutable")
 
 
 # ------------------------------------------------------------------------------------------------- resume

@@ -264,6 +264,10 @@ def prepare_run_dir(path: str | os.PathLike[str], *, create: bool = True) -> Pat
                 f"cannot create run directory {str(p)!r}: {exc.strerror or exc}; pass --out with a "
                 "writable directory"
             ) from None
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"run directory {str(p)!r} is not writable; pass --out with a writable directory"
+            )
     return p
 
 
