@@ -339,3 +339,38 @@ def test_apply_genotype_keeps_candidates() -> None:
     apply_genotype(net, genotype_from_choices({"block": 2}, net))
     assert net.block.fixed == (2,)
     assert len(net.block.ops) == 3
+
+
+def test_fast_exact_executor_gradients_equal_the_plain_path() -> None:
+    if not hasattr(ArchSample, "plain_exact"):
+        pytest.skip("this engine has no fast exact executor")
+    torch.manual_seed(0)
+    space = ModelSpace(Deep())
+    sup = space.build_supernet().double()
+    dist = ArchitectureDistribution(
+        space, {"type": "egs", "samples": 2}, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    x = torch.randn(3, 4, dtype=torch.float64)
+    grads = []
+    for plain in (False, True):
+        dist.zero_grad(set_to_none=True)
+        arch = dist.sample(torch.Generator().manual_seed(3))
+        sup(x, arch.plain_exact(plain) if plain else arch).square().mean().backward()
+        grads.append([p.grad.clone() for p in dist.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_dataloader_input() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
+    torch.manual_seed(0)
+    result = dc.search(
+        Net(), DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=8), loss=F.cross_entropy, epochs=1
+    )
+    assert unfixed_choices(result.model) == []
+    # a one-shot generator of batches is kept for every epoch
+    result = dc.search(Net(), (b for b in batches(2)), loss=F.cross_entropy, epochs=2)
+    assert len(result.history) == 2
