@@ -13,9 +13,10 @@ configuration: median / min / max of the wall and CPU (process) time of all time
 over its subprocesses. One torch thread by default; the load average is recorded at start and end.
 
 Configurations: ``softmax``, ``dirichlet``, ``snas`` (dense, exact executor), ``egs-M2`` / ``egs-M4``
-(DATA's EGS, exact executor: zero-weight ops run forward-only), ``egs-M2-plain`` (the same on the plain
-reference path, every op in the autograd graph: what the exact executor cost before), ``egs-M2-sparse``,
-``gdas`` (sparse executor), ``floor``.
+(DATA's EGS, exact executor: zero-weight ops run forward-only), ``egs-M2-plain`` / ``softmax-plain`` (the
+same on the plain reference path: every op in the autograd graph, plain products and sums, no shared ReLU;
+the fast pools are used by both), ``softmax-ckpt`` (``checkpoint_cells=True``), ``egs-M2-sparse``, ``gdas``
+(sparse executor), ``floor``.
 
 Example (the issue's sizes, both spaces, JSON + Markdown into docs/bench/):
     python tools/bench_search.py --out docs/bench/search_floor
@@ -40,6 +41,8 @@ from typing import Any
 CONFIGS: dict[str, tuple[str, dict[str, Any], str, bool]] = {
     "floor": ("", {}, "", False),
     "softmax": ("softmax", {}, "exact", False),
+    "softmax-plain": ("softmax", {}, "exact", True),
+    "softmax-ckpt": ("softmax", {}, "exact", False),
     "dirichlet": ("dirichlet", {}, "exact", False),
     "snas": ("snas", {}, "exact", False),
     "egs-M2": ("egs", {"samples": 2}, "exact", False),
@@ -122,6 +125,8 @@ def run_child(space_name: str, name: str, args: argparse.Namespace) -> dict[str,
             supernet_kwargs = {"C": size["C"], "N": size["N"], "num_classes": 10}
         else:
             supernet_kwargs = {"C": size["C"], "layers": size["layers"], "num_classes": 10}
+        if name.endswith("-ckpt"):
+            supernet_kwargs["checkpoint_cells"] = True
 
         class Task:
             def loss(self, model: Any, b: Any, arch: Any) -> Any:

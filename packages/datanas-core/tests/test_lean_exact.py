@@ -243,3 +243,26 @@ def test_fast_max_pool_equals_nn_maxpool_with_ties(shape: tuple[int, ...], strid
     assert torch.equal(out, ref)
     g = torch.randn_like(ref)
     assert torch.equal(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0])
+
+
+@pytest.mark.parametrize(("space_name", "kwargs"), SPACE_CASES[:2], ids=[c[0] for c in SPACE_CASES[:2]])
+@pytest.mark.parametrize("estimator", [{"type": "egs", "samples": 2}, "softmax"], ids=["egs2", "softmax"])
+def test_checkpoint_cells_gives_the_same_gradients(
+    space_name: str, kwargs: dict[str, Any], estimator: Any
+) -> None:
+    net, dist = _setup(space_name, kwargs, estimator)
+    x, y = _data()
+    arch = dist.sample(torch.Generator().manual_seed(3))
+    ref = _grads(net, dist, arch.plain_exact(), x, y)
+    net.checkpoint_cells = True
+    saved: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        new = _grads(net, dist, arch, x, y)
+    assert _assert_same(ref, new) > 0
+    net.checkpoint_cells = False
+    saved_plain: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved_plain.append(t.numel()) or t, lambda t: t):
+        _grads(net, dist, arch, x, y)
+    assert sum(saved) < sum(saved_plain)  # fewer activations kept
+    built = SPACES.build(space_name).build_supernet(**kwargs, checkpoint_cells=True)
+    assert built.checkpoint_cells

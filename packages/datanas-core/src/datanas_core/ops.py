@@ -319,7 +319,7 @@ class MaxPool3x3(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.device.type != "cpu":
+        if x.dim() != 4 or x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
             return F.max_pool2d(x, 3, self.stride, 1)
         y = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, self.stride, 1)
         return y.contiguous()

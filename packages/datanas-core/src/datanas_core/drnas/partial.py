@@ -219,15 +219,23 @@ class PartialChannelMixedOp(MixedOp):
         proxy: Tensor | None = None,
         zero: Collection[int] = (),
         arch_grad: bool = True,
+        fused: bool = False,
     ) -> Tensor:
         """``shuffle(cat(sum_k w_k op_k(x[:, :C/k]), bypass(x[:, C/k:])), k)`` ; args as MixedOp.forward."""
         if self.k == 1:
             return super().forward(
-                x, weights_row, active, grad_proxy, proxy=proxy, zero=zero, arch_grad=arch_grad
+                x, weights_row, active, grad_proxy, proxy=proxy, zero=zero, arch_grad=arch_grad, fused=fused
             )
         c = self.C_out
         y = super().forward(
-            x[:, :c], weights_row, active, grad_proxy, proxy=proxy, zero=zero, arch_grad=arch_grad
+            x[:, :c],
+            weights_row,
+            active,
+            grad_proxy,
+            proxy=proxy,
+            zero=zero,
+            arch_grad=arch_grad,
+            fused=fused,
         )
         rest = x[:, c:]
         if self.stride > 1:

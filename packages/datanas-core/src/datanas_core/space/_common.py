@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from datanas_core.errors import SearchSpaceError
 from datanas_core.ops import out_size
@@ -25,6 +27,7 @@ __all__ = [
     "missing_cell_types",
     "mixed_node_sum",
     "prepare_cell_sample",
+    "run_cell",
     "zero_node",
 ]
 
@@ -144,6 +147,7 @@ def mixed_node_sum(
             proxy=px,
             zero=prep.zero_of(e),
             arch_grad=prep.arch_grad,
+            fused=prep.lean,
         )
         acc = y if acc is None else acc + y
     return acc
@@ -152,3 +156,15 @@ def mixed_node_sum(
 def zero_node(ref: Tensor, C: int, stride: int) -> Tensor:
     """Zeros with ``C`` channels at the spatial size of ``ref`` after ``stride`` (a node without inputs)."""
     return ref.new_zeros(ref.shape[0], C, out_size(ref.shape[2], stride), out_size(ref.shape[3], stride))
+
+
+def run_cell(net: nn.Module, cell: nn.Module, *args: Any) -> Tensor:
+    """``cell(*args)``, checkpointed when ``net.checkpoint_cells`` is set and gradients are being recorded.
+
+    With checkpointing only the cell's inputs are kept; its activations are recomputed in backward (one
+    more forward pass of the cell, same gradients and random stream). The recomputation is a second forward
+    in training mode, so the BatchNorm running statistics of the cell are updated twice per step.
+    """
+    if getattr(net, "checkpoint_cells", False) and torch.is_grad_enabled():
+        return checkpoint(cell, *args, use_reentrant=False)
+    return cell(*args)

@@ -35,6 +35,7 @@ from datanas_core.space._common import (
     missing_cell_types,
     mixed_node_sum,
     prepare_cell_sample,
+    run_cell,
     zero_node,
 )
 from datanas_core.space.base import SPACES, CellSpec, SearchSpace
@@ -165,8 +166,10 @@ class DartsSpace(SearchSpace):
         in_channels: int = 3,
         stem_multiplier: int = 3,
         pool_bn: bool = True,
+        checkpoint_cells: bool = False,
     ) -> DartsSuperNet:
-        """The weight-sharing search network (non-affine BN; ``pool_bn``: BN after each pooling op)."""
+        """The weight-sharing search network (non-affine BN; ``pool_bn``: BN after each pooling op;
+        ``checkpoint_cells``: recompute every cell in backward, less memory for about one more forward)."""
         return DartsSuperNet(
             self,
             C=C,
@@ -175,6 +178,7 @@ class DartsSpace(SearchSpace):
             in_channels=in_channels,
             stem_multiplier=stem_multiplier,
             pool_bn=pool_bn,
+            checkpoint_cells=checkpoint_cells,
         )
 
     def build_derived(  # type: ignore[override]
@@ -354,6 +358,9 @@ class DartsSearchNetBase(SuperNetMixin, nn.Module):
 
     cells: nn.ModuleList
     _cell_types: list[str]
+    #: recompute each cell in backward instead of keeping its activations (see
+    #: :func:`~datanas_core.space._common.run_cell`)
+    checkpoint_cells: bool = False
 
     def _init_body(
         self,
@@ -380,7 +387,7 @@ class DartsSearchNetBase(SuperNetMixin, nn.Module):
         s0 = s1 = self.stem(x)
         yield s1
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, prep[cell.cell_type])
+            s0, s1 = s1, run_cell(self, cell, s0, s1, prep[cell.cell_type])
             yield s1
 
 
@@ -400,9 +407,11 @@ class DartsSuperNet(DartsSearchNetBase):
         in_channels: int = 3,
         stem_multiplier: int = 3,
         pool_bn: bool = True,
+        checkpoint_cells: bool = False,
     ) -> None:
         super().__init__()
         _check_positive(C=C, layers=layers, in_channels=in_channels, stem_multiplier=stem_multiplier)
+        self.checkpoint_cells = bool(checkpoint_cells)
         self.space_config = space.config()
         self._specs = space.cells()
 

@@ -96,6 +96,85 @@ class _ZeroWeightTerms(torch.autograd.Function):
         return (g, None, *gw, *([None] * n), *gc)
 
 
+class _MixedSum(torch.autograd.Function):
+    """``sum_k w_k * o_k`` over the graph columns, plus zero-weight columns (value 0) for their gradients.
+
+    Inputs: counts ``ng`` and ``nz``, the ``ng`` weights and outputs of the graph columns, the ``nz`` weights
+    (exactly 0) and outputs (computed without autograd) of the zero-weight columns, then the carried tensors
+    (exact-zero gradients). Backward: ``dL/do_k = w_k g`` for graph outputs, ``dL/dw_k = <g, o_k>`` for every
+    weight (one pass, no temporary), zeros for the carried tensors. Only the outputs whose weight needs a
+    gradient are kept.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, ng: int, nz: int, *rest: Tensor) -> Tensor:  # type: ignore[override]
+        ws, outs = rest[:ng], rest[ng : 2 * ng]
+        zshapes = [t.shape for t in rest[2 * ng : 2 * ng + nz]]
+        zouts = rest[2 * ng + nz : 2 * ng + 2 * nz]
+        carried = rest[2 * ng + 2 * nz :]
+        out = outs[0] * ws[0]
+        for o, wk in zip(outs[1:], ws[1:], strict=True):
+            out.addcmul_(o, wk)
+        ctx.ng, ctx.nz, ctx.zshapes = ng, nz, zshapes
+        ctx.carried = [(t.shape, t.dtype, t.device) for t in carried]
+        keep = [o if wk.requires_grad else None for o, wk in zip(outs, ws, strict=True)]
+        ctx.keep_idx = [i for i, o in enumerate(keep) if o is not None]
+        ctx.save_for_backward(*ws, *[keep[i] for i in ctx.keep_idx], *zouts)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        ng, nz = ctx.ng, ctx.nz
+        saved = ctx.saved_tensors
+        ws = saved[:ng]
+        kept = dict(zip(ctx.keep_idx, saved[ng : ng + len(ctx.keep_idx)], strict=True))
+        zouts = saved[ng + len(ctx.keep_idx) :]
+        need = ctx.needs_input_grad
+        g = g.contiguous()
+        flat = g.reshape(-1)
+        gws: list[Tensor | None] = [None] * ng
+        gos: list[Tensor | None] = [None] * ng
+        for i in range(ng):
+            if need[2 + i] and i in kept:
+                gws[i] = torch.dot(kept[i].reshape(-1).to(flat.dtype), flat).reshape(ws[i].shape)
+            if need[2 + ng + i]:
+                gos[i] = g * ws[i]
+        base = 2 + 2 * ng
+        gzw: list[Tensor | None] = [None] * nz
+        for i in range(nz):
+            if need[base + i]:
+                gzw[i] = torch.dot(zouts[i].reshape(-1).to(flat.dtype), flat).reshape(ctx.zshapes[i])
+        gc = [
+            torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
+            for i, (shape, dt, dev) in enumerate(ctx.carried)
+        ]
+        return (None, None, *gws, *gos, *gzw, *([None] * nz), *gc)
+
+
+def relu_tail(op: nn.Module) -> Any:
+    """A function ``tail`` with ``op(x) == tail(relu(x))`` when ``op`` is a Sequential that starts with a
+    ReLU (possibly nested: DARTS' SepConv), else ``None``. Lets the ops of one edge share ``relu(x)``."""
+    if not isinstance(op, nn.Sequential) or len(op) == 0:
+        return None
+    first = op[0]
+    if isinstance(first, nn.ReLU):
+        inner = None
+    else:
+        inner = relu_tail(first)
+        if inner is None:
+            return None
+
+    def tail(z: Tensor) -> Tensor:
+        if inner is not None:
+            z = inner(z)
+        for i, m in enumerate(op):
+            if i:
+                z = m(z)
+        return z
+
+    return tail
+
+
 def zero_weight_terms(
     base: Tensor, weights: Sequence[Tensor], outputs: Sequence[Tensor], carried: Sequence[Tensor] = ()
 ) -> Tensor:
@@ -220,6 +299,7 @@ class MixedOp(nn.Module):
         proxy: Tensor | None = None,
         zero: Collection[int] = (),
         arch_grad: bool = True,
+        fused: bool = False,
     ) -> Tensor:
         """Sum ``weights_row[k] * op_k(x)`` over the active columns.
 
@@ -234,6 +314,9 @@ class MixedOp(nn.Module):
                 (``arch_grad``) or not at all; their gradients equal the plain product's (module docstring).
                 Empty: every active column runs with autograd (the plain exact path).
             arch_grad: whether the weights need a gradient in this pass.
+            fused: the lean implementation: one custom autograd function for the weighted sum (the weights'
+                gradients as inner products, nothing kept but the op outputs those need) and one ReLU of
+                ``x`` shared by the ops that start with it. ``False``: plain products and sums (reference).
 
         Returns:
             The edge output; zeros of the right shape when no non-``none`` column is active.
@@ -241,6 +324,14 @@ class MixedOp(nn.Module):
         slots = self._slots
         out: Tensor | None = None
         w = weights_row.unbind(0) if isinstance(weights_row, Tensor) and len(active) > 1 else weights_row
+        if fused:
+            out = self._fused(x, w, active, zero, arch_grad)
+            if grad_proxy:
+                if proxy is None:
+                    proxy = _zero_carrier(weights_row, active, len(slots))
+                if proxy is not None:
+                    out = out + proxy
+            return out
         lean: list[int] = []
         for k in active:
             slot = slots[k]
@@ -261,6 +352,62 @@ class MixedOp(nn.Module):
         if out is None:
             out = self.zeros(x)
         return out
+
+    def _relu_tail(self, k: int) -> Any:
+        """``tail`` with ``op_k(x) == tail(relu(x))`` (ops that start with a ReLU), else ``None``.
+
+        Built per call (a few ``isinstance`` checks), so ops whose submodules are replaced (widening)
+        stay correct."""
+        return relu_tail(self.ops[self._slots[k]])
+
+    def _fused(
+        self, x: Tensor, w: Sequence[Tensor], active: Sequence[int], zero: Collection[int], arch_grad: bool
+    ) -> Tensor:
+        """The lean edge: graph columns and zero-weight columns in one :class:`_MixedSum`."""
+        slots = self._slots
+        gw: list[Tensor] = []
+        go: list[Tensor] = []
+        zcols: list[int] = []
+        rx: Tensor | None = None
+        for k in active:
+            slot = slots[k]
+            if slot < 0:
+                continue
+            if k in zero and self._forward_only_ok(k):
+                zcols.append(k)
+                continue
+            op = self.ops[slot]
+            tail = self._relu_tail(k)
+            if tail is not None and not (op._forward_hooks or op._forward_pre_hooks):
+                if rx is None:
+                    rx = torch.relu(x)
+                go.append(tail(rx))
+            else:
+                go.append(op(x))
+            gw.append(w[k])
+        zw: list[Tensor] = []
+        zo: list[Tensor] = []
+        carried: list[Tensor] = []
+        if zcols and torch.is_grad_enabled():
+            mods = [self.ops[slots[k]] for k in zcols]
+            carried = [x, *(p for m in mods for p in m.parameters())]
+            ws = [w[k] for k in zcols]
+            if arch_grad and any(t.requires_grad for t in ws):
+                with torch.no_grad():
+                    for k, m in zip(zcols, mods, strict=True):
+                        tail = self._relu_tail(k)
+                        if tail is not None and not (m._forward_hooks or m._forward_pre_hooks):
+                            if rx is None:
+                                rx = torch.relu(x)
+                            zo.append(tail(rx))
+                        else:
+                            zo.append(m(x))
+                zw = ws
+            carried = [t for t in carried if t.requires_grad]
+        if not go:
+            base = self.zeros(x)
+            return zero_weight_terms(base, zw, zo, carried) if (zw or carried) else base
+        return _MixedSum.apply(len(go), len(zw), *gw, *go, *zw, *zo, *carried)
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
@@ -325,6 +472,8 @@ class PreparedCellSample:
         zero: per edge, the columns whose weight is exactly 0 (empty sets on the plain exact path, see
             :attr:`~datanas_core.sample.CellSample.plain_exact`); ``None``: no information (all empty).
         arch_grad: whether the weights need a gradient in this forward pass.
+        lean: use the lean mixed-edge implementation (``MixedOp.forward(fused=True)``); ``False`` on the
+            plain path.
     """
 
     rows: list[tuple[Tensor, ...]]
@@ -332,6 +481,7 @@ class PreparedCellSample:
     proxy: list[Tensor | None]
     zero: list[frozenset[int]] | None = None
     arch_grad: bool = True
+    lean: bool = False
     _no_zero: frozenset[int] = field(default=frozenset(), repr=False)
 
     def zero_of(self, e: int) -> frozenset[int]:
@@ -378,7 +528,7 @@ class PreparedCellSample:
             if not any(zero):
                 zero = None
         arch_grad = bool(w.requires_grad and torch.is_grad_enabled())
-        return cls(rows, run, proxy, zero, arch_grad)
+        return cls(rows, run, proxy, zero, arch_grad, not sample.plain_exact)
 
     def skip(self, e: int) -> bool:
         """Edge ``e`` contributes nothing (no module to run and no gradient carrier)."""

@@ -33,6 +33,7 @@ from datanas_core.space._common import (
     missing_cell_types,
     mixed_node_sum,
     prepare_cell_sample,
+    run_cell,
 )
 from datanas_core.space.base import SPACES, CellSpec, SearchSpace
 from datanas_core.space.mixed import PreparedCellSample
@@ -187,10 +188,26 @@ class NB201Space(SearchSpace):
     # ------------------------------------------------------------------------------------------------------
 
     def build_supernet(  # type: ignore[override]
-        self, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3
+        self,
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        checkpoint_cells: bool = False,
     ) -> NB201SuperNet:
-        """The weight-sharing search network (non-affine BN in the cells, no BN after pooling)."""
-        return NB201SuperNet(self, C=C, N=N, num_classes=num_classes, in_channels=in_channels)
+        """The weight-sharing search network (non-affine BN in the cells, no BN after pooling).
+
+        ``checkpoint_cells``: recompute every searchable cell in backward (activation checkpointing: less
+        memory, about one more forward pass of time).
+        """
+        return NB201SuperNet(
+            self,
+            C=C,
+            N=N,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            checkpoint_cells=checkpoint_cells,
+        )
 
     def build_derived(  # type: ignore[override]
         self, genotype: Genotype | str, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3
@@ -335,6 +352,9 @@ class NB201SearchNetBase(SuperNetMixin, _NB201Base):
     consumes (``cell(x, _cell_input(arch))``); ResNet blocks take ``x`` only."""
 
     cells: nn.ModuleList
+    #: recompute each searchable cell in backward instead of keeping its activations (see
+    #: :func:`~datanas_core.space._common.run_cell`)
+    checkpoint_cells: bool = False
 
     def _cell_input(self, arch: ArchSample) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -344,7 +364,7 @@ class NB201SearchNetBase(SuperNetMixin, _NB201Base):
         x = self.stem(x)
         yield x
         for cell in self.cells:
-            x = cell(x) if isinstance(cell, ResNetBasicBlock) else cell(x, prep)
+            x = cell(x) if isinstance(cell, ResNetBasicBlock) else run_cell(self, cell, x, prep)
             yield x
 
 
@@ -352,9 +372,17 @@ class NB201SuperNet(NB201SearchNetBase):
     """NB201's search network; ``forward(x, arch)`` uses ``arch["cell"]`` for all 3N cells."""
 
     def __init__(
-        self, space: NB201Space, *, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3
+        self,
+        space: NB201Space,
+        *,
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        checkpoint_cells: bool = False,
     ):
         super().__init__()
+        self.checkpoint_cells = bool(checkpoint_cells)
         self.space_config = space.config()
         self._spec = space.cells()[_CELL]
         layout = self._init_common(C, N, num_classes, in_channels)
