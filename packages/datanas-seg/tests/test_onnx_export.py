@@ -53,3 +53,25 @@ def test_onnx_seg_backbone(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     assert export_onnx(_backbone(), X, tmp_path / "bb.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_onnx_mmseg_segmentor(tmp_path) -> None:
+    """The whole mmseg EncoderDecoder (derived backbone + ASPP head) in tensor mode."""
+    pytest.importorskip("mmseg")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from datanas_seg.mmseg.segmentor import build_derived_segmentor
+
+    torch.manual_seed(0)
+    segmentor = build_derived_segmentor(GENOTYPE, num_classes=2, C=4, head_channels=8)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x, mode="tensor")
+
+    assert export_onnx(Logits(segmentor), torch.randn(1, 3, 32, 32), tmp_path / "seg.onnx").is_file()
