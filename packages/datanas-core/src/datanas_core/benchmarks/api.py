@@ -77,7 +77,7 @@ def table_from_api(
         for name in names:
             try:
                 info = _more_info(api, i, API_DATASETS[name], str(hp))
-            except (ValueError, KeyError, AssertionError, IndexError) as exc:
+            except (ValueError, KeyError, AssertionError, IndexError, OSError) as exc:
                 raise DataError(
                     f"the benchmark API ({source or type(api).__name__}) has no {name} result for cell {i} "
                     f"{arch!r} with hp={hp!r}: {exc}"

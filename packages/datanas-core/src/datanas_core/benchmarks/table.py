@@ -163,6 +163,7 @@ class BenchmarkTable:
     ) -> None:
         self.source = str(source)
         self.format = fmt
+        self.metrics: tuple[str, ...] = ()
         self._rows: dict[str, dict[str, float]] = {}
         metrics: dict[str, None] = {}
         where = f" in {self.source!r}" if self.source else ""
@@ -187,7 +188,7 @@ class BenchmarkTable:
                     clean[str(m)] = f
                     metrics.setdefault(str(m), None)
             self._rows[key] = clean
-        self.metrics: tuple[str, ...] = tuple(metrics)
+        self.metrics = tuple(metrics)
         if lower_is_better is None:
             self.lower_is_better = frozenset(m for m in self.metrics if _lower_is_better(m))
         else:
@@ -350,6 +351,8 @@ def read_csv_table(path: str | os.PathLike[str]) -> BenchmarkTable:
         raise DataError(f"benchmark table {str(p)!r} is not a UTF-8 CSV file: {exc}") from exc
     except csv.Error as exc:
         raise DataError(f"benchmark table {str(p)!r}: malformed CSV: {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read the benchmark table {str(p)!r}: {exc}") from exc
     expected = (
         f"expected the public export ({_EXPORT_ARCH}, {', '.join(EXPORT_COLUMNS)}) or a simple "
         "'arch,<metric>,...' header"
@@ -401,8 +404,11 @@ def read_csv_table(path: str | os.PathLike[str]) -> BenchmarkTable:
 
 
 def _looks_like_text(p: Path) -> bool:
-    with p.open("rb") as f:
-        head = f.read(4096)
+    try:
+        with p.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise DataError(f"cannot read the benchmark table {str(p)!r}: {exc}") from exc
     if b"\0" in head:
         return False
     try:
