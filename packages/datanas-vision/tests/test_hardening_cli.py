@@ -131,3 +131,16 @@ def test_resume_accepts_the_documented_overrides_and_lists_other_differences(
     errors.set_level(logging.INFO)
     assert search_cli.main([*more, "--w-lr", "0.01", "--a-lr", "0.001", "--resume", str(run)]) == 0
     assert "resume overrides: w_lr" in errors.text and "epochs 1 -> 2" in errors.text
+
+
+def test_debug_adds_the_traceback_to_a_logged_error(tmp_path: Path, errors: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    argv = ["--genotype", str(f), "--epochs", "1", "--no-progress"]
+    assert train_cli.main(argv) == 2
+    record = next(r for r in errors.records if r.levelno == logging.ERROR)
+    assert record.exc_info is None
+    errors.clear()
+    assert train_cli.main([*argv, "--debug"]) == 2
+    record = next(r for r in errors.records if r.levelno == logging.ERROR)
+    assert record.exc_info is not None and "Traceback" in errors.text

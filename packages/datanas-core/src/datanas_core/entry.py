@@ -14,18 +14,21 @@ and get, for every failure that escapes ``main``:
   command, the other arguments kept so that the configuration matches), exit status 130;
 - anything else (a bug): ``internal error: <type>: <message>`` on one line and exit status 1.
 
-``--debug`` anywhere on the command line shows the Python traceback instead; the wrapper removes the flag
-before ``main`` parses the arguments, so every CLI accepts it. :func:`one_line_errors` makes argparse
+``--debug`` anywhere on the command line shows the Python traceback instead (also for errors that ``main``
+catches and logs itself); the wrapper removes the flag before ``main`` parses the arguments, so every CLI
+accepts it. :func:`one_line_errors` makes argparse
 report a bad flag value on one line too (usage is only printed by ``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import logging
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -71,6 +74,25 @@ def resume_command(module: str, argv: Sequence[str], run_dir: str | Path) -> str
     return shlex.join(["python", "-m", module, *args, "--resume", str(target)])
 
 
+@contextlib.contextmanager
+def _tracebacks_in_error_logs() -> Iterator[None]:
+    """While active, an ERROR log record made inside an ``except`` block carries that exception, so the
+    log line is followed by its traceback (``--debug``). The previous record factory is restored after."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.levelno >= logging.ERROR and record.exc_info is None and sys.exc_info()[0] is not None:
+            record.exc_info = sys.exc_info()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
 def _fail(message: str, status: int) -> int:
     sys.stderr.write(_one_line(message) + "\n")
     sys.stderr.flush()
@@ -90,7 +112,8 @@ def cli_entry(main: F) -> F:
         debug = "--debug" in given
         args = [a for a in given if a != "--debug"]
         try:
-            return main(args, *rest, **kwargs)
+            with _tracebacks_in_error_logs() if debug else contextlib.nullcontext():
+                return main(args, *rest, **kwargs)
         except RunInterrupted as exc:
             return _fail(
                 f"interrupted: resume with: {resume_command(module, args, exc.run_dir)}", INTERRUPTED
