@@ -393,6 +393,17 @@ class RunLock:
         self.release()
 
 
+def _read_json_dict(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        return {}
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        logger.warning("ignoring unreadable %s: %s", p, exc)
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 class RunDir:
     """A run directory (see the module docstring for the layout).
 
@@ -490,9 +501,12 @@ class RunDir:
         if not p.is_file():
             raise ConfigError(f"{str(self.path)!r} is not a run directory: {self.CONFIG} is missing")
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{str(p)!r} is not valid JSON: {exc}") from exc
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ConfigError(f"{str(p)!r} is not a readable JSON configuration: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{str(p)!r} is not a JSON object")
+        return doc
 
     # -------------------------------------------------------------- manifest
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
@@ -502,8 +516,8 @@ class RunDir:
         atomic_write(self.path / self.MANIFEST, (dumps(manifest, indent=2) + "\n").encode())
 
     def read_manifest(self) -> dict[str, Any]:
-        p = self.path / self.MANIFEST
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+        """manifest.json (``{}`` when missing or unreadable: it is informative, a damaged one is rewritten)."""
+        return _read_json_dict(self.path / self.MANIFEST)
 
     def update_manifest(self, **entries: Any) -> None:
         """Merge entries into manifest.json (e.g. ``resumed_from``)."""
@@ -637,8 +651,8 @@ class RunDir:
         atomic_write(self.path / self.SUMMARY, (dumps(summary, indent=2) + "\n").encode())
 
     def read_summary(self) -> dict[str, Any]:
-        p = self.path / self.SUMMARY
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+        """summary.json (``{}`` when missing or unreadable)."""
+        return _read_json_dict(self.path / self.SUMMARY)
 
     def close(self) -> None:
         """Flush and close open files (metrics, TensorBoard)."""
