@@ -40,6 +40,13 @@ def test_out_is_a_file_subprocess_one_line_exit_2(tmp_path: Path) -> None:
     assert "is a file, not a directory" in last and str(f) in last
 
 
+def test_out_is_a_file_for_search(tmp_path: Path, errors: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert search_cli.main([*TINY, "--out", str(f)]) == 2
+    assert "is a file, not a directory" in errors.text and f.read_text() == "x"
+
+
 def test_out_is_a_file_for_train(tmp_path: Path, errors: pytest.LogCaptureFixture) -> None:
     f = tmp_path / "file"
     f.write_text("x")
