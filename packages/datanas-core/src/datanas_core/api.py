@@ -206,7 +206,6 @@ def search(
     epochs: int | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     device: torch.device | str | None = None,
-    stages: Any = None,
     **overrides: Any,
 ) -> ModelSearchResult:
     """Search the choices of ``model`` (:class:`~datanas_core.nn.LayerChoice`,
@@ -229,7 +228,6 @@ def search(
         run_dir: with a directory, the runtime runs the search (progress, checkpoints, resume, monitors,
             report with a table of choices).
         device: where to search (default: the model's device); batches are moved there.
-        stages: DrNAS progressive stages (see :func:`~datanas_core.build_searcher`).
         **overrides: :class:`~datanas_core.SearchConfig` fields (``seed``, ``w_lr``, ``a_lr``,
             ``estimator_options``, ``regularizers`` (replaces the preset's; e.g. add
             ``{"type": "expected_cost", "metric": "flops", "budget": ..., "form": "hinge"}``), ...) and, with
@@ -244,7 +242,7 @@ def search(
         SearchSpaceError: the model has no choices, labels disagree, candidate outputs differ in shape.
     """
     from datanas_core.search.config import PRESETS, SearchConfig
-    from datanas_core.search.factory import build_searcher
+    from datanas_core.search.searcher import Searcher
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"search needs an nn.Module, got {type(model).__name__}")
@@ -287,15 +285,7 @@ def search(
     space = ModelSpace(work, example_input=example)
     supernet = ModelSupernet(work)
 
-    def make() -> Any:
-        if stages is not None:
-            # DrNAS stages rebuild the supernet from the space
-            return build_searcher(space, task, config, stages=stages, device=device)
-        from datanas_core.search.searcher import Searcher
-
-        return Searcher(space, task, config, supernet=supernet, device=device)
-
-    searcher = make()
+    searcher = Searcher(space, task, config, supernet=supernet, device=device)
     if run_dir is None:
         result = searcher.fit(train_data, val_data)
     else:
