@@ -301,6 +301,21 @@ def test_mismatched_candidate_shapes_named() -> None:
         dc.search(Bad(), [(torch.randn(2, 4), torch.zeros(2))], loss=F.mse_loss, epochs=1)
 
 
+def test_input_choice_with_mismatched_inputs_named() -> None:
+    class Bad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.pick = InputChoice(2, label="merge")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.lin(x)
+            return self.pick([x, x[:, :2]]).sum(-1)
+
+    with pytest.raises(SearchSpaceError, match=r"'merge'.*0: \[2, 4\], 1: \[2, 2\]"):
+        dc.search(Bad(), [(torch.randn(2, 4), torch.zeros(2))], loss=F.mse_loss, epochs=1)
+
+
 def test_duplicate_labels_with_different_counts() -> None:
     net = nn.Sequential(LayerChoice([nn.Tanh(), nn.ReLU()], label="a"), LayerChoice([nn.Tanh()], label="a"))
     with pytest.raises(SearchSpaceError, match="label 'a' is used at '0' and at '1' with 2 and 1 candidates"):

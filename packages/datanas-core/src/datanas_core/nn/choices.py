@@ -246,12 +246,7 @@ class LayerChoice(ChoiceModule):
                 "wrap multi-input candidates in a module that takes a tuple"
             )
         if self._search is None:
-            if len(self.fixed) == 1:
-                return self.ops[self.fixed[0]](x)
-            out = self.ops[self.fixed[0]](x)
-            for k in self.fixed[1:]:
-                out = out + self.ops[k](x)
-            return out
+            return self.ops[self.fixed[0]](x)
         if not self._shapes_checked:
             self._check_shapes(x)
         return self._mixed(x)
