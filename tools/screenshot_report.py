@@ -3,10 +3,13 @@
 Usage::
 
     python tools/screenshot_report.py RUN_DIR_OR_HTML --out shot.png [--width 1200 --height 1600]
+    python tools/screenshot_report.py RUN_DIR --out alpha.png --anchor architecture-probabilities
 
 Chromium (or Chrome) must be installed (``apt-get install -y chromium``); it runs headless, without
 network, sandbox, GPU or a user profile (a temporary one is used). The picture is the top
-``--width`` x ``--height`` pixels of the page (the headline of a report is at the top). With Pillow
+``--width`` x ``--height`` pixels of the page (the headline of a report is at the top), or of the page
+scrolled to a section with ``--anchor`` (the section's id: its title in lower case, non-alphanumerics as
+``-``). With Pillow
 installed the PNG is reduced to a 256-colour palette (``--colors``, 0 keeps it as Chromium wrote it), which
 keeps a report screenshot well under 300 KB.
 """
@@ -47,6 +50,7 @@ def screenshot(
     browser: str | None = None,
     colors: int = 256,
     timeout: float = 120.0,
+    anchor: str | None = None,
 ) -> Path:
     """Write a PNG of the top of ``report`` (a ``report.html`` or a run directory holding one)."""
     page = Path(report)
@@ -71,7 +75,7 @@ def screenshot(
             f"--user-data-dir={profile}",
             f"--screenshot={out_path}",
             f"--window-size={width},{height}",
-            page.resolve().as_uri(),
+            (_from_anchor(page, anchor, Path(profile)) if anchor else page.resolve()).as_uri(),
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if res.returncode != 0 or not out_path.is_file():
@@ -79,6 +83,20 @@ def screenshot(
     if colors:
         _quantize(out_path, colors)
     return out_path
+
+
+def _from_anchor(page: Path, anchor: str, tmp: Path) -> Path:
+    """A copy of ``page`` whose body starts at the element with ``id=anchor`` (a scrolled screenshot without
+    relying on the browser scrolling before it paints). Report pages are self-contained (inline SVG)."""
+    text = page.read_text(encoding="utf-8")
+    at = text.find(f'id="{anchor}"')
+    body = text.find("<body>")
+    if at < 0 or body < 0:
+        raise RuntimeError(f"{str(page)!r} has no element with id {anchor!r}")
+    start = text.rfind("<", 0, at)
+    out = tmp / "page.html"
+    out.write_text(text[: body + len("<body>")] + "\n" + text[start:], encoding="utf-8")
+    return out
 
 
 def _quantize(path: Path, colors: int) -> None:
@@ -99,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=1600, help="window height in pixels (default: 1600)")
     p.add_argument("--browser", help="Chromium executable (default: $CHROMIUM or the first found on PATH)")
     p.add_argument("--colors", type=int, default=256, help="palette size, 0 for none (default: 256)")
+    p.add_argument("--anchor", help="scroll to this section id first (e.g. architecture-probabilities)")
     args = p.parse_args(argv)
     try:
         path = screenshot(
@@ -108,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             height=args.height,
             browser=args.browser,
             colors=args.colors,
+            anchor=args.anchor,
         )
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         sys.stderr.write(f"error: {exc}\n")

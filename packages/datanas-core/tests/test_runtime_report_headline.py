@@ -146,7 +146,8 @@ def test_undecided_warning_defers_to_a_recorded_one(tmp_path: Path) -> None:
 
 
 def test_alpha_heatmaps_are_coloured_relative_to_uniform(tmp_path: Path) -> None:
-    # a small deviation from 1/K still spans the colour scale: the largest probability is full red
+    # a small deviation from 1/K still spans the colour scale: the largest probability is full red, the
+    # smallest full blue
     run = _write_run(tmp_path / "run", spread=0.003)
     build_report(run)
     root = ET.parse(run / "figures" / "alpha_final_cell.svg").getroot()
@@ -156,7 +157,10 @@ def test_alpha_heatmaps_are_coloured_relative_to_uniform(tmp_path: Path) -> None
     at = {(c.get("data-row"), c.get("data-col")): c for c in cells}
     assert at[("0", "1")].get("fill") == diverging_color(1.0)  # 0.203: the largest
     assert at[("0", "1")].get("data-value") == "0.203"
-    assert at[("0", "0")].get("fill") == diverging_color(-0.25)  # 0.19925: a quarter of it below 1/K
+    assert at[("0", "0")].get("fill") == diverging_color(-1.0)  # 0.19925: the smallest
+    assert at[("1", "1")].get("fill") == diverging_color(-1.0) and at[("1", "2")].get(
+        "fill"
+    ) == diverging_color(1)
     assert "1/K=0.2" in (run / "figures" / "alpha_final_cell.svg").read_text()
 
 

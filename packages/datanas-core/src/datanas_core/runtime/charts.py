@@ -118,7 +118,7 @@ def _mpl_line_chart(
             if all(x.is_integer() for x, _ in allp):
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ys = [y for _, y in allp]
-            if min(ys) > 0 and max(ys) / min(ys) > 50:
+            if min(ys) >= 1 and max(ys) / min(ys) > 50:  # e.g. perplexities falling from thousands
                 ax.set_yscale("log")
             ax.grid(True, color="#e5e5e5", linewidth=0.8)
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -200,7 +200,10 @@ def _metric_groups(epochs: list[dict[str, Any]]) -> dict[str, list[str]]:
                 keys[k] = None
     groups: dict[str, list[str]] = defaultdict(list)
     for k in keys:
-        groups[k.rsplit("_", 1)[-1]].append(k)
+        if k == "genotype_stable_epochs":  # the genotype section tells it
+            continue
+        # the decision monitor's statistics (entropy, margin, weak-edge share: all in [0, 1]) share a chart
+        groups["decision" if k.startswith("decision_") else k.rsplit("_", 1)[-1]].append(k)
     return dict(groups)
 
 
@@ -452,12 +455,14 @@ def _section_collapse(doc: _Doc, run: RunData) -> None:
 
 
 def _uniform_scale(values: Sequence[Sequence[float]], k: int) -> tuple[float, float, float]:
-    """``(center, vmin, vmax)`` for probabilities coloured relative to uniform ``1/k``: the colour saturates
-    at the largest deviation from ``1/k`` (at least 1e-4, so a flat run stays pale)."""
+    """``(center, vmin, vmax)`` for probabilities coloured relative to uniform ``1/k``: red saturates at the
+    largest probability, blue at the smallest (each at least 1e-4 away from ``1/k``, so a flat run stays
+    pale)."""
     center = 1.0 / max(k, 1)
-    dev = max((abs(float(v) - center) for row in values for v in row), default=0.0)
-    dev = max(dev, 1e-4)
-    return center, center - dev, center + dev
+    flat = [float(v) for row in values for v in row]
+    hi = max([*flat, center])
+    lo = min([*flat, center])
+    return center, min(lo, center - 1e-4), max(hi, center + 1e-4)
 
 
 def _section_alpha(doc: _Doc, run: RunData) -> None:
@@ -490,7 +495,7 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
                 center_label=label,
             ),
             f"{ct}: probabilities per edge (rows) and op (columns) after the last epoch, coloured relative to "
-            f"uniform ({label}, white): red above, blue below, full colour at {hi - center:+.2g}",
+            f"uniform ({label}, white): red above it (full at {hi:.3g}), blue below (full at {lo:.3g})",
         )
         labels, values = [], []
         for e in range(E):
@@ -506,14 +511,14 @@ def _section_alpha(doc: _Doc, run: RunData) -> None:
                 row_labels=labels,
                 col_labels=cols,
                 title=f"{ct}: probabilities per epoch",
-                cell=10,
+                cell=12,
                 vmin=lo,
                 vmax=hi,
                 center=center,
                 center_label=label,
             ),
-            f"{ct}: every (edge, op) probability over the epochs, relative to uniform ({label}, white); "
-            f"full colour at {hi - center:+.2g}",
+            f"{ct}: every (edge, op) probability over the epochs, relative to uniform ({label}, white): red "
+            f"above it (full at {hi:.3g}), blue below (full at {lo:.3g})",
         )
 
 
@@ -608,7 +613,7 @@ def _task(run: RunData) -> str:
 def _method(run: RunData) -> str:
     c = run.config
     sc = c.get("search_config") or run.manifest.get("search_config") or {}
-    named = c.get("preset") or c.get("method")
+    named = c.get("method") or c.get("preset")  # lm: --method is the recipe, --preset the model size
     bits = []
     if isinstance(sc, Mapping) and sc.get("estimator"):
         est = str(sc["estimator"])
@@ -730,8 +735,9 @@ def run_warnings(run: RunData) -> list[str]:
                 if isinstance(c, Mapping)
             )
         out.append("possible collapse in the last epoch" + (f" ({detail})" if detail else ""))
-    decided = last.get("decided", final.get("decided"))
-    verdict = last.get("decision_verdict") or final.get("decision_verdict")
+    decision = s.get("decision") if isinstance(s.get("decision"), Mapping) else {}
+    decided = last.get("decided", final.get("decided", decision.get("decided")))
+    verdict = last.get("decision_verdict") or final.get("decision_verdict") or decision.get("verdict")
     if decided is False and verdict and not any("undecided" in w.lower() for w in out):
         out.append(str(verdict))
     probs = last.get("probs")

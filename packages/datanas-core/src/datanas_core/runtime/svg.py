@@ -204,8 +204,8 @@ def heatmap_svg(
     ``<rect class="cell" data-row data-col data-value>``.
 
     Without ``center``, values map linearly from ``vmin`` (light) to ``vmax`` (dark). With ``center``, a
-    diverging scale: ``center`` is white, values below it blue and above it red, saturated at the larger
-    of ``vmax - center`` and ``center - vmin``; the colour bar marks the centre (``center_label``).
+    diverging scale: ``center`` is white, values above it red (full at ``vmax``) and below it blue (full at
+    ``vmin``); the colour bar marks the centre (``center_label``).
     """
     nrows = len(values)
     ncols = max((len(r) for r in values), default=0)
@@ -226,13 +226,13 @@ def heatmap_svg(
             f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>'
         )
     span = (vmax - vmin) or 1.0
-    half = max(vmax - center, center - vmin) if center is not None else 0.0
-    half = half if half > 0 else 1.0
+    above = (vmax - center) if center is not None and vmax > center else 1.0
+    below = (center - vmin) if center is not None and vmin < center else 1.0
 
     def color_of(v: float) -> str:
         if center is None:
             return heat_color((v - vmin) / span)
-        return diverging_color((v - center) / half)
+        return diverging_color((v - center) / (above if v >= center else below))
 
     show_every = max(1, math.ceil(12 / cw))
     for j, lab in enumerate(col_labels[:ncols]):
@@ -259,7 +259,7 @@ def heatmap_svg(
     bx = label_w + ncols * cw + 16
     steps = 20
     bh = max(nrows * ch, 60)
-    lo, hi = (center - half, center + half) if center is not None else (vmin, vmax)
+    lo, hi = vmin, vmax
     for s in range(steps):
         t = 1 - s / (steps - 1)
         out.append(
@@ -268,9 +268,11 @@ def heatmap_svg(
         )
     out.append(f'<text x="{bx + 16}" y="{mt + 8}">{_tick_label(hi)}</text>')
     out.append(f'<text x="{bx + 16}" y="{mt + bh}">{_tick_label(lo)}</text>')
-    if center is not None:
+    if center is not None and lo < center < hi:
+        cy = mt + (hi - center) / (hi - lo) * bh
+        out.append(f'<line x1="{bx - 2}" y1="{cy:.1f}" x2="{bx + 14}" y2="{cy:.1f}" stroke="#333"/>')
         out.append(
-            f'<text x="{bx + 16}" y="{mt + bh / 2 + 4:.1f}">{escape(center_label or _tick_label(center))}</text>'
+            f'<text x="{bx + 16}" y="{cy + 4:.1f}">{escape(center_label or _tick_label(center))}</text>'
         )
     out.append("</svg>")
     return "\n".join(out)

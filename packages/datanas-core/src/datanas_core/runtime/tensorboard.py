@@ -6,7 +6,8 @@ Step and epoch records of metrics.jsonl become:
   ``epoch/benchmark/cifar10``); the genotype document and the probabilities are not scalars;
 * per epoch and cell type, the architecture probabilities as a histogram ``alpha/<cell type>`` and as an
   image ``alpha_image/<cell type>`` (edges as rows, ops as columns, coloured relative to the uniform ``1/K``
-  like the report's heatmaps: white uniform, red above, blue below, saturated at the largest deviation);
+  like the report's heatmaps: white uniform, red above (full at the largest), blue below (full at the
+  smallest));
 * per epoch, the derived genotype as text ``genotype`` (one line per kept edge).
 
 Everything is plotted at the record's global step. Writers without ``add_histogram``/``add_image``/
@@ -69,12 +70,14 @@ def alpha_image(rows: Sequence[Sequence[float]], *, cell: int = 12) -> Any:
 
     k = max(len(r) for r in rows)
     center = 1.0 / k
-    dev = max((abs(float(v) - center) for r in rows for v in r), default=0.0)
-    dev = max(dev, 1e-4)
+    flat = [float(v) for r in rows for v in r]
+    above = max(max(flat) - center, 1e-4)
+    below = max(center - min(flat), 1e-4)
     img = np.full((len(rows), k, 3), 255, dtype=np.uint8)
     for i, r in enumerate(rows):
         for j, v in enumerate(r):
-            c = diverging_color((float(v) - center) / dev)
+            d = float(v) - center
+            c = diverging_color(d / above if d >= 0 else d / below)
             img[i, j] = [int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)]
     return np.repeat(np.repeat(img, cell, axis=0), cell, axis=1)
 
