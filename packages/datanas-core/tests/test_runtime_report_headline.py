@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from datanas_core import get_space
-from datanas_core.errors import ConfigError
+from datanas_core.errors import ConfigError, MissingDependencyError
 from datanas_core.runtime import append_result, build_report, find_run_dir
 from datanas_core.runtime.charts import have_matplotlib, line_chart
 from datanas_core.runtime.report import load_run, run_warnings
@@ -213,6 +213,16 @@ def test_line_charts_mark_every_series(backend: str) -> None:
     ET.fromstring(line_chart({}, backend=backend))
     with pytest.raises(ConfigError):
         line_chart({}, backend="png")
+
+
+def test_charts_fall_back_to_the_builtin_writer_without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datanas_core.runtime.charts as charts
+
+    monkeypatch.setattr(charts, "have_matplotlib", lambda: False)
+    svg = charts.line_chart({"a": [(1, 1.0), (2, 2.0)]}, title="t")
+    assert "<polyline" in svg and 'class="series"' in svg and "matplotlib" not in svg.lower()
+    with pytest.raises(MissingDependencyError, match=r"datanas-core\[report\]"):
+        charts.line_chart({}, backend="matplotlib")
 
 
 class _Writer:
