@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from datanas_core.runtime import RunDir
 from datanas_vision import search as search_cli
 from datanas_vision import train as train_cli
 
@@ -151,3 +152,21 @@ def test_debug_adds_the_traceback_to_a_logged_error(tmp_path: Path, errors: pyte
     assert train_cli.main([*argv, "--debug"]) == 2
     record = next(r for r in errors.records if r.levelno == logging.ERROR)
     assert record.exc_info is not None and "Traceback" in errors.text
+
+
+@pytest.mark.slow
+def test_two_searches_on_one_out_one_runs_the_other_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    argv = [sys.executable, "-m", "datanas_vision.search", *TINY, "--epochs", "3", "--out", str(run)]
+    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], errs
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    last = errs[loser].strip().splitlines()[-1]
+    assert f"in use by another search (pid {procs[winner].pid})" in last or "already holds a run" in last
+    assert "Traceback" not in errs[loser]
+    events = [r["event"] for r in RunDir(run).read_metrics("event")]
+    assert events == ["start", "completed"]  # one run's records only, nothing interleaved
+    assert RunDir(run).read_summary()["status"] == "completed"
