@@ -106,6 +106,18 @@ def test_headline_states_task_method_metric_and_cell(tmp_path: Path) -> None:
     assert html.index('class="headline"') < html.index('id="run"')
 
 
+def test_headline_shows_benchmark_accuracy(tmp_path: Path) -> None:
+    bench = {"arch": ARCH, "in_table": True, "cifar10": 93.5, "cifar10_rank": 12, "cifar10_percentile": 99.8}
+    run = _write_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["final"]["benchmark"] = bench
+    summary["final"]["benchmark/cifar100"] = 70.25
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = build_report(run)["md"].read_text()
+    head = md[: md.index("## Run")]
+    assert "| benchmark | cifar10 93.5 (rank 12, percentile 99.8); cifar100 70.25 |" in head
+
+
 def test_warnings_collapse_undecided_status_nan_and_generic_entries(tmp_path: Path) -> None:
     run = _write_run(
         tmp_path / "run",
