@@ -266,3 +266,38 @@ def test_checkpoint_cells_gives_the_same_gradients(
     assert sum(saved) < sum(saved_plain)  # fewer activations kept
     built = SPACES.build(space_name).build_supernet(**kwargs, checkpoint_cells=True)
     assert built.checkpoint_cells
+
+
+@pytest.mark.parametrize(("space_name", "kwargs"), SPACE_CASES[:2], ids=[c[0] for c in SPACE_CASES[:2]])
+def test_lean_dense_edge_keeps_less_and_updates_batchnorm_alike(
+    space_name: str, kwargs: dict[str, Any]
+) -> None:
+    """Softmax (every weight non-zero): the lean edge keeps fewer activations for backward than the plain
+    one (shared ReLU, BatchNorm/pool inner products from kept inputs) and leaves the same BatchNorm state."""
+    import copy
+
+    net, dist = _setup(space_name, kwargs, "softmax")
+    twin = copy.deepcopy(net)
+    x, y = _data()
+    arch = dist.sample(torch.Generator().manual_seed(3))
+    sizes: dict[str, list[int]] = {"lean": [], "plain": []}
+    storages: dict[str, set[int]] = {"lean": set(), "plain": set()}
+
+    def pack(key: str) -> Any:
+        def f(t: torch.Tensor) -> torch.Tensor:
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in storages[key]:
+                storages[key].add(ptr)
+                sizes[key].append(t.untyped_storage().nbytes())
+            return t
+
+        return f
+
+    with torch.autograd.graph.saved_tensors_hooks(pack("lean"), lambda t: t):
+        lean_loss = F.cross_entropy(net(x, arch), y)
+    with torch.autograd.graph.saved_tensors_hooks(pack("plain"), lambda t: t):
+        plain_loss = F.cross_entropy(twin(x, arch.plain_exact()), y)
+    torch.testing.assert_close(lean_loss, plain_loss, rtol=1e-12, atol=1e-12)
+    assert sum(sizes["lean"]) < 0.85 * sum(sizes["plain"])
+    for (n, a), (_, b) in zip(net.named_buffers(), twin.named_buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=n)

@@ -43,6 +43,7 @@ __all__ = [
     "ResNetBasicBlock",
     "SepConv",
     "StackedConv",
+    "avg_pool3x3_adjoint",
     "Zero",
     "build_op",
     "is_pool",
@@ -262,12 +263,18 @@ class _BoxAvgPool3x3Fn(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None
         (rcount,) = ctx.saved_tensors
-        gs = g * rcount
-        if ctx.stride > 1:
-            full = gs.new_zeros(*gs.shape[:-2], *ctx.in_hw)
-            full[..., :: ctx.stride, :: ctx.stride] = gs
-            gs = full
-        return _box3(gs), None, None
+        return avg_pool3x3_adjoint(g, rcount, ctx.stride, ctx.in_hw), None, None
+
+
+def avg_pool3x3_adjoint(g: Tensor, rcount: Tensor, stride: int, in_hw: tuple[int, ...]) -> Tensor:
+    """The adjoint of :class:`AvgPool3x3` (its input gradient for output gradient ``g``), for inputs of
+    spatial size ``in_hw``; ``rcount`` is the pool's reciprocal-count map."""
+    gs = g * rcount
+    if stride > 1:
+        full = gs.new_zeros(*gs.shape[:-2], *in_hw)
+        full[..., ::stride, ::stride] = gs
+        gs = full
+    return _box3(gs)
 
 
 class AvgPool3x3(nn.Module):
@@ -287,7 +294,8 @@ class AvgPool3x3(nn.Module):
         self.stride = stride
         self._rcount: dict[tuple[Any, ...], Tensor] = {}
 
-    def _reciprocal_counts(self, x: Tensor) -> Tensor:
+    def reciprocal_counts(self, x: Tensor) -> Tensor:
+        """The map of reciprocal window counts for inputs shaped like ``x`` (cached)."""
         h, w = x.shape[-2:]
         key = (h, w, x.dtype, x.device)
         rc = self._rcount.get(key)
@@ -301,7 +309,7 @@ class AvgPool3x3(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 3 or x.shape[-1] < 2 or x.shape[-2] < 2:
             return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
-        return _BoxAvgPool3x3Fn.apply(x, self.stride, self._reciprocal_counts(x))
+        return _BoxAvgPool3x3Fn.apply(x, self.stride, self.reciprocal_counts(x))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}"

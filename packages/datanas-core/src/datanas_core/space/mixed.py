@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from datanas_core.errors import ConfigError, SearchSpaceError
-from datanas_core.ops import OPS, out_size, with_pool_bn
+from datanas_core.ops import OPS, AvgPool3x3, Pool, avg_pool3x3_adjoint, out_size, with_pool_bn
 from datanas_core.sample import CellSample
 
 __all__ = ["MixedOp", "PreparedCellSample", "forward_only_blocker", "zero_weight_terms"]
@@ -99,56 +99,143 @@ class _ZeroWeightTerms(torch.autograd.Function):
 class _MixedSum(torch.autograd.Function):
     """``sum_k w_k * o_k`` over the graph columns, plus zero-weight columns (value 0) for their gradients.
 
-    Inputs: counts ``ng`` and ``nz``, the ``ng`` weights and outputs of the graph columns, the ``nz`` weights
-    (exactly 0) and outputs (computed without autograd) of the zero-weight columns, then the carried tensors
-    (exact-zero gradients). Backward: ``dL/do_k = w_k g`` for graph outputs, ``dL/dw_k = <g, o_k>`` for every
-    weight (one pass, no temporary), zeros for the carried tensors. Only the outputs whose weight needs a
-    gradient are kept.
+    Inputs: counts ``ng`` and ``nz``, ``kinds`` (per graph column: whether its output is a non-affine
+    BatchNorm of a kept tensor ``c``), the ``ng`` weights and outputs of the graph columns, ``(c, mean,
+    invstd)`` for each BatchNorm column, the ``nz`` weights (exactly 0) and outputs (computed without autograd)
+    of the zero-weight columns, then the carried tensors (exact-zero gradients). Backward:
+    ``dL/do_k = w_k g`` for graph outputs, ``dL/dw_k = <g, o_k>`` for every weight, zeros for the carried
+    tensors. What is kept: the outputs whose weight needs a gradient, except BatchNorm outputs, whose inner
+    product is computed per channel from the BatchNorm input (which BatchNorm's own backward keeps anyway)
+    and its statistics: ``<g, (c - mean) * invstd> = sum_ch invstd (<g, c>_ch - mean sum(g)_ch)``.
     """
 
     @staticmethod
-    def forward(ctx: Any, ng: int, nz: int, *rest: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, ng: int, nz: int, kinds: tuple[int, ...], *rest: Tensor) -> Tensor:  # type: ignore[override]
         ws, outs = rest[:ng], rest[ng : 2 * ng]
-        zshapes = [t.shape for t in rest[2 * ng : 2 * ng + nz]]
-        zouts = rest[2 * ng + nz : 2 * ng + 2 * nz]
-        carried = rest[2 * ng + 2 * nz :]
+        nb = sum(3 if kd == 1 else (2 if kd < 0 else 0) for kd in kinds)
+        bnsrc = rest[2 * ng : 2 * ng + nb]
+        off = 2 * ng + nb
+        zshapes = [t.shape for t in rest[off : off + nz]]
+        zouts = rest[off + nz : off + 2 * nz]
+        carried = rest[off + 2 * nz :]
         out = outs[0] * ws[0]
         for o, wk in zip(outs[1:], ws[1:], strict=True):
             out.addcmul_(o, wk)
-        ctx.ng, ctx.nz, ctx.zshapes = ng, nz, zshapes
+        ctx.ng, ctx.nz, ctx.nb, ctx.zshapes, ctx.kinds = ng, nz, nb, zshapes, kinds
         ctx.carried = [(t.shape, t.dtype, t.device) for t in carried]
-        keep = [o if wk.requires_grad else None for o, wk in zip(outs, ws, strict=True)]
+        keep = [
+            o if (wk.requires_grad and kd == 0) else None for o, wk, kd in zip(outs, ws, kinds, strict=True)
+        ]
         ctx.keep_idx = [i for i, o in enumerate(keep) if o is not None]
-        ctx.save_for_backward(*ws, *[keep[i] for i in ctx.keep_idx], *zouts)
+        ctx.save_for_backward(*ws, *[keep[i] for i in ctx.keep_idx], *bnsrc, *zouts)
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        ng, nz = ctx.ng, ctx.nz
+        ng, nz, nb = ctx.ng, ctx.nz, ctx.nb
         saved = ctx.saved_tensors
         ws = saved[:ng]
-        kept = dict(zip(ctx.keep_idx, saved[ng : ng + len(ctx.keep_idx)], strict=True))
-        zouts = saved[ng + len(ctx.keep_idx) :]
+        nk = len(ctx.keep_idx)
+        kept = dict(zip(ctx.keep_idx, saved[ng : ng + nk], strict=True))
+        bnsrc = saved[ng + nk : ng + nk + nb]
+        zouts = saved[ng + nk + nb :]
         need = ctx.needs_input_grad
         g = g.contiguous()
         flat = g.reshape(-1)
         gws: list[Tensor | None] = [None] * ng
         gos: list[Tensor | None] = [None] * ng
+        gsum: Tensor | None = None
+        j = 0
         for i in range(ng):
-            if need[2 + i] and i in kept:
+            kd = ctx.kinds[i]
+            if kd < 0:  # average pool (stride -kd) of a kept input: <g, pool(x)> = <pool^T(g), x>
+                x, rc = bnsrc[j : j + 2]
+                j += 2
+                if need[3 + i]:
+                    gx = avg_pool3x3_adjoint(g, rc, -kd, tuple(x.shape[-2:]))
+                    gws[i] = torch.dot(x.reshape(-1).to(flat.dtype), gx.reshape(-1)).reshape(ws[i].shape)
+            elif kd == 1:
+                c, mean, invstd = bnsrc[j : j + 3]
+                j += 3
+                if need[3 + i]:
+                    dims = [d for d in range(g.dim()) if d != 1]
+                    if gsum is None:
+                        gsum = g.sum(dims)
+                    gc = (g * c).sum(dims)
+                    gws[i] = (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ws[i].shape)
+            elif need[3 + i] and i in kept:
                 gws[i] = torch.dot(kept[i].reshape(-1).to(flat.dtype), flat).reshape(ws[i].shape)
-            if need[2 + ng + i]:
+            if need[3 + ng + i]:
                 gos[i] = g * ws[i]
-        base = 2 + 2 * ng
+        base = 3 + 2 * ng + nb
         gzw: list[Tensor | None] = [None] * nz
         for i in range(nz):
             if need[base + i]:
                 gzw[i] = torch.dot(zouts[i].reshape(-1).to(flat.dtype), flat).reshape(ctx.zshapes[i])
-        gc = [
+        gc_ = [
             torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
             for i, (shape, dt, dev) in enumerate(ctx.carried)
         ]
-        return (None, None, *gws, *gos, *gzw, *([None] * nz), *gc)
+        return (None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
+
+
+def _plain_avg_pool(op: nn.Module) -> AvgPool3x3 | None:
+    """The :class:`AvgPool3x3` that ``op`` is (directly, or as a :class:`Pool` without channel change),
+    without hooks; else ``None``."""
+    if isinstance(op, Pool) and op.preprocess is None and not (op._forward_hooks or op._forward_pre_hooks):
+        op = op.pool
+    if isinstance(op, AvgPool3x3) and not (op._forward_hooks or op._forward_pre_hooks):
+        return op
+    return None
+
+
+def _chain(op: nn.Module) -> list[nn.Module] | None:
+    """The leaf modules of ``op`` when it is a chain of nested ``nn.Sequential`` without hooks, else
+    ``None`` (the op is then called as a whole)."""
+    if not isinstance(op, nn.Sequential) or op._forward_hooks or op._forward_pre_hooks:
+        return None
+    out: list[nn.Module] = []
+    for m in op:
+        if isinstance(m, nn.Sequential):
+            inner = _chain(m)
+            if inner is None:
+                return None
+            out.extend(inner)
+        else:
+            out.append(m)
+    return out or None
+
+
+def _bn_trick_ok(bn: nn.BatchNorm2d) -> bool:
+    """A plain non-affine BatchNorm2d without hooks in training mode (batch statistics)."""
+    return (
+        type(bn) is nn.BatchNorm2d
+        and bn.training
+        and not bn.affine
+        and not (bn._forward_hooks or bn._forward_pre_hooks)
+    )
+
+
+def _batch_norm_with_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``bn(c)`` in training mode (running statistics updated as ``nn.BatchNorm2d`` does) and the batch
+    mean and inverse standard deviation it normalised with (detached)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    track = bn.track_running_stats and bn.running_mean is not None
+    if track and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    y, mean, invstd = torch.native_batch_norm(
+        c,
+        None,
+        None,
+        bn.running_mean if track else None,
+        bn.running_var if track else None,
+        True,
+        momentum,
+        bn.eps,
+    )
+    return y, mean.detach(), invstd.detach()
 
 
 def relu_tail(op: nn.Module) -> Any:
@@ -367,6 +454,7 @@ class MixedOp(nn.Module):
         slots = self._slots
         gw: list[Tensor] = []
         go: list[Tensor] = []
+        bnsrc: list[tuple[Any, ...] | None] = []  # (kind, tensors for the weight's inner product)
         zcols: list[int] = []
         rx: Tensor | None = None
         for k in active:
@@ -377,13 +465,32 @@ class MixedOp(nn.Module):
                 zcols.append(k)
                 continue
             op = self.ops[slot]
-            tail = self._relu_tail(k)
-            if tail is not None and not (op._forward_hooks or op._forward_pre_hooks):
-                if rx is None:
-                    rx = torch.relu(x)
-                go.append(tail(rx))
-            else:
+            chain = _chain(op)
+            pool = _plain_avg_pool(op)
+            if pool is not None and w[k].requires_grad:
+                go.append(pool(x))
+                bnsrc.append((-pool.stride, x, pool.reciprocal_counts(x)))
+            elif chain is None:
                 go.append(op(x))
+                bnsrc.append(None)
+            else:
+                z = x
+                if isinstance(chain[0], nn.ReLU):
+                    if rx is None:
+                        rx = torch.relu(x)
+                    z, chain = rx, chain[1:]
+                last = chain[-1] if chain else None
+                if isinstance(last, nn.BatchNorm2d) and _bn_trick_ok(last) and w[k].requires_grad:
+                    for m in chain[:-1]:
+                        z = m(z)
+                    y, mean, invstd = _batch_norm_with_stats(last, z)
+                    go.append(y)
+                    bnsrc.append((1, z, mean, invstd))
+                else:
+                    for m in chain:
+                        z = m(z)
+                    go.append(z)
+                    bnsrc.append(None)
             gw.append(w[k])
         zw: list[Tensor] = []
         zo: list[Tensor] = []
@@ -407,7 +514,9 @@ class MixedOp(nn.Module):
         if not go:
             base = self.zeros(x)
             return zero_weight_terms(base, zw, zo, carried) if (zw or carried) else base
-        return _MixedSum.apply(len(go), len(zw), *gw, *go, *zw, *zo, *carried)
+        kinds = tuple(0 if b is None else b[0] for b in bnsrc)
+        bn_flat = [t for b in bnsrc if b is not None for t in b[1:]]
+        return _MixedSum.apply(len(go), len(zw), kinds, *gw, *go, *bn_flat, *zw, *zo, *carried)
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
