@@ -94,9 +94,13 @@ def test_train_cli_lstm_and_resume(patterned_corpus_dir: Path, tmp_path: Path) -
 
 def test_compare_cli_table(patterned_corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
+    run = tmp_path / "search"  # a search run directory holding the compared genotype
+    run.mkdir()
+    datanas_lm.load_genotype("darts_v2").save(run / "genotype.json")
+    (run / "config.json").write_text("{}", encoding="utf-8")
     argv = [
         "--genotype",
-        "darts_v2",
+        str(run / "genotype.json"),
         "--random",
         "2",
         "--data",
@@ -111,6 +115,12 @@ def test_compare_cli_table(patterned_corpus_dir: Path, tmp_path: Path) -> None:
     vals = sorted(r["val_ppl"] for r in doc["rows"][1:3])
     assert doc["median_random"]["val_ppl"] == pytest.approx(sum(vals) / 2)
     assert "median of random cells" in (out / "comparison.md").read_text(encoding="utf-8")
+    # the comparison is recorded in the search run
+    results = json.loads((run / "summary.json").read_text(encoding="utf-8"))["results"]
+    metrics = results["compare (textdir, 2 random cells)"]["metrics"]
+    assert metrics["searched_val_ppl"] == doc["rows"][0]["val_ppl"]
+    assert metrics["random_median_val_ppl"] == doc["median_random"]["val_ppl"]
+    assert (run / "report.html").is_file()
 
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -185,6 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         md = _markdown(rows, median, settings)
         (args.out / "comparison.md").write_text(md, encoding="utf-8")
         sys.stdout.write(md)
+        searched = next((r for r in rows if r["name"] == "searched"), None)
+        if searched is not None and args.genotype:
+            from datanas_core.runtime import record_retraining
+
+            metrics = {f"searched_{k}": searched[k] for k in ("val_ppl", "test_ppl") if k in searched}
+            metrics.update({f"random_median_{k}": v for k, v in (median or {}).items()})
+            metrics["num_random"] = len(rand)
+            record_retraining(
+                args.genotype, f"compare ({args.data}, {len(rand)} random cells)", metrics, source=args.out
+            )
         return 0
     except DataNASError as exc:
         logger.error("%s", exc)
