@@ -35,7 +35,22 @@ def test_package_files_and_metadata(pkg: Path) -> None:
     build = tomllib.loads((pkg / "pyproject.toml").read_text())["build-system"]
     assert build["build-backend"] == "poetry.core.masonry.api"
     poetry = tomllib.loads((pkg / "pyproject.toml").read_text())["tool"]["poetry"]
-    assert poetry["packages"] == [{"include": pkg.name.replace("-", "_"), "from": "src"}]
+    expected = [{"include": pkg.name.replace("-", "_"), "from": "src"}]
+    if pkg.name == "datanas-core":  # also ships the `datanas` console-script dispatcher (imports no torch)
+        expected.append({"include": "datanas", "from": "src"})
+    assert poetry["packages"] == expected
+
+
+@pytest.mark.parametrize("pkg", PACKAGES, ids=lambda p: p.name)
+def test_registered_commands_resolve(pkg: Path) -> None:
+    """Every ``datanas.commands`` entry point names a ``main`` function of an existing module file."""
+    commands = _project(pkg).get("entry-points", {}).get("datanas.commands", {})
+    assert commands, f"{pkg.name} registers no command of the datanas console script"
+    for name, target in commands.items():
+        module, _, func = target.partition(":")
+        assert func == "main", f"{name} -> {target}"
+        rel = Path("src", *module.split("."))
+        assert (pkg / rel.with_suffix(".py")).is_file(), f"{name} -> {target}: no {rel}.py"
 
 
 @pytest.mark.parametrize("pkg", PACKAGES, ids=lambda p: p.name)
