@@ -98,21 +98,32 @@ def test_export_always_holds_out_validation_images(tmp_path: Path, darts_genotyp
     for stem in stems:
         (images / f"{stem}.png").write_bytes(b"")
     # no splits: 20 % of the images under data_root/images become the validation (and test) split
-    ns = runpy.run_path(str(export_mmseg_config(darts_genotype, tmp_path / "a.py", data_root=tmp_path / "data")))
+    ns = runpy.run_path(
+        str(export_mmseg_config(darts_genotype, tmp_path / "a.py", data_root=tmp_path / "data"))
+    )
     assert ns["train_dataloader"]["dataset"]["data_root"] == str((tmp_path / "data").resolve())
     train, val = _ann(ns, "train"), _ann(ns, "val")
     assert len(val) == 2 and sorted(train + val) == stems and not set(train) & set(val)
     assert _ann(ns, "test") == val
     # splits without val: the validation images come out of the training list
     ns = runpy.run_path(
-        str(export_mmseg_config(darts_genotype, tmp_path / "b.py", data_root=tmp_path, splits={"train": stems}))
+        str(
+            export_mmseg_config(
+                darts_genotype, tmp_path / "b.py", data_root=tmp_path, splits={"train": stems}
+            )
+        )
     )
     assert len(_ann(ns, "val")) == 2 and len(_ann(ns, "train")) == 8
     # the user forcing train = val is kept, with a warning
     caplog.set_level("WARNING", logger="datanas_seg.export")
     both = {"train": stems, "val": stems[:3]}
-    ns = runpy.run_path(str(export_mmseg_config(darts_genotype, tmp_path / "c.py", data_root=tmp_path, splits=both)))
-    assert _ann(ns, "val") == stems[:3] and "3 of the 3 validation images are also training images" in caplog.text
+    ns = runpy.run_path(
+        str(export_mmseg_config(darts_genotype, tmp_path / "c.py", data_root=tmp_path, splits=both))
+    )
+    assert (
+        _ann(ns, "val") == stems[:3]
+        and "3 of the 3 validation images are also training images" in caplog.text
+    )
     # nothing to split: a warning that says what to pass
     caplog.clear()
     export_mmseg_config(darts_genotype, tmp_path / "d.py")
