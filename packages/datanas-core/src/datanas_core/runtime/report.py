@@ -569,10 +569,10 @@ def _section_multiseed(doc: _Doc, run: RunData) -> None:
 # ------------------------------------------------------------------------------------------- headline
 #: Search metrics tried, in order, for the headline (the first present in ``summary.final`` is shown).
 HEADLINE_METRICS = (
-    "val_acc",
-    "val_top1",
     "val_miou",
     "val_mIoU",
+    "val_acc",
+    "val_top1",
     "val_ppl",
     "val_nmi",
     "val_loss",
