@@ -109,7 +109,8 @@ def test_search_cli_smoke_writes_genotype_and_train_cli_retrains_it(tmp_path, ca
     DartsSpace().validate(genotype)
     config = json.loads((run / "config.json").read_text())
     assert config["data"] == "digits" and config["search_config"]["estimator"] == "egs"
-    assert "derived genotype (darts)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "genotype: darts;" in out and f"run directory: {run}" in out
     # a second search into the same directory is refused (exit status 2) instead of overwriting it
     assert search_cli.main([*TINY_SEARCH, "--out", str(run)]) == 2
 
@@ -142,6 +143,7 @@ def test_search_cli_nb201_saves_benchmark_string(tmp_path, capsys):
     space = NB201Space()
     assert space.from_string(text) == Genotype.load(run / "genotype.json")
     assert f"NB201 string: {text}" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text())["cli"]["genotype"]["space"] == "nb201"
 
 
 def test_search_cli_reports_bad_input(tmp_path):

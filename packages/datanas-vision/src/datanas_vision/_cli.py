@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from datanas_core.cli_options import parse_kv, parse_reg
 from datanas_core.errors import ConfigError
 from datanas_vision.data import DATASETS, DataOptions, VisionData, load_dataset
 
@@ -88,74 +87,6 @@ def data_config(args: argparse.Namespace, data: VisionData) -> dict[str, Any]:
         "augment": bool(args.augment),
         "dataset": data.describe(),
     }
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        low = text.lower()
-        if low in ("true", "false"):
-            return low == "true"
-        return text
-
-
-def parse_kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible).
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} {item!r} must look like KEY=VALUE")
-        out[key.strip()] = _value(val.strip())
-    return out
-
-
-def parse_reg(text: str, valid: Sequence[str]) -> dict[str, Any] | None:
-    """``NAME[:WEIGHT][:KEY=VALUE[,KEY=VALUE...]]`` -> a regulariser spec; ``none`` -> ``None``.
-
-    Examples: ``adc``, ``adc:0.2``, ``expected_cost:0.01:metric=flops,budget=2e6``.
-
-    Raises:
-        ConfigError: unknown name or unparsable weight (the message lists the valid names).
-    """
-    parts = text.split(":", 2)
-    name = parts[0].strip()
-    if name == "none":
-        return None
-    if name not in valid:
-        raise ConfigError(f"unknown regularizer {name!r} in --reg {text!r}; valid: {', '.join(valid)}, none")
-    spec: dict[str, Any] = {"type": name}
-    default_weight = _default_weight(name)
-    if default_weight is not None:
-        spec["weight"] = default_weight
-    if len(parts) > 1 and parts[1].strip():
-        try:
-            spec["weight"] = float(parts[1])
-        except ValueError:
-            raise ConfigError(f"--reg {text!r}: weight {parts[1]!r} is not a number") from None
-    if len(parts) > 2 and parts[2].strip():
-        spec.update(parse_kv(parts[2].split(","), f"--reg {text!r} option"))
-    return spec
-
-
-def _default_weight(name: str) -> float | None:
-    """The ``weight`` default of a registered regulariser (the searcher otherwise assumes 1.0)."""
-    import inspect
-
-    from datanas_core.regularizers import REGULARIZERS
-
-    try:
-        param = inspect.signature(REGULARIZERS.get(name)).parameters.get("weight")
-    except (TypeError, ValueError):
-        return None
-    if param is None or param.default is inspect.Parameter.empty:
-        return None
-    return float(param.default)
 
 
 #: Images with fewer pixels than this get one torch thread by default (see :func:`set_threads`).

@@ -25,9 +25,17 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    print_search_summary,
+    regularizer_specs,
+)
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
-from datanas_core.genotype import Genotype
 from datanas_core.search import PRESETS, SearchConfig, Searcher
 from datanas_core.search import build_searcher as core_build_searcher
 from datanas_vision._cli import (
@@ -35,7 +43,6 @@ from datanas_vision._cli import (
     data_config,
     load_data_from_args,
     parse_kv,
-    parse_reg,
     set_threads,
     write_out,
 )
@@ -75,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.search",
         description="Differentiable architecture search for image classification (datanas).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_args(p)
     p.add_argument(
@@ -88,18 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--layers", type=int, default=5, help="supernet cells (DARTS) or cells per stage N (NB201)"
     )
     m = p.add_argument_group("method")
-    m.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="a method's published recipe for the chosen --space (derivation rule, GDAS carriers, DrNAS "
-        "stages chosen per space; explicit flags override them); data_short: DATA with per-step schedules "
-        "for short budgets. An unsupported (preset, space) pair is an error naming the supported spaces",
+    add_options(
+        m,
+        ["--preset", "--estimator", "--samples"],
+        choices={"--preset": sorted(PRESETS), "--estimator": estimators},
+        help={
+            "--preset": "a method's published recipe for the chosen --space (derivation rule, GDAS carriers, "
+            "DrNAS stages chosen per space; explicit flags override them); data_short: DATA with per-step "
+            "schedules for short budgets. An unsupported (preset, space) pair is an error naming the "
+            "supported spaces",
+            "--estimator": "architecture estimator (default: egs)",
+        },
     )
-    m.add_argument(
-        "--estimator", choices=estimators, default=None, help="architecture estimator (default: egs)"
-    )
-    m.add_argument("--samples", type=int, default=None, help="samples M per step (egs, gumbel)")
     m.add_argument(
         "--estimator-option",
         action="append",
@@ -107,23 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra estimator option, e.g. tau=linear:5:1 (repeatable)",
     )
-    m.add_argument(
-        "--executor",
-        choices=("exact", "sparse"),
-        default=None,
-        help="mixed-edge executor (default: the estimator's native one: exact for EGS/DARTS/SNAS/DrNAS, "
-        "sparse for GDAS/E2NAS). 'exact' runs every op of every edge; 'sparse' runs only ops with non-zero "
-        "weight - with EGS an approximation of DATA's estimator (gradient carriers instead of the exact "
-        "straight-through gradient), flagged in the log, manifest and summary",
+    add_options(
+        m,
+        ["--executor", "--reg", "--rule"],
+        choices={"--rule": rules},
+        help={
+            "--executor": "mixed-edge executor (default: the estimator's native one: exact for "
+            "EGS/DARTS/SNAS/DrNAS, sparse for GDAS/E2NAS). 'exact' runs every op of every edge; 'sparse' runs "
+            "only ops with non-zero weight - with EGS an approximation of DATA's estimator (gradient carriers "
+            "instead of the exact straight-through gradient), flagged in the log, manifest and summary",
+            "--reg": f"regularizer, repeatable ({', '.join(regularizers)}, or 'none'); default: adc:0.1",
+        },
     )
-    m.add_argument(
-        "--reg",
-        action="append",
-        default=None,
-        metavar="NAME[:WEIGHT][:K=V,...]",
-        help=f"regularizer, repeatable ({', '.join(regularizers)}, or 'none'); default: adc:0.1",
-    )
-    m.add_argument("--rule", choices=rules, default=None, help="derivation rule (default: the space's)")
     m.add_argument(
         "--stages",
         default=None,
@@ -134,24 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
     )
-    m.add_argument(
-        "--order", choices=("first", "second", "single_level"), default=None, help="gradient order"
-    )
+    add_options(m, ["--order"])
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=10, help="search epochs")
+    add_options(o, ["--epochs"], defaults={"--epochs": 10})
     o.add_argument("--batch-size", type=int, default=64, help="batch size (each of the two bilevel halves)")
-    o.add_argument(
-        "--w-optimizer",
-        choices=("sgd", "adam", "adamw"),
-        default=None,
-        help="supernet weight optimiser (default sgd)",
+    add_options(
+        o,
+        ["--w-optimizer", "--w-lr"],
+        help={
+            "--w-optimizer": "supernet weight optimiser (default sgd)",
+            "--w-lr": "weight learning rate (cosine schedule; default 0.025)",
+        },
     )
-    o.add_argument("--w-lr", type=float, default=None, help="weight learning rate (cosine schedule)")
     o.add_argument("--w-weight-decay", type=float, default=None, help="weight decay of the weights")
-    o.add_argument("--a-lr", type=float, default=None, help="architecture learning rate (Adam)")
+    add_options(o, ["--a-lr"])
     o.add_argument("--a-weight-decay", type=float, default=None, help="architecture weight decay")
     o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
-    o.add_argument("--arch-warmup-epochs", type=int, default=None, help="epochs before the arch is updated")
+    add_options(o, ["--arch-warmup-epochs"])
     o.add_argument(
         "--schedule-unit",
         choices=("epoch", "step"),
@@ -177,11 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see datanas_core.schedules)",
     )
-    o.add_argument(
-        "--weight-sampling",
-        choices=("distribution", "uniform"),
-        default=None,
-        help="where the weight step draws its architecture: the distribution (default) or uniform logits (fair path sampling; see SearchConfig.weight_sampling)",
+    add_options(
+        o,
+        ["--weight-sampling"],
+        help={
+            "--weight-sampling": "where the weight step draws its architecture: the distribution (default) or "
+            "uniform logits (fair path sampling; see SearchConfig.weight_sampling)"
+        },
     )
     o.add_argument(
         "--consistency-batches",
@@ -200,11 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "'arch,<metric>,...' CSV, or an official benchmark file read with nats_bench / nas_201_api when "
         "installed); read-only: the search is the same with and without it",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's default)",
+    add_options(
+        p,
+        ["--threads"],
+        help={
+            "--threads": "CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's "
+            "default)"
+        },
     )
     add_runtime_args(p)
     return p
@@ -212,8 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     """Resolve the method flags into a :class:`~datanas_core.search.SearchConfig`."""
-    from datanas_core.regularizers import REGULARIZERS
-
     if args.preset:
         # the preset's recipe for this space (rule, carriers, NB201 recipes; warm-up scaled to --epochs)
         base = SearchConfig.preset(args.preset, _space(args.space), epochs=args.epochs).to_dict()
@@ -229,8 +232,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     est_opts.update(parse_kv(args.estimator_option, "--estimator-option"))
     changes["estimator_options"] = est_opts
     if args.reg is not None:
-        specs = [parse_reg(r, REGULARIZERS.names()) for r in args.reg]
-        changes["regularizers"] = [r for r in specs if r is not None]
+        changes["regularizers"] = regularizer_specs(args.reg)
     for flag, key in (
         ("executor", "executor"),
         ("rule", "rule"),
@@ -296,21 +298,13 @@ def _stages(args: argparse.Namespace) -> str | None:
     return stages
 
 
-def _describe_genotype(genotype: Genotype) -> list[str]:
-    lines = []
-    for ct, cell in genotype.cells.items():
-        edges = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in cell.edges)
-        lines.append(f"  {ct}: {edges}  (concat {list(cell.concat)})")
-    return lines
-
-
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit status."""
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args)
     except DataNASError as exc:
@@ -367,6 +361,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
         **data_config(args, data),
         "threads": threads,
         "search_config": None,
+        CONFIG_KEY: cli_config(args),
     }
     space = _space(args.space)
 
@@ -407,24 +402,14 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             **opts.run_kwargs(),
         )
         genotype = result.genotype
-        write_out(f"run directory: {run_dir}")
-        write_out(f"derived genotype ({genotype.space}): {Path(run_dir) / 'genotype.json'}")
-        for line in _describe_genotype(genotype):
-            write_out(line)
+        extra: dict[str, Any] = {"genotype file": Path(run_dir) / "genotype.json"}
         if genotype.space == "nb201":
             text = (space if hasattr(space, "to_string") else _space("nb201")).to_string(genotype)
             (Path(run_dir) / "nb201.txt").write_text(text + "\n", encoding="utf-8")
-            write_out(f"NB201 string: {text}")
+            extra["NB201 string"] = text
         if table is not None:
-            write_out(f"benchmark ({table.source}): {table.score(genotype).describe()}")
-        verdict = result.history[-1].get("decision_verdict") if result.history else None
-        if verdict:
-            write_out(verdict)
-        for note in searcher.config.approximations:
-            write_out(f"approximation: {note}")
-        report = Path(run_dir) / "report.html"
-        if report.is_file():
-            write_out(f"report: {report}")
+            extra[f"benchmark ({table.source})"] = table.score(genotype).describe()
+        print_search_summary("vision search", run_dir, result, searcher, extra=extra)
         return result
 
     run_seeds(run_one, opts.seeds, opts.out)

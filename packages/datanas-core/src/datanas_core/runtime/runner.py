@@ -92,6 +92,8 @@ DEFAULT_RESUME_IGNORE = frozenset(
         "verbose",
         "debug",
         "restart",
+        "config",
+        "cli_args",  # the parsed flags again (datanas_core.cli_options.cli_config); the rest of the config rules
     }
 )
 
@@ -821,7 +823,8 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         type=Path,
         default=None,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its newest good checkpoint",
+        help="continue the run in RUN_DIR from its newest good checkpoint with the run's own options (flags "
+        "given with it override them: learning rates, --epochs N to extend, checkpointing, logging)",
     )
     g.add_argument(
         "--seed", type=int, default=0, help="random seed (weights, architecture sampling, data order)"
@@ -884,7 +887,10 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     )
     g.add_argument("--verbose", "-v", action="count", default=0, help="more log output (-vv: debug)")
     g.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    from datanas_core.cli_options import add_options
     from datanas_core.entry import one_line_errors
+
+    add_options(g, ["--config"])  # read with datanas_core.cli_options.parse_cli
 
     return one_line_errors(parser)
 

@@ -1,0 +1,667 @@
+"""The options every datanas command line shares, defined once: flags, types, defaults and help.
+
+Domain CLIs build their parsers with :func:`add_options` (the shared method, budget and run flags, typed
+from :class:`~datanas_core.search.SearchConfig`'s fields), parse with :func:`parse_cli` (``--config FILE``
+and ``--resume RUN_DIR`` read a run's saved options, flags given with them override), resolve
+``--genotype`` with :func:`resolve_genotype` and end with :func:`print_summary` (one block on stdout and
+``summary.json``). :class:`HelpFormatter` shows every default once.
+
+Why not jsonargparse: it names options after the fields (``--arch_warmup_epochs``); dash-style names
+need an ``add_argument`` override that its nested-dataclass default resolution does not follow, and it
+would be one more dependency of every package. The flags here are plain argparse, built from one table.
+
+This module imports neither torch nor a domain package, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from datanas_core.errors import ConfigError, GenotypeError
+
+if TYPE_CHECKING:
+    from datanas_core.genotype import Genotype
+
+__all__ = [
+    "CONFIG_KEY",
+    "HelpFormatter",
+    "Option",
+    "SHARED_OPTIONS",
+    "add_options",
+    "cli_config",
+    "format_summary",
+    "parse_cli",
+    "parse_kv",
+    "parse_reg",
+    "regularizer_specs",
+    "print_search_summary",
+    "print_summary",
+    "resolve_genotype",
+    "search_metrics",
+    "search_warnings",
+    "shared_option_names",
+]
+
+#: The key of a run's ``config.json`` that holds the command line's parsed options (see :func:`cli_config`).
+CONFIG_KEY = "cli_args"
+
+#: Options never taken from a saved configuration: where the run goes and how this invocation behaves.
+_NOT_RESTORED = frozenset(
+    {"out", "resume", "config", "restart", "dry_run", "memory_budget", "debug", "verbose", "print_config"}
+)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` once: not when the help already states a default, and not for ``None``,
+    ``False`` flags or suppressed defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or "%(default)" in text:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        if action.option_strings and action.nargs != 0 or isinstance(action, argparse.BooleanOptionalAction):
+            return text + " (default: %(default)s)"
+        return text
+
+
+# ------------------------------------------------------------------------------------------ the table
+@dataclass(frozen=True)
+class Option:
+    """One shared option: its flags (the first is canonical, the others aliases), ``add_argument``
+    keywords, and the :class:`~datanas_core.search.SearchConfig` field it sets (type and help source)."""
+
+    flags: tuple[str, ...]
+    help: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    config_field: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.flags[0]
+
+    @property
+    def dest(self) -> str:
+        return self.flags[0].lstrip("-").replace("-", "_")
+
+
+def _config_type(name: str) -> Callable[[str], Any]:
+    """The argparse type of a SearchConfig field (int, float or str; Optional unwrapped)."""
+    import dataclasses
+
+    from datanas_core.search.config import SearchConfig
+
+    hints = {f.name: str(f.type) for f in dataclasses.fields(SearchConfig)}
+    text = hints[name]
+    if text.startswith("int"):
+        return int
+    if text.startswith("float"):
+        return float
+    return str
+
+
+def _choices(name: str) -> tuple[str, ...] | None:
+    """The Literal choices of a SearchConfig field (``None`` when it is not a Literal)."""
+    import dataclasses
+    import typing
+
+    from datanas_core.search.config import SearchConfig
+
+    hint = typing.get_type_hints(SearchConfig)[name]
+    for candidate in (hint, *typing.get_args(hint)):
+        if typing.get_origin(candidate) is typing.Literal:
+            return tuple(typing.get_args(candidate))
+    del dataclasses
+    return None
+
+
+#: Every option shared by two or more domain CLIs. Domain CLIs add them with :func:`add_options` (and may
+#: override ``default``/``help``/``choices`` per CLI); nothing here is written twice.
+SHARED_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option(
+            ("--preset",),
+            "a method's published recipe for the searched space (derivation rule, estimator, warm-up, ...); "
+            "explicit flags override it",
+        ),
+        Option(("--estimator",), "architecture estimator", {"type": str}, "estimator"),
+        Option(("--samples",), "architecture samples M per step (egs, gumbel)", {"type": int}),
+        Option(
+            ("--executor",),
+            "mixed-edge executor (default: the estimator's native one); 'exact' runs every op of every "
+            "edge, 'sparse' only ops with non-zero weight",
+            {},
+            "executor",
+        ),
+        Option(
+            ("--reg",),
+            "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none'",
+            {"action": "append", "metavar": "NAME[:WEIGHT][:K=V,...]"},
+        ),
+        Option(
+            ("--rule",), "derivation rule (default: the method's rule for the space)", {"type": str}, "rule"
+        ),
+        Option(("--order",), "gradient order of the architecture step", {}, "order"),
+        Option(
+            ("--epochs",),
+            "search epochs (the budget; --resume RUN_DIR --epochs N extends a run)",
+            {},
+            "epochs",
+        ),
+        Option(
+            ("--arch-warmup-epochs", "--arch-warmup"),
+            "epochs that train the weights only before the architecture is updated",
+            {},
+            "arch_warmup_epochs",
+        ),
+        Option(("--w-optimizer",), "supernet weight optimiser", {}, "w_optimizer"),
+        Option(("--w-lr",), "weight learning rate", {}, "w_lr"),
+        Option(("--a-lr",), "architecture learning rate (Adam)", {}, "a_lr"),
+        Option(
+            ("--weight-sampling",),
+            "where the weight step draws its architecture: the distribution or uniform logits",
+            {},
+            "weight_sampling",
+        ),
+        Option(
+            ("--threads",),
+            "CPU threads for torch (default: the CLI's choice for its data, see the description)",
+            {"type": int},
+        ),
+        Option(
+            ("--download",),
+            "download missing dataset files into --data-dir (checksum-verified; off by default)",
+            {"action": argparse.BooleanOptionalAction, "default": False},
+        ),
+        Option(
+            ("--genotype",),
+            "a genotype JSON file, a search run directory, a bundled name or an NB201 string",
+            {"type": str},
+        ),
+        Option(
+            ("--config",),
+            "read options from a YAML/JSON file, e.g. a run's config.yaml (re-runs it; flags given here "
+            "override the file)",
+            {"type": Path, "metavar": "FILE"},
+        ),
+    )
+}
+
+
+def shared_option_names() -> list[str]:
+    """The canonical flags of :data:`SHARED_OPTIONS`."""
+    return list(SHARED_OPTIONS)
+
+
+def add_options(
+    parser: argparse.ArgumentParser | Any,
+    names: Iterable[str],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    help: Mapping[str, str] | None = None,  # noqa: A002 - mirrors argparse's keyword
+    choices: Mapping[str, Sequence[Any] | None] | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    dests: Mapping[str, str] | None = None,
+) -> None:
+    """Add shared options to ``parser`` (or an argument group).
+
+    Args:
+        names: canonical flags (``"--epochs"``, ...), keys of :data:`SHARED_OPTIONS`.
+        defaults: per-CLI defaults (``None`` if not given: the value then comes from the preset or
+            :class:`~datanas_core.search.SearchConfig`).
+        help: per-CLI help that replaces the shared text (say what differs, e.g. the default's source).
+        choices: per-CLI choices (default: a SearchConfig Literal's values, or none).
+        aliases: extra (deprecated) flag names per option, e.g. ``{"--epochs": ["--episodes"]}``.
+        dests: per-CLI attribute names (default: the flag's name with underscores).
+
+    Raises:
+        ConfigError: an unknown option name (the message lists the shared ones).
+    """
+    defaults, help, choices, aliases = defaults or {}, help or {}, choices or {}, aliases or {}
+    dests = dests or {}
+    for name in names:
+        if name not in SHARED_OPTIONS:
+            raise ConfigError(f"unknown shared option {name!r}; valid: {', '.join(SHARED_OPTIONS)}")
+        opt = SHARED_OPTIONS[name]
+        kw: dict[str, Any] = {"default": None, **opt.kwargs}
+        if opt.config_field is not None:
+            kw.setdefault("type", _config_type(opt.config_field))
+            literal = _choices(opt.config_field)
+            if literal is not None:
+                kw.setdefault("choices", literal)
+        if name in choices:
+            if choices[name] is None:
+                kw.pop("choices", None)
+            else:
+                kw["choices"] = tuple(choices[name])  # type: ignore[arg-type]
+        if name in defaults:
+            kw["default"] = defaults[name]
+        if kw.get("action") is not None:
+            kw.pop("type", None)
+        flags = (*opt.flags, *aliases.get(name, ()))
+        parser.add_argument(*flags, dest=dests.get(name, opt.dest), help=help.get(name, opt.help), **kw)
+
+
+# ------------------------------------------------------------------------------------------ values
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return text
+
+
+def parse_kv(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when possible).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r} must look like KEY=VALUE")
+        out[key.strip()] = _value(val.strip())
+    return out
+
+
+def parse_reg(text: str, valid: Sequence[str]) -> dict[str, Any] | None:
+    """``NAME[:WEIGHT][:KEY=VALUE[,KEY=VALUE...]]`` -> a regulariser spec; ``none`` -> ``None``.
+
+    Examples: ``adc``, ``adc:0.2``, ``expected_cost:0.01:metric=flops,budget=2e6``.
+
+    Raises:
+        ConfigError: unknown name or unparsable weight (the message lists the valid names).
+    """
+    parts = text.split(":", 2)
+    name = parts[0].strip()
+    if name == "none":
+        return None
+    if name not in valid:
+        raise ConfigError(f"unknown regularizer {name!r} in --reg {text!r}; valid: {', '.join(valid)}, none")
+    spec: dict[str, Any] = {"type": name}
+    default_weight = _default_weight(name)
+    if default_weight is not None:
+        spec["weight"] = default_weight
+    if len(parts) > 1 and parts[1].strip():
+        try:
+            spec["weight"] = float(parts[1])
+        except ValueError:
+            raise ConfigError(f"--reg {text!r}: weight {parts[1]!r} is not a number") from None
+    if len(parts) > 2 and parts[2].strip():
+        spec.update(parse_kv(parts[2].split(","), f"--reg {text!r} option"))
+    return spec
+
+
+def _default_weight(name: str) -> float | None:
+    """The ``weight`` default of a registered regulariser (the searcher otherwise assumes 1.0)."""
+    import inspect
+
+    from datanas_core.regularizers import REGULARIZERS
+
+    try:
+        param = inspect.signature(REGULARIZERS.get(name)).parameters.get("weight")
+    except (TypeError, ValueError):
+        return None
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return float(param.default)
+
+
+def regularizer_specs(items: Sequence[str]) -> list[dict[str, Any]]:
+    """``--reg`` values -> the ``regularizers`` of a :class:`~datanas_core.search.SearchConfig` (``none``
+    entries dropped; ``[]`` when every entry is ``none``).
+
+    Raises:
+        ConfigError: an unknown regulariser or a bad weight (see :func:`parse_reg`).
+    """
+    from datanas_core.regularizers import REGULARIZERS
+
+    specs = [parse_reg(r, REGULARIZERS.names()) for r in items]
+    return [r for r in specs if r is not None]
+
+
+# ------------------------------------------------------------------------------------------ config files
+def cli_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as JSON-able values (paths as strings), to store under :data:`CONFIG_KEY` in a
+    run's config so that ``--resume RUN_DIR`` and ``--config RUN_DIR/config.yaml`` can rebuild them."""
+    out: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if key in _NOT_RESTORED or key.startswith("_"):
+            continue
+        out[key] = os.fspath(value) if isinstance(value, os.PathLike) else value
+    return out
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON mapping (a run directory means its config.json)."""
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ConfigError(
+                    f"{str(path)!r} is YAML but PyYAML is not installed; pass the run's config.json instead"
+                ) from None
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error is the file's fault
+        raise ConfigError(f"cannot parse the config file {str(path)!r}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"the config file {str(path)!r} must hold a mapping, not {type(doc).__name__}")
+    return doc
+
+
+def _saved_options(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The CLI options in a config document: its :data:`CONFIG_KEY` group, else its top-level keys (plain
+    option files and runs written before the group existed)."""
+    group = doc.get(CONFIG_KEY)
+    return dict(group) if isinstance(group, Mapping) else dict(doc)
+
+
+def _run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config.json of a run directory (or of its first ``seed_*`` run), ``None`` when there is none."""
+    for candidate in (run_dir / "config.json", *sorted(run_dir.glob("seed_*/config.json"))):
+        if candidate.is_file():
+            return _read_config_file(candidate)
+    return None
+
+
+def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` where ``--config FILE`` or ``--resume RUN_DIR`` supply the defaults.
+
+    ``--config FILE`` (a run's ``config.yaml``/``config.json`` or a plain mapping of option names to
+    values) re-runs with those options into a new ``--out``; ``--resume RUN_DIR`` continues the run with
+    its own saved options. Flags given on the command line override the file; on resume the runtime then
+    checks them against the settings that may change (learning rates, epochs, checkpoint cadence,
+    logging) and lists every other difference. Keys the parser does not know are ignored.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or holds an option of the wrong kind.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=None)
+    pre.add_argument("--resume", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv)
+    saved: dict[str, Any] = {}
+    if getattr(known, "config", None) is not None and _has_dest(parser, "config"):
+        saved.update(_saved_options(_read_config_file(Path(known.config).expanduser())))
+    if getattr(known, "resume", None) is not None and _has_dest(parser, "resume"):
+        doc = _run_config(Path(known.resume).expanduser())
+        if doc is not None:
+            saved.update(_saved_options(doc))
+    if not saved:
+        return parser.parse_args(argv)
+    if "seeds" in saved and saved.get("seeds"):
+        saved.pop("seed", None)  # each seed's config records its own seed
+    later: dict[str, Any] = {}
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    for dest, value in saved.items():
+        action = actions.get(dest)
+        if action is None or dest in _NOT_RESTORED or isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, (argparse._AppendAction, argparse._ExtendAction)):
+            later[dest] = value  # filled in after parsing, so that a flag given replaces it
+            continue
+        if value is not None and action.choices is not None and value not in action.choices:
+            raise ConfigError(
+                f"option {dest!r} = {value!r} in the config is not one of {', '.join(map(str, action.choices))}"
+            )
+        parser.set_defaults(**{dest: value})
+    args = parser.parse_args(argv)
+    for dest, value in later.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+    return args
+
+
+def _has_dest(parser: argparse.ArgumentParser, dest: str) -> bool:
+    return any(a.dest == dest for a in parser._actions)
+
+
+# ------------------------------------------------------------------------------------------ genotypes
+def resolve_genotype(
+    ref: Any,
+    *,
+    bundled: Mapping[str, Callable[[], Genotype]] | None = None,
+    nb201: bool = True,
+) -> Genotype:
+    """Turn a genotype reference into a :class:`~datanas_core.genotype.Genotype` (the one resolver of every
+    ``--genotype`` flag).
+
+    Args:
+        ref: a Genotype; a genotype document (mapping or JSON text); a bundled name (case-insensitive, ``-``
+            and ``_`` alike); a genotype JSON file; a search run directory (its ``genotype.json``); or,
+            with ``nb201``, a NAS-Bench-201 string (``|nor_conv_3x3~0|+|...|``).
+        bundled: the domain's bundled genotypes, name -> loader.
+        nb201: accept NB201 strings.
+
+    Raises:
+        GenotypeError: none of these (the message lists the bundled names); a malformed document.
+    """
+    from datanas_core.genotype import Genotype
+
+    if isinstance(ref, Genotype):
+        return ref
+    if isinstance(ref, Mapping):
+        return Genotype.from_dict(ref)
+    if not isinstance(ref, (str, os.PathLike)):
+        raise GenotypeError(
+            f"genotype must be a Genotype, a mapping, a bundled name or a path, got {type(ref).__name__}"
+        )
+    text = os.fspath(ref).strip()
+    bundled = dict(bundled or {})
+    if isinstance(ref, str):
+        if text.startswith("{"):
+            return Genotype.from_json(text)
+        if nb201 and text.startswith("|"):
+            from datanas_core.space.nb201 import NB201Space
+
+            return NB201Space().from_string(text)
+        lowered = {n.lower().replace("-", "_"): n for n in bundled}
+        key = text.lower().replace("-", "_")
+        if key in lowered:
+            return bundled[lowered[key]]()
+    path = Path(text).expanduser()
+    if path.is_file():
+        return Genotype.load(path)
+    if path.is_dir():
+        if (path / "genotype.json").is_file():
+            return Genotype.load(path / "genotype.json")
+        raise GenotypeError(
+            f"genotype {text!r} is a directory without genotype.json (a search run that has not finished?)"
+        )
+    kinds = ["a bundled name (" + ", ".join(sorted(bundled)) + ")"] if bundled else []
+    kinds += ["an existing JSON file or search run directory", "a JSON document"]
+    if nb201:
+        kinds.append("an NB201 string")
+    raise GenotypeError(f"genotype {text!r} is neither " + ", ".join(kinds[:-1]) + " nor " + kinds[-1])
+
+
+# ------------------------------------------------------------------------------------------ the ending
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.6g}"
+    return str(value)
+
+
+def _genotype_text(genotype: Any) -> str | None:
+    if genotype is None:
+        return None
+    if isinstance(genotype, (str, os.PathLike)):
+        return os.fspath(genotype)
+    cells = getattr(genotype, "cells", None)
+    name = (getattr(genotype, "meta", None) or {}).get("name") if hasattr(genotype, "meta") else None
+    parts = []
+    for ct, cell in (cells or {}).items():
+        edges = ", ".join(f"{e.src}->{e.dst} {e.op}" for e in cell.edges)
+        parts.append(f"{ct}: {edges}")
+    head = f"{getattr(genotype, 'space', '?')}" + (f" ({name})" if name else "")
+    return head + ("; " + " | ".join(parts) if parts else "")
+
+
+def format_summary(
+    title: str,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    genotype: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The summary block every CLI ends with (see :func:`print_summary`)."""
+    lines = [f"== {title} =="]
+    if run_dir is not None:
+        lines.append(f"run directory: {os.fspath(run_dir)}")
+    g = _genotype_text(genotype)
+    if g:
+        lines.append(f"genotype: {g}")
+    if metrics:
+        lines.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+    for k, v in (extra or {}).items():
+        lines.append(f"{k}: {_fmt(v)}")
+    for w in warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def print_summary(
+    title: str,
+    *,
+    run_dir: str | os.PathLike[str] | None = None,
+    genotype: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+    write: bool = True,
+    stream: Any = None,
+) -> dict[str, Any]:
+    """Print the one summary block (run directory, genotype, headline metrics, warnings) and, with
+    ``write`` and a ``run_dir``, merge it into ``run_dir/summary.json`` under ``"cli"`` (what the runtime
+    wrote there is kept). Returns the block as a dict."""
+    block: dict[str, Any] = {"command": title}
+    if run_dir is not None:
+        block["run_dir"] = os.fspath(run_dir)
+    if genotype is not None:
+        block["genotype"] = genotype.to_dict() if hasattr(genotype, "to_dict") else _genotype_text(genotype)
+    block["metrics"] = dict(metrics or {})
+    block["warnings"] = list(warnings)
+    if extra:
+        block["extra"] = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in extra.items()}
+    out = stream if stream is not None else sys.stdout
+    out.write(
+        format_summary(
+            title, run_dir=run_dir, genotype=genotype, metrics=metrics, warnings=warnings, extra=extra
+        )
+        + "\n"
+    )
+    out.flush()
+    if write and run_dir is not None:
+        from datanas_core.runtime._jsonutil import to_jsonable
+        from datanas_core.runtime.rundir import RunDir
+
+        rd = RunDir(run_dir, tensorboard=False)
+        if rd.path.is_dir():
+            summary = rd.read_summary()
+            summary["cli"] = to_jsonable(block)
+            rd.write_summary(summary)
+    return block
+
+
+#: Epoch-record keys that make the headline of a search (the first ones present, in this order).
+_HEADLINE_PREFIXES = ("val_", "train_", "test_", "consistency", "benchmark")
+_HEADLINE_SKIP = ("time", "lr", "step", "epoch", "seconds", "samples", "_se")
+
+
+def search_metrics(result: Any, *, limit: int = 8) -> dict[str, Any]:
+    """The headline numbers of a search result: numeric entries of its last epoch record whose names start
+    with ``val_``, ``train_``, ``test_`` or ``consistency`` (timings and learning rates left out)."""
+    history = list(getattr(result, "history", None) or [])
+    if not history:
+        return {}
+    last = history[-1]
+    out: dict[str, Any] = {}
+    for prefix in _HEADLINE_PREFIXES:
+        for k, v in last.items():
+            if len(out) >= limit:
+                return out
+            if (
+                k.startswith(prefix)
+                and k not in out
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and not any(s in k for s in _HEADLINE_SKIP)
+            ):
+                out[k] = v
+    return out
+
+
+def search_warnings(result: Any, searcher: Any = None) -> list[str]:
+    """The warnings of a finished search: the decision verdict (undecided search), collapse, stopped early,
+    and the approximations of the run."""
+    out: list[str] = []
+    history = list(getattr(result, "history", None) or [])
+    last = history[-1] if history else {}
+    verdict = last.get("decision_verdict")
+    if verdict:
+        out.append(str(verdict))
+    collapse = last.get("collapse")
+    if isinstance(collapse, Mapping) and collapse.get("collapsed"):
+        out.append(
+            f"collapse: {collapse.get('reason', 'the derived cells are dominated by parameter-free ops')}"
+        )
+    if getattr(result, "stopped_early", False):
+        out.append("the search stopped early")
+    config = getattr(searcher, "config", None)
+    out.extend(f"approximation: {a}" for a in (getattr(config, "approximations", None) or []))
+    return out
+
+
+def print_search_summary(
+    title: str,
+    run_dir: str | os.PathLike[str],
+    result: Any,
+    searcher: Any = None,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    warnings: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`print_summary` of a finished search: its genotype, :func:`search_metrics` (plus ``metrics``),
+    :func:`search_warnings` (plus ``warnings``) and, when written, the report's path."""
+    more = dict(extra or {})
+    report = Path(run_dir) / "report.html"
+    if report.is_file():
+        more.setdefault("report", str(report))
+    return print_summary(
+        title,
+        run_dir=run_dir,
+        genotype=getattr(result, "genotype", None),
+        metrics={**search_metrics(result), **dict(metrics or {})},
+        warnings=[*search_warnings(result, searcher), *warnings],
+        extra=more,
+    )
