@@ -67,6 +67,32 @@ def check_exportable(model: nn.Module) -> None:
         )
 
 
+def _export_twin(model: nn.Module) -> nn.Module:
+    """``model``, or a copy in which modules that exporters cannot record are replaced by their standard
+    equivalents (same function): the fast box-filter ``AvgPool3x3`` (a Python autograd function) becomes
+    ``nn.AvgPool2d(3, stride, 1, count_include_pad=False)``."""
+    import copy
+
+    from datanas_core import ops
+
+    avg = getattr(ops, "AvgPool3x3", None)
+    if avg is None or not any(isinstance(m, avg) for m in model.modules()):
+        return model
+    twin = copy.deepcopy(model)
+
+    def walk(module: nn.Module) -> None:
+        for name, child in list(module._modules.items()):
+            if child is None:
+                continue
+            if isinstance(child, avg):
+                module._modules[name] = nn.AvgPool2d(3, child.stride, 1, count_include_pad=False)
+            else:
+                walk(child)
+
+    walk(twin)
+    return twin.train(model.training)
+
+
 def _as_tuple(example: Any) -> tuple[Any, ...]:
     return tuple(example) if isinstance(example, tuple) else (example,)
 
@@ -133,14 +159,14 @@ def export_torchscript(
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", FutureWarning
-            )  # torch.jit is deprecated in favour of torch.export
+            # torch.jit is deprecated in favour of torch.export
+            warnings.simplefilter("ignore", FutureWarning)
+            twin = _export_twin(model)
             try:
                 ts = (
-                    torch.jit.trace(model, args, check_trace=False)
+                    torch.jit.trace(twin, args, check_trace=False)
                     if method == "trace"
-                    else torch.jit.script(model)
+                    else torch.jit.script(twin)
                 )
             except Exception as exc:  # noqa: BLE001 - wrapped with context
                 raise ExportError(f"torch.jit.{method} failed for {type(model).__name__}: {exc}") from exc
@@ -218,7 +244,7 @@ def export_onnx(
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, args, str(path), **kwargs)
+                torch.onnx.export(_export_twin(model), args, str(path), **kwargs)
         except Exception as exc:  # noqa: BLE001 - wrapped with context
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
         if check:

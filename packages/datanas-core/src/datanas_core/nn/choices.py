@@ -119,7 +119,8 @@ class ChoiceModule(MixedOp):
                 zero = torch.zeros_like(self._run(0, x))
             return zero + proxy
         # the fast exact executor: zero-weight candidates run forward-only (when the engine says which)
-        fast = {"zero": zero, "arch_grad": arch_grad} if zero else {}
+        # (InputChoice's candidates are free picks from a list: nothing to save, the plain path)
+        fast = {"zero": zero, "arch_grad": arch_grad} if zero and isinstance(x, Tensor) else {}
         return MixedOp.forward(self, x, weights, active, proxy is not None, proxy=proxy, **fast)
 
     def _run(self, k: int, x: Any) -> Tensor:
