@@ -72,7 +72,7 @@ def test_search_cli_darts_method_derives_one_predecessor_per_node(
         *TINY,
         "--epochs",
         "1",
-        "--method",
+        "--preset",
         "darts",
     ]
     argv += ["--train-tokens", "48", "--eval-tokens", "24", "--out", str(out), "--no-progress", "--no-report"]

@@ -1,6 +1,6 @@
 """Compare a searched cell with random cells and an LSTM at the same budget: ``python -m datanas_lm.compare``.
 
-Trains, one after another and with the same data order, initial seed and budget (``--preset`` sizes,
+Trains, one after another and with the same data order, initial seed and budget (``--size`` sizes,
 epochs and tokens per epoch): the given cell (``--genotype``), ``--random N`` uniformly random cells of the
 space (one predecessor and one activation per node, drawn from seeds ``1..N``) and, with ``--lstm``, a
 same-size ``torch.nn.LSTM``. Each model gets a run directory under ``--out``; ``comparison.json`` and
@@ -46,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--lstm", action=argparse.BooleanOptionalAction, default=True, help="train the LSTM too"
     )
     add_data_args(parser)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
+    parser.add_argument(
+        "--size",
+        "--preset",
+        dest="preset",
+        choices=PRESET_NAMES,
+        default="cpu",
+        help="model and data size preset (default: cpu; --preset: old name)",
+    )
     add_model_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")

@@ -23,7 +23,7 @@ from datanas_core.errors import ConfigError
 
 __all__ = ["PRESET_NAMES", "SEARCH_PRESETS", "TRAIN_PRESETS", "search_preset", "train_preset"]
 
-#: Names accepted by ``--preset``.
+#: Names accepted by ``--size``.
 PRESET_NAMES: tuple[str, ...] = ("cpu", "darts-full")
 
 SEARCH_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(

@@ -1,8 +1,8 @@
 """Search a DARTS recurrent cell on a word-level corpus: ``python -m datanas_lm.search --data ptb``.
 
-The default preset (``cpu``) finishes on two CPU cores; ``--preset darts-full`` is DARTS' PTB search
+The default size (``--size cpu``) finishes on two CPU cores; ``--size darts-full`` is DARTS' PTB search
 (embedding = hidden = 300, batch 256, 50 epochs). The method (estimator, derivation rule, regularisers) is
-picked with ``--method`` from the core presets (default ``data``: DATA's EGS with M=2 and ADC); the
+picked with ``--preset`` from the core presets (default ``data``: DATA's EGS with M=2 and ADC); the
 optimiser settings are the language-model ones of DARTS (SGD lr 20 without momentum or schedule, weight
 decay 5e-7, gradient clip 0.25; Adam 3e-3 on the architecture).
 
@@ -28,6 +28,14 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    print_search_summary,
+)
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_lm.data import DATASETS, BPTTLoader, Corpus, batchify, default_data_dir, load_corpus
@@ -73,17 +81,16 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory with the dataset files (default: $DATANAS_DATA_DIR/<data>, else ./data/<data>)",
     )
-    g.add_argument(
-        "--download",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="download missing PTB files into --data-dir (checksum-verified; default: off)",
+    add_options(
+        g,
+        ["--download"],
+        help={"--download": "download missing PTB files into --data-dir (checksum-verified; default: off)"},
     )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Model-size, dropout and optimisation flags shared by the LM CLIs (defaults come from ``--preset``)."""
-    g = parser.add_argument_group("model (defaults from --preset)")
+    """Model-size, dropout and optimisation flags shared by the LM CLIs (defaults come from ``--size``)."""
+    g = parser.add_argument_group("model (defaults from --size)")
     g.add_argument(
         "--emsize", type=int, default=None, help="embedding size (= hidden size; weights are tied)"
     )
@@ -102,7 +109,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None, help="training batch size (columns)")
     g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size")
     g.add_argument("--bptt", type=int, default=None, help="nominal BPTT length (windows vary around it)")
-    g.add_argument("--epochs", type=int, default=None, help="epochs")
+    add_options(g, ["--epochs"], help={"--epochs": "epochs (default from --size)"})
     g.add_argument(
         "--train-tokens",
         type=int,
@@ -115,11 +122,10 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tokens of the validation set used for per-epoch evaluation (0: all)",
     )
-    g.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: 1 with --preset cpu, torch's choice with darts-full)",
+    add_options(
+        g,
+        ["--threads"],
+        help={"--threads": "torch CPU threads (default: 1 with --size cpu, torch's choice with darts-full)"},
     )
 
 
@@ -174,45 +180,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.search",
         description="Differentiable search of a DARTS recurrent cell for word-level language modelling.",
+        formatter_class=HelpFormatter,
     )
     add_data_args(parser)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
+    parser.add_argument(
+        "--size",
+        dest="preset",
+        choices=PRESET_NAMES,
+        default="cpu",
+        help="model and data size preset (cpu: two CPU cores; darts-full: DARTS' PTB search)",
+    )
     g = parser.add_argument_group("method")
-    g.add_argument(
-        "--method",
-        choices=_methods(),
-        default="data",
-        help="core method preset, the method's published recipe for the RNN space (default: data); this CLI's "
-        "--preset names the model size, so the method preset is chosen here",
+    add_options(
+        g,
+        ["--preset"],
+        choices={"--preset": _methods()},
+        defaults={"--preset": "data"},
+        aliases={"--preset": ["--method"]},
+        dests={"--preset": "method"},
+        help={
+            "--preset": "method recipe: a core preset for the RNN space (--method: old name)",
+        },
     )
-    g.add_argument("--estimator", type=str, default=None, help="override the method's estimator")
-    g.add_argument("--samples", type=int, default=None, help="EGS ensemble size M")
-    g.add_argument(
-        "--executor",
-        choices=("exact", "sparse"),
-        default=None,
-        help="mixed-edge executor (default: method's)",
-    )
-    g.add_argument(
-        "--rule",
-        type=str,
-        default=None,
-        help="derivation rule (default: 'data' for DATA methods, else 'topk_edges' with k=1)",
+    add_options(
+        g,
+        ["--estimator", "--samples", "--executor", "--rule"],
+        help={
+            "--estimator": "override the method's estimator",
+            "--executor": "mixed-edge executor (default: method's)",
+            "--rule": "derivation rule (default: 'data' for DATA methods, else 'topk_edges' with k=1)",
+        },
     )
     g.add_argument(
         "--rule-k", type=int, default=None, help="k of the topk rules (default 1: one predecessor per node)"
     )
-    g.add_argument(
-        "--order",
-        choices=("first", "second", "single_level"),
-        default=None,
-        help="override the method's order",
+    add_options(
+        g, ["--order", "--arch-warmup-epochs", "--reg"], help={"--order": "override the method's order"}
     )
-    g.add_argument(
-        "--arch-warmup-epochs", type=int, default=None, help="epochs before the architecture is updated"
+    add_options(
+        g,
+        ["--w-lr", "--a-lr"],
+        help={
+            "--w-lr": "weight learning rate (SGD; default from --size)",
+            "--a-lr": "architecture learning rate (Adam; default from --size)",
+        },
     )
-    g.add_argument("--w-lr", type=float, default=None, help="weight learning rate (SGD)")
-    g.add_argument("--a-lr", type=float, default=None, help="architecture learning rate (Adam)")
     add_model_args(parser)
     add_runtime_args(parser)
     return parser
@@ -250,6 +262,10 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
         overrides["order"] = args.order
     if args.arch_warmup_epochs is not None:
         overrides["arch_warmup_epochs"] = int(args.arch_warmup_epochs)
+    if args.reg is not None:
+        from datanas_core.cli_options import regularizer_specs
+
+        overrides["regularizers"] = regularizer_specs(args.reg)
     # the preset's rule for the RNN space (data: DATA's rule; the others: one predecessor per node)
     rule = args.rule or (
         base.rule
@@ -276,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_lm.task import LMSearchTask, PerplexityFromLoss
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
         configure_logging(opts.verbose)
@@ -342,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": settings,
             "supernet": supernet_kwargs,
             "threads": threads,
+            CONFIG_KEY: cli_config(args),
         }
         if opts.dry_run:
             from datanas_lm.data.text import LMBatch
@@ -375,13 +392,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume_ignore=DEFAULT_RESUME_IGNORE | {"threads"},
                 **opts.run_kwargs(),
             )
-            logger.info(
-                "derived genotype: %s; retrain it with: "
-                "python -m datanas_lm.train --genotype %s --data %s --data-dir %s",
-                out / "genotype.json",
-                out / "genotype.json",
-                args.data,
-                data_dir,
+            print_search_summary(
+                "lm search",
+                out,
+                result,
+                extra={
+                    "retrain with": f"python -m datanas_lm.train --genotype {out} --data {args.data} "
+                    f"--data-dir {data_dir}"
+                },
             )
             return result
 

@@ -264,9 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=("cell", "lstm"), default="cell", help="cell (default) or lstm baseline"
     )
     add_data_args(parser)
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="cpu", help="size preset (default: cpu)")
+    parser.add_argument(
+        "--size",
+        "--preset",
+        dest="preset",
+        choices=PRESET_NAMES,
+        default="cpu",
+        help="model and data size preset (default: cpu; --preset: old name)",
+    )
     add_model_args(parser)
-    g = parser.add_argument_group("optimisation (defaults from --preset)")
+    g = parser.add_argument_group("optimisation (defaults from --size)")
     g.add_argument("--lr", type=float, default=None, help="SGD learning rate")
     g.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
     g.add_argument("--clip", type=float, default=None, help="gradient-norm clip")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from pathlib import Path
 
-from datanas_core.errors import GenotypeError
 from datanas_core.genotype import Genotype
 
 __all__ = ["BUNDLED_GENOTYPES", "load_genotype"]
@@ -22,22 +20,19 @@ BUNDLED_GENOTYPES: tuple[str, ...] = ("darts_v1", "darts_v2")
 
 
 def load_genotype(spec: str | os.PathLike[str]) -> Genotype:
-    """A bundled genotype by name (``"darts_v2"``, also ``"darts"``) or a genotype JSON file.
+    """A bundled genotype by name (``"darts_v2"``, also ``"darts"``), a genotype JSON file or a search run
+    directory (:func:`datanas_core.cli_options.resolve_genotype`).
 
     Raises:
         GenotypeError: neither a bundled name nor an existing JSON file, or a malformed document.
     """
-    name = str(spec)
-    key = name.lower().replace("-", "_")
-    if key == "darts":
-        key = "darts_v2"
-    if key in BUNDLED_GENOTYPES:
-        text = resources.files(__name__).joinpath(f"{key}.json").read_text(encoding="utf-8")
-        return Genotype.from_json(text)
-    path = Path(name).expanduser()
-    if path.is_file():
-        return Genotype.load(path)
-    raise GenotypeError(
-        f"genotype {name!r} is neither a bundled name ({', '.join(BUNDLED_GENOTYPES)}, darts) "
-        "nor an existing JSON file"
-    )
+    from datanas_core.cli_options import resolve_genotype
+
+    def loader(key: str) -> Genotype:
+        return Genotype.from_json(
+            resources.files(__name__).joinpath(f"{key}.json").read_text(encoding="utf-8")
+        )
+
+    bundled = {k: (lambda k=k: loader(k)) for k in BUNDLED_GENOTYPES}
+    bundled["darts"] = bundled["darts_v2"]
+    return resolve_genotype(spec, bundled=bundled, nb201=False)
