@@ -19,13 +19,21 @@ uses 3e-4 over ~20k steps; this search has 144 architecture steps), median-frequ
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    print_search_summary,
+    regularizer_specs,
+)
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.runtime import (
@@ -51,46 +59,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_seg.search",
         description="Search a segmentation backbone of DARTS cells (space seg.darts).",
+        formatter_class=HelpFormatter,
     )
     _cli.add_data_args(p, class_weight="balanced")
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
-    g.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="data",
-        help="method preset, the method's published recipe for seg.darts (default data); presets that do "
-        "not support the space (e.g. e2nas) are refused with the supported spaces",
+    add_options(
+        g,
+        ["--preset", "--epochs"],
+        choices={"--preset": sorted(PRESETS)},
+        defaults={"--preset": "data", "--epochs": 24},
+        help={
+            "--preset": "method preset, the method's published recipe for seg.darts (default data); presets "
+            "that do not support the space (e.g. e2nas) are refused with the supported spaces",
+        },
     )
-    g.add_argument("--epochs", type=int, default=24, help="search epochs (default 24)")
-    g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch (default 24)")
-    g.add_argument(
-        "--val-batches", type=int, default=8, help="distinct validation batches per epoch (default 8)"
+    g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch")
+    g.add_argument("--val-batches", type=int, default=8, help="distinct validation batches per epoch")
+    add_options(
+        g,
+        ["--samples", "--executor", "--w-lr", "--a-lr", "--arch-warmup-epochs", "--rule", "--reg"],
+        defaults={"--samples": 4, "--w-lr": 0.05, "--a-lr": 1e-2, "--arch-warmup-epochs": 8},
+        help={
+            "--samples": "EGS/Gumbel ensemble size M (default 4, DATA-M4; 0: the preset's; ignored by other "
+            "estimators)",
+            "--executor": "mixed-op executor (default: the estimator's native one, exact for EGS; sparse with "
+            "EGS is an approximation)",
+            "--rule": "derivation rule (default: the preset's)",
+            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the preset's)",
+        },
     )
-    g.add_argument(
-        "--samples",
-        type=int,
-        default=4,
-        help="EGS/Gumbel ensemble size M (default 4, DATA-M4; 0: the preset's; ignored by other estimators)",
+    add_options(
+        g,
+        ["--weight-sampling", "--threads"],
+        defaults={"--weight-sampling": "distribution"},
+        help={"--threads": "torch CPU threads (default: torch's choice)"},
     )
-    g.add_argument(
-        "--executor",
-        choices=("exact", "sparse"),
-        default=None,
-        help="mixed-op executor (default: the estimator's native one, exact for EGS; sparse with EGS is an "
-        "approximation)",
-    )
-    g.add_argument("--w-lr", type=float, default=0.05, help="weight learning rate (default 0.05)")
-    g.add_argument("--a-lr", type=float, default=1e-2, help="architecture learning rate (default 1e-2)")
-    g.add_argument("--arch-warmup-epochs", type=int, default=8, help="weight-only epochs first (default 8)")
-    g.add_argument("--rule", type=str, default=None, help="derivation rule (default: the preset's)")
-    g.add_argument(
-        "--weight-sampling",
-        choices=("distribution", "uniform"),
-        default="distribution",
-        help="where the weight step draws its architecture: the distribution (default) or uniform logits (fair path sampling; see SearchConfig.weight_sampling)",
-    )
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_runtime_args(p)
     return p
 
@@ -113,6 +117,8 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         over["rule"] = args.rule
     if args.executor is not None:
         over["executor"] = args.executor
+    if args.reg is not None:
+        over["regularizers"] = regularizer_specs(args.reg)
     return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 
 
@@ -173,6 +179,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
         if k not in ("out", "resume", "seeds", "threads")
     }
     config["crop_size"] = crop
+    config[CONFIG_KEY] = cli_config(args)
     config["splits"] = splits.names()
     derived_kwargs = {
         "C": args.C,
@@ -194,8 +201,11 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
             derived_input_shape=(splits.data.in_channels, crop, crop),
             **opts.run_kwargs(),
         )
-        logger.info(
-            "derived genotype (%s/genotype.json):\n%s", out, json.dumps(result.genotype.to_dict()["cells"])
+        print_search_summary(
+            "seg search",
+            out,
+            result,
+            extra={"train with": f"python -m datanas_seg.train --genotype {out}"},
         )
         return result
 
@@ -206,7 +216,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.search``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse_cli(build_parser(), argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/seg-search")
     except DataNASError as exc:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from datanas_core.errors import GenotypeError
 from datanas_core.genotype import Genotype
 
 __all__ = ["bundled_genotypes", "resolve_genotype"]
@@ -38,29 +36,11 @@ def resolve_genotype(ref: GenotypeRef) -> Genotype:
         GenotypeError: the name is neither bundled nor an existing file (the message lists bundled names), or
             the document is malformed.
     """
-    if isinstance(ref, Genotype):
-        return ref
-    if isinstance(ref, Mapping):
-        return Genotype.from_dict(ref)
-    if isinstance(ref, (str, os.PathLike)):
-        text = os.fspath(ref)
-        bundled = bundled_genotypes()
-        if text in bundled:
-            res = resources.files(__name__).joinpath(f"{text}.json")
-            return Genotype.from_json(res.read_text(encoding="utf-8"))
-        p = Path(text).expanduser()
-        if p.is_file():
-            return Genotype.load(p)
-        from datanas_core.runtime.report import find_run_dir
+    from datanas_core.cli_options import resolve_genotype as core_resolve
 
-        run_dir = find_run_dir(p)  # a search run directory: its genotype.json
-        if run_dir is not None:
-            return Genotype.load(run_dir / "genotype.json")
-        raise GenotypeError(
-            f"genotype {text!r} is neither a bundled genotype, an existing JSON file nor a search run directory "
-            "with a genotype.json; bundled genotypes: "
-            f"{', '.join(bundled) or '(none)'}"
+    def loader(name: str) -> Any:
+        return lambda: Genotype.from_json(
+            resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8")
         )
-    raise GenotypeError(
-        f"expected a Genotype, a genotype document, a bundled name or a JSON path, got {type(ref).__name__}"
-    )
+
+    return core_resolve(ref, bundled={n: loader(n) for n in bundled_genotypes()}, nb201=False)
