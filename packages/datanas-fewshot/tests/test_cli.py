@@ -40,8 +40,8 @@ def test_cluster_cli_end_to_end_on_digits(tmp_path, capsys):
     from datanas_fewshot.cluster.__main__ import main
 
     out = tmp_path / "run"
-    argv = ["--data", "digits", "--image-size", "8", "--C", "4", "--steps", "2", "--search-epochs", "1",
-            "--search-batches", "2", "--search-batch-size", "16", "--train-epochs", "1",
+    argv = ["--data", "digits", "--image-size", "8", "--C", "4", "--steps", "2", "--epochs", "1",
+            "--steps-per-epoch", "2", "--search-batch-size", "16", "--train-epochs", "1",
             "--train-batches", "2", "--batch-size", "16", "--kmeans-n-init", "1", "--out", str(out),
             "--no-progress", "--no-report"]  # fmt: skip
     assert main(argv) == 0
@@ -50,10 +50,12 @@ def test_cluster_cli_end_to_end_on_digits(tmp_path, capsys):
     for name in ("report.html", "confusion_kmeans.svg", "confusion_head.svg", "projection.svg", "model.pt"):
         assert (out / "clustering" / name).is_file(), name
     assert (out / "genotype.json").is_file()
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["seed"] == 0
-    nmi = line["searched"]["kmeans"]["nmi"]  # printed rounded to 4 decimals
+    block = json.loads((out / "summary.json").read_text())["cli"]  # the summary block every CLI prints
+    assert block["extra"]["seed"] == 0 and block["run_dir"] == str(out)
+    nmi = block["metrics"]["kmeans_nmi"]  # rounded to 4 decimals
     assert nmi == round(res["searched"]["kmeans"]["nmi"], 4)
+    printed = capsys.readouterr().out
+    assert "== cluster ==" in printed and f"kmeans_nmi={nmi:.4g}" in printed
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ never holds the architecture parameters. The run directory follows :func:`datana
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,15 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    print_search_summary,
+    regularizer_specs,
+)
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.search import SearchConfig
@@ -37,19 +45,24 @@ def add_fewshot_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by the search and train CLIs (data, task, meta-learner, network size)."""
     d = p.add_argument_group("data and task")
     d.add_argument("--data", choices=FEWSHOT_DATASETS, default="omniglot", help="dataset")
-    d.add_argument("--data-dir", type=Path, required=True, help="folder with the dataset files")
-    d.add_argument("--image-size", type=int, default=28)
+    d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files (required)")
+    d.add_argument("--image-size", type=int, default=28, help="images are resized to SIZE x SIZE")
     d.add_argument(
         "--rotations",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="Omniglot: rotations by 90/180/270 degrees as extra classes",
     )
-    d.add_argument("--ways", type=int, default=5)
-    d.add_argument("--shots", type=int, default=1)
+    d.add_argument("--ways", type=int, default=5, help="classes per episode (N-way)")
+    d.add_argument("--shots", type=int, default=1, help="support samples per class (K-shot)")
     d.add_argument("--queries", type=int, default=15, help="query samples per class")
     m = p.add_argument_group("meta-learner and network")
-    m.add_argument("--meta-learner", choices=("protonet", "maml"), default="protonet")
+    m.add_argument(
+        "--meta-learner",
+        choices=("protonet", "maml"),
+        default="protonet",
+        help="meta-learner that uses the cell network (ProtoNet, or first-order MAML via learn2learn)",
+    )
     m.add_argument("--inner-lr", type=float, default=0.4, help="MAML inner learning rate")
     m.add_argument("--inner-steps", type=int, default=1, help="MAML inner steps (training)")
     m.add_argument("--test-inner-steps", type=int, default=3, help="MAML inner steps (evaluation)")
@@ -65,7 +78,7 @@ def add_fewshot_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--C", type=int, default=8, help="initial channels")
     m.add_argument("--layers", type=int, default=3, help="cells")
     m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
-    m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_options(m, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
 
 
 def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
@@ -100,31 +113,43 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_fewshot.search",
         description="Differentiable cell search for few-shot learning "
         "(learn2learn episodes; ProtoNet or MAML).",
+        formatter_class=HelpFormatter,
     )
     add_fewshot_args(p)
     s = p.add_argument_group("search")
-    s.add_argument("--epochs", type=int, default=4, help="search epochs")
-    s.add_argument("--episodes", type=int, default=60, help="weight-step episodes per search epoch")
+    add_options(s, ["--epochs"], defaults={"--epochs": 4})
     s.add_argument(
-        "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
+        "--steps-per-epoch",
+        "--episodes",
+        dest="episodes",
+        type=int,
+        default=60,
+        help="weight-step episodes per search epoch (the budget is --epochs x --steps-per-epoch; --episodes: "
+        "old name)",
     )
-    s.add_argument(
-        "--preset",
-        default=None,
-        help="core method preset (estimator, regularisers, executor, derivation rule of the method's "
-        "published recipe for this space; the optimisation flags below stay this CLI's). The cell space "
-        "here is the strict DARTS space: presets that need another space are refused with a clear error",
+    add_options(
+        s,
+        ["--preset", "--estimator", "--samples", "--executor", "--reg", "--rule"],
+        defaults={"--estimator": "egs"},
+        help={
+            "--preset": "core method preset (estimator, regularisers, executor, derivation rule of the "
+            "method's published recipe for this space; the optimisation flags below stay this CLI's). The "
+            "cell space here is the strict DARTS space: presets that need another space are refused with a "
+            "clear error",
+            "--samples": "architecture samples M per step (egs, gumbel; default 2 for egs)",
+            "--executor": "mixed-edge executor (default: the estimator's native one; sparse with EGS is an "
+            "approximation)",
+            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the "
+            "preset's, none without one)",
+        },
     )
-    s.add_argument(
-        "--executor",
-        choices=("exact", "sparse"),
-        default=None,
-        help="mixed-edge executor (default: the estimator's native one; sparse with EGS is an approximation)",
+    add_options(
+        s,
+        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
+        choices={"--w-optimizer": ("adam", "sgd")},
+        defaults={"--w-optimizer": "adam", "--w-lr": 1e-3, "--a-lr": 0.03, "--arch-warmup-epochs": 1},
+        dests={"--arch-warmup-epochs": "arch_warmup"},
     )
-    s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
-    s.add_argument("--w-lr", type=float, default=1e-3, help="supernet weight learning rate")
-    s.add_argument("--a-lr", type=float, default=0.03, help="architecture learning rate (Adam)")
-    s.add_argument("--arch-warmup", type=int, default=1, help="epochs before the architecture is updated")
     s.add_argument(
         "--distance-scale",
         default="1",
@@ -139,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
+    if args.data_dir is None:
+        parser.error("--data-dir is required (the folder with the dataset files)")
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/fewshot-search")
     except DataNASError as exc:
@@ -165,6 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 method = preset_method_fields(args.preset, build_space(args.ops, steps=args.steps))
             if args.executor is not None:
                 method["executor"] = args.executor
+            if args.samples is not None:
+                method["estimator_options"] = {
+                    **dict(method.get("estimator_options") or {}),
+                    "samples": args.samples,
+                }
+            if args.reg is not None:
+                method["regularizers"] = regularizer_specs(args.reg)
+            if args.rule is not None:
+                method["rule"] = args.rule
             search = SearchConfig(
                 epochs=args.epochs,
                 **method,
@@ -200,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "data_dir": str(args.data_dir),
                     "splits": dict(splits.info),
                     **config.to_dict(),
+                    CONFIG_KEY: cli_config(args),
                 },  # fmt: skip
                 consistency_batches=4,
                 derived_kwargs={
@@ -211,7 +248,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 derived_input_shape=(in_ch, args.image_size, args.image_size),
                 **opts.run_kwargs(),
             )
-            print(json.dumps({"seed": seed, "run_dir": str(out), "genotype": result.genotype.to_dict()}))
+            print_search_summary(
+                "fewshot search",
+                out,
+                result,
+                searcher,
+                extra={
+                    "train with": f"python -m datanas_fewshot.train --genotype {out} --data-dir {args.data_dir}"
+                },
+            )
     except DataNASError as exc:
         logger.error("%s", exc)
         return 2

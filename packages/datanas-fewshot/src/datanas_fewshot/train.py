@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import HelpFormatter, print_summary, resolve_genotype
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -54,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_fewshot.train",
         description="Meta-train a searched cell (or Conv-4, or random cells) and report 5-way accuracy "
         "with a 95%% confidence interval plus the 20 official one-shot runs.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--genotype", required=True, help="genotype JSON, 'conv4', 'random:N' or 'random:N@i,j'")
+    p.add_argument(
+        "--genotype",
+        required=True,
+        help="a genotype JSON file or search run directory, 'conv4', 'random:N' or 'random:N@i,j'",
+    )
     p.add_argument(
         "--conv4-hidden",
         default="64",
@@ -79,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also score the 20 official one-shot runs (Omniglot all_runs.zip)",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed (weights, episodes, random cells)")
     t.add_argument("--out", type=Path, default=None, help="output folder (default runs/fewshot-train/<time>)")
-    t.add_argument("--verbose", "-v", action="count", default=0)
+    t.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return one_line_errors(p)  # a bad flag: one line, exit status 2
 
 
@@ -97,8 +103,8 @@ def _check_spec(spec: str) -> None:
         except ValueError:
             raise ConfigError(f"--genotype random:N[@i,j] needs integers, got {spec!r}") from None
         return
-    if not Path(spec).is_file():
-        raise ConfigError(f"--genotype {spec!r} is neither a file, 'conv4', nor 'random:N'")
+    if not Path(spec).exists():
+        raise ConfigError(f"--genotype {spec!r} is neither a file, a run directory, 'conv4', nor 'random:N'")
 
 
 def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> list[tuple[str, Any, dict]]:
@@ -145,11 +151,17 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
                         {"genotype": geno.to_dict(), "C": cfg.C}))  # fmt: skip
         return out
     path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"--genotype {spec!r} is neither a file, 'conv4', nor 'random:N'")
-    geno = Genotype.load(path)
+    if not path.exists():
+        raise ConfigError(f"--genotype {spec!r} is neither a file, a run directory, 'conv4', nor 'random:N'")
+    geno = resolve_genotype(path, nb201=False)
     space.validate(geno)
-    return [(path.stem, lambda: build_backbone(config, geno, in_ch), {"genotype": geno.to_dict()})]
+    return [
+        (
+            path.stem if path.is_file() else path.name,
+            lambda: build_backbone(config, geno, in_ch),
+            {"genotype": geno.to_dict()},
+        )
+    ]
 
 
 @cli_entry
@@ -158,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.data_dir is None:
+        parser.error("--data-dir is required (the folder with the dataset files)")
     configure_logging(args.verbose)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,6 +212,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_run_dir(out)  # one-line error for a file or a read-only path
         atomic_write_text(out / "results.json", json.dumps(doc, indent=2, default=float) + "\n")
         logger.info("results written to %s", out / "results.json")
+        metrics = {f"{r['name']}_meta_test": r["meta_test"]["mean"] for r in results}
+        if "median_meta_test" in doc:
+            metrics["median_meta_test"] = doc["median_meta_test"]
+        print_summary(
+            "fewshot train",
+            run_dir=out,
+            genotype=args.genotype,
+            metrics=metrics,
+            warnings=[f"{args.test_episodes} test episodes: report numbers with >= 600"]
+            if args.test_episodes < 600
+            else [],
+        )
     except DataNASError as exc:
         logger.error("%s", exc)
         return 2

@@ -24,6 +24,16 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    print_summary,
+    regularizer_specs,
+    resolve_genotype,
+)
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -53,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_fewshot.cluster",
         description="Search a cell for unsupervised clustering (no labels in search or training), train it, "
         "and evaluate with k-means (NMI, ARI, Hungarian accuracy).",
+        formatter_class=HelpFormatter,
     )
     d = p.add_argument_group("data")
     d.add_argument(
@@ -85,29 +96,46 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--thickness", type=float, default=0.5, help="stroke-thickness augmentation (0: off)")
     m.add_argument("--contrast", type=float, default=0.3, help="intensity augmentation (0: off)")
     s = p.add_argument_group("search")
-    s.add_argument(
-        "--genotype", type=Path, default=None, help="skip the search and train this genotype (JSON)"
+    add_options(
+        s,
+        ["--genotype"],
+        help={
+            "--genotype": "skip the search and train this genotype (a JSON file or a search run directory)"
+        },
     )
-    s.add_argument("--search-epochs", type=int, default=6)
-    s.add_argument("--search-batches", type=int, default=60, help="batches per search epoch (0: all)")
-    s.add_argument("--search-batch-size", type=int, default=64)
-    s.add_argument(
-        "--estimator", default="egs", help="architecture estimator (egs, gdas, snas, softmax, ...)"
-    )
-    s.add_argument("--samples", type=int, default=4, help="EGS samples M per step (DATA-M4)")
-    s.add_argument(
-        "--preset",
-        default=None,
-        help="core method preset (estimator, regularisers, executor, derivation rule of the method's "
-        "published recipe for this space; the optimisation flags stay this CLI's; --samples still sets "
-        "M for EGS presets). Presets that need another space than this strict DARTS cell space are "
-        "refused with a clear error",
+    add_options(
+        s,
+        ["--epochs"],
+        defaults={"--epochs": 6},
+        aliases={"--epochs": ["--search-epochs"]},
+        dests={"--epochs": "search_epochs"},
+        help={"--epochs": "search epochs (--search-epochs: old name)"},
     )
     s.add_argument(
-        "--executor",
-        choices=("exact", "sparse"),
-        default=None,
-        help="mixed-edge executor (default: the estimator's native one; sparse with EGS is an approximation)",
+        "--steps-per-epoch",
+        "--search-batches",
+        dest="search_batches",
+        type=int,
+        default=60,
+        help="batches per search epoch (0: all; the budget is --epochs x --steps-per-epoch; --search-batches: "
+        "old name)",
+    )
+    s.add_argument("--search-batch-size", type=int, default=64, help="batch size of the search")
+    add_options(
+        s,
+        ["--estimator", "--samples", "--preset", "--executor", "--reg", "--rule"],
+        defaults={"--estimator": "egs", "--samples": 4},
+        help={
+            "--samples": "EGS samples M per step (DATA-M4)",
+            "--preset": "core method preset (estimator, regularisers, executor, derivation rule of the "
+            "method's published recipe for this space; the optimisation flags stay this CLI's; --samples "
+            "still sets M for EGS presets). Presets that need another space than this strict DARTS cell "
+            "space are refused with a clear error",
+            "--executor": "mixed-edge executor (default: the estimator's native one; sparse with EGS is an "
+            "approximation)",
+            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the "
+            "preset's, none without one)",
+        },
     )
     s.add_argument(
         "--search-seed",
@@ -116,23 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the search's supernet and architecture draws only (default: the run seed); training "
         "and evaluation keep the run seed, so searches with several seeds share one training protocol",
     )
-    s.add_argument("--w-optimizer", choices=("adam", "sgd"), default="adam", help="supernet weight optimiser")
-    s.add_argument("--w-lr", type=float, default=3e-3)
-    s.add_argument("--a-lr", type=float, default=0.03)
-    s.add_argument("--arch-warmup", type=int, default=2, help="epochs before the architecture is updated")
+    add_options(
+        s,
+        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
+        choices={"--w-optimizer": ("adam", "sgd")},
+        defaults={"--w-optimizer": "adam", "--w-lr": 3e-3, "--a-lr": 0.03, "--arch-warmup-epochs": 2},
+        dests={"--arch-warmup-epochs": "arch_warmup"},
+    )
     t = p.add_argument_group("training")
-    t.add_argument("--train-epochs", type=int, default=3)
+    t.add_argument("--train-epochs", type=int, default=3, help="training epochs of the derived network")
     t.add_argument("--train-batches", type=int, default=100, help="batches per training epoch (0: all)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--batch-size", type=int, default=64, help="training batch size")
+    t.add_argument("--lr", type=float, default=3e-3, help="training learning rate (Adam)")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--kmeans-n-init", type=int, default=10)
+    e.add_argument("--kmeans-n-init", type=int, default=10, help="k-means restarts")
     e.add_argument(
         "--random-cells", type=int, default=0, help="also train N random cells with the same budget"
     )
     e.add_argument("--pixel-baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="k-means on raw pixels")  # fmt: skip
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_options(e, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
     add_runtime_args(p)
     return p
 
@@ -159,6 +190,10 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
             method["estimator_options"] = {**method["estimator_options"], "samples": args.samples}
     if getattr(args, "executor", None) is not None:
         method["executor"] = args.executor
+    if getattr(args, "reg", None) is not None:
+        method["regularizers"] = regularizer_specs(args.reg)
+    if getattr(args, "rule", None) is not None:
+        method["rule"] = args.rule
     return ClusterConfig(
         n_clusters=n_clusters,
         image_size=args.image_size or None,
@@ -211,10 +246,10 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
 
     prepare_run_dir(out)  # one-line error for a file or a read-only path
     run_config = {"data": args.data, "data_dir": str(args.data_dir) if args.data_dir else None,
-                  "images": len(data), **config.to_dict()}  # fmt: skip
+                  "images": len(data), **config.to_dict(), CONFIG_KEY: cli_config(args)}  # fmt: skip
     t0 = time.time()
     if args.genotype is not None:
-        genotype = Genotype.load(args.genotype)
+        genotype = resolve_genotype(args.genotype, nb201=False)
         config.space().validate(genotype)
         search_seconds = 0.0
     else:
@@ -304,12 +339,26 @@ def _rounded(value: Any, digits: int = 4) -> Any:
     return value
 
 
+def _headline(res: dict[str, Any]) -> dict[str, Any]:
+    """The clustering scores of the summary block (rounded to 4 decimals)."""
+    out: dict[str, Any] = {}
+    for part in ("kmeans", "head"):
+        for k, v in (res.get("searched", {}).get(part) or {}).items():
+            if isinstance(v, float):
+                out[f"{part}_{k}"] = v
+    if "pixels_kmeans" in res:
+        out["pixels_kmeans_nmi"] = res["pixels_kmeans"].get("nmi")
+    if "random_median_kmeans_nmi" in res:
+        out["random_median_kmeans_nmi"] = res["random_median_kmeans_nmi"]
+    return _rounded(out)
+
+
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/cluster")
     except DataNASError as exc:
@@ -322,13 +371,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summaries = []
         for seed in opts.seeds:
-            res = run_one(args, opts, seed, opts.run_dir_for(seed))
+            out = opts.run_dir_for(seed)
+            res = run_one(args, opts, seed, out)
             summaries.append(res)
-            line = {k: res[k] for k in ("dataset", "parameters") if k in res}
-            for k in ("searched", "pixels_kmeans", "random_median_kmeans_nmi"):
-                if k in res:
-                    line[k] = res[k]
-            print(json.dumps(_rounded({"seed": seed, **line})))
+            print_summary(
+                "cluster",
+                run_dir=out,
+                genotype=Genotype.from_dict(res["genotype"]),
+                metrics=_headline(res),
+                extra={
+                    "seed": seed,
+                    "parameters": res.get("parameters"),
+                    "report": out / "clustering" / "report.html",
+                },
+            )
     except DataNASError as exc:
         logger.error("%s", exc)
         return 2
