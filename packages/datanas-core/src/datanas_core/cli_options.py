@@ -211,6 +211,7 @@ def add_options(
     choices: Mapping[str, Sequence[Any] | None] | None = None,
     aliases: Mapping[str, Sequence[str]] | None = None,
     dests: Mapping[str, str] | None = None,
+    required: Iterable[str] = (),
 ) -> None:
     """Add shared options to ``parser`` (or an argument group).
 
@@ -222,6 +223,7 @@ def add_options(
         choices: per-CLI choices (default: a SearchConfig Literal's values, or none).
         aliases: extra (deprecated) flag names per option, e.g. ``{"--epochs": ["--episodes"]}``.
         dests: per-CLI attribute names (default: the flag's name with underscores).
+        required: options that must be given.
 
     Raises:
         ConfigError: an unknown option name (the message lists the shared ones).
@@ -247,6 +249,8 @@ def add_options(
             kw["default"] = defaults[name]
         if kw.get("action") is not None:
             kw.pop("type", None)
+        if name in set(required):
+            kw["required"] = True
         flags = (*opt.flags, *aliases.get(name, ()))
         parser.add_argument(*flags, dest=dests.get(name, opt.dest), help=help.get(name, opt.help), **kw)
 

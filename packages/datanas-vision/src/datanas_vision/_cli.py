@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datanas_core.cli_options import parse_kv, parse_reg
+from datanas_core.cli_options import add_options, parse_kv, parse_reg
 from datanas_core.errors import ConfigError
 from datanas_vision.data import DATASETS, DataOptions, VisionData, load_dataset
 
@@ -43,11 +43,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset location: a directory (cifar10, imagefolder, mnist) or a .zip file (imagezip)",
     )
-    g.add_argument(
-        "--download",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="download missing CIFAR-10 files into --data-dir (checksum verified)",
+    add_options(
+        g,
+        ["--download"],
+        help={
+            "--download": "download missing CIFAR-10 files into --data-dir (checksum verified; default: off)"
+        },
     )
     g.add_argument("--max-per-class", type=int, default=None, help="use at most N training images per class")
     g.add_argument("--test-max-per-class", type=int, default=None, help="use at most N test images per class")

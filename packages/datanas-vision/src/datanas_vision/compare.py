@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
@@ -157,16 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.compare",
         description="Searched cell vs random cells of the same space at equal retraining budget (datanas).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_args(p)
     p.add_argument("--out", type=Path, required=True, help="output directory (re-running continues it)")
     p.add_argument("--space", choices=("darts", "darts_ext", "nb201"), default="darts", help="search space")
     p.add_argument("--random", type=int, default=10, help="number of random cells")
-    p.add_argument(
-        "--genotype",
-        default=None,
-        help="use this searched genotype (JSON, run dir or bundled name) instead of searching",
+    add_options(
+        p,
+        ["--genotype"],
+        help={
+            "--genotype": "use this searched genotype (JSON file, run directory, bundled name or NB201 string) "
+            "instead of searching"
+        },
     )
     s = p.add_argument_group("search (skipped with --genotype)")
     s.add_argument("--search-epochs", type=int, default=10, help="search epochs")
@@ -180,30 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the search only (default: --seed); the random cells and retraining keep --seed, so "
         "searches with several seeds are compared against the same random cells",
     )
-    s.add_argument("--estimator", default="egs", help="estimator (default egs)")
-    s.add_argument(
-        "--samples",
-        type=int,
-        default=4,
-        help="EGS samples M (4: the setting that beat random cells, see README)",
-    )
-    s.add_argument("--executor", choices=("exact", "sparse"), default=None, help="mixed-edge executor")
-    s.add_argument(
-        "--reg", action="append", default=None, help="regularizer spec (see datanas_vision.search)"
-    )
-    s.add_argument(
-        "--a-lr",
-        type=float,
-        default=3e-3,
-        help="architecture learning rate (DATA's 3e-4 barely moves the distribution in a short search)",
-    )
-    s.add_argument("--w-lr", type=float, default=None, help="supernet weight learning rate (default 0.025)")
-    s.add_argument("--preset", default=None, help="method preset of the search (see datanas_vision.search)")
-    s.add_argument(
-        "--arch-warmup-epochs",
-        type=int,
-        default=None,
-        help="search epochs before the architecture is updated",
+    add_options(
+        s,
+        [
+            "--preset",
+            "--estimator",
+            "--samples",
+            "--executor",
+            "--reg",
+            "--a-lr",
+            "--w-lr",
+            "--arch-warmup-epochs",
+        ],
+        defaults={"--estimator": "egs", "--samples": 4, "--a-lr": 3e-3},
+        help={
+            "--preset": "method preset of the search (see datanas_vision.search)",
+            "--samples": "EGS samples M (4: the setting that beat random cells, see README)",
+            "--reg": "regularizer spec of the search (see datanas_vision.search)",
+            "--a-lr": "architecture learning rate (DATA's 3e-4 barely moves the distribution in a short search)",
+            "--w-lr": "supernet weight learning rate (default 0.025)",
+            "--arch-warmup-epochs": "search epochs before the architecture is updated",
+        },
     )
     s.add_argument(
         "--estimator-option",
@@ -212,12 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra estimator option of the search, e.g. tau=linear:5:1 (repeatable)",
     )
-    s.add_argument("--rule", default=None, help="derivation rule of the search (default: the space's)")
-    s.add_argument(
-        "--weight-sampling",
-        choices=("distribution", "uniform"),
-        default=None,
-        help="where the search's weight step draws its architecture (see datanas_vision.search)",
+    add_options(
+        s,
+        ["--rule", "--weight-sampling"],
+        help={
+            "--rule": "derivation rule of the search (default: the space's)",
+            "--weight-sampling": "where the search's weight step draws its architecture (see datanas_vision.search)",
+        },
     )
     s.add_argument(
         "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-path", type=float, default=0.2, help="final drop-path probability")
     t.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None, help="auxiliary head")
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the random cells and retraining")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    add_options(p, ["--threads"], help={"--threads": "CPU threads for torch (default: torch's)"})
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
     p.add_argument(
         "--jobs",
@@ -532,7 +534,17 @@ def _run(args: argparse.Namespace) -> int:
     text = to_markdown(rows, summary, header)
     atomic_write_text(out / "compare.md", text)
     write_out(text)
-    write_out(f"table: {out / 'compare.md'}")
+    searched = next((r for r in rows if r["kind"] == "searched"), None)
+    print_summary(
+        "vision compare",
+        run_dir=out,
+        genotype=Genotype.from_dict(searched["genotype"]) if searched else None,
+        metrics={k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        warnings=[]
+        if summary.get("beats_random_median", True)
+        else ["the searched cell does not beat the random median"],
+        extra={"table": out / "compare.md"},
+    )
     from datanas_core.runtime import record_retraining
 
     record_retraining(

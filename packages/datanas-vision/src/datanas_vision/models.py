@@ -13,12 +13,11 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from datanas_core.errors import ConfigError, GenotypeError
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.space.darts import DartsNetwork, DartsSpace
 from datanas_core.space.nb201 import NB201Network, NB201Space
@@ -58,40 +57,10 @@ def resolve_genotype(genotype: GenotypeLike) -> Genotype:
     Raises:
         GenotypeError: the reference matches none of these (the message lists the bundled names).
     """
-    if isinstance(genotype, Genotype):
-        return genotype
-    if isinstance(genotype, Mapping):
-        return Genotype.from_dict(genotype)
-    if isinstance(genotype, os.PathLike):
-        return _load_path(Path(genotype))
-    if not isinstance(genotype, str):
-        raise GenotypeError(
-            f"genotype must be a Genotype, a mapping, a bundled name or a path, got {type(genotype).__name__}"
-        )
-    text = genotype.strip()
-    if text.startswith("{"):
-        return Genotype.from_json(text)
-    if text.startswith("|"):
-        return NB201Space().from_string(text)
+    from datanas_core.cli_options import resolve_genotype as core_resolve
     from datanas_core.published import load_published
 
-    names = published_names()
-    lowered = {n.lower(): n for n in names}
-    if text.lower() in lowered:
-        return load_published(lowered[text.lower()])
-    path = Path(text).expanduser()
-    if path.exists():
-        return _load_path(path)
-    raise GenotypeError(
-        f"genotype {genotype!r} is neither a bundled name ({', '.join(names)}), an existing file or run "
-        "directory, a JSON document nor an NB201 string"
-    )
-
-
-def _load_path(path: Path) -> Genotype:
-    if path.is_dir():
-        path = path / "genotype.json"
-    return Genotype.load(path)
+    return core_resolve(genotype, bundled={n: (lambda n=n: load_published(n)) for n in published_names()})
 
 
 def stage_end_indices(feature_info: Sequence[Mapping[str, Any]]) -> tuple[int, ...]:

@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.io import atomic_write_text
-from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
+from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads
 from datanas_vision.models import resolve_genotype
 from datanas_vision.retrain import RetrainConfig, retrain
 
@@ -44,13 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.train",
         description="Retrain a derived architecture from scratch and evaluate top-1 (datanas).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--genotype",
-        required=True,
-        help="genotype JSON, a search run directory, or a bundled name (e.g. darts_v2)",
-    )
+    add_options(p, ["--genotype"], required=["--genotype"])
     add_data_args(p)
     n = p.add_argument_group("network")
     n.add_argument("--C", type=int, default=8, help="initial width (DARTS CIFAR protocol: 36)")
@@ -79,11 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
-    r.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's default)",
+    add_options(
+        r,
+        ["--threads"],
+        help={
+            "--threads": "CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's)"
+        },
     )
     r.add_argument(
         "--progress",
@@ -237,12 +235,19 @@ def _run(args: argparse.Namespace) -> int:
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, sort_keys=True) + "\n")
     test = result["test"]
-    write_out(
-        f"test top-1 {test['top1'] * 100:.2f} %  top-5 {test['top5'] * 100:.2f} %  "
-        f"({test['num_images']} images)"
+    print_summary(
+        "vision train",
+        run_dir=out,
+        genotype=genotype,
+        metrics={
+            "test_top1": test["top1"],
+            "test_top5": test["top5"],
+            "test_images": test["num_images"],
+            "params_M": result["params"] / 1e6,
+            "seconds": result["seconds"],
+        },
+        extra={"results": out / "results.json"},
     )
-    write_out(f"parameters: {result['params'] / 1e6:.3f} M; training time {result['seconds']:.0f} s")
-    write_out(f"results: {out / 'results.json'}")
     _append_to_search_run(args.genotype, results, out)
     return 0
 
