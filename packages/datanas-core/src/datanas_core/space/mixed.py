@@ -21,6 +21,14 @@ DARTS, SNAS and exact EGS, the sampled ones for GDAS or a sparse executor). Two 
 With ``grad_proxy`` the weights of the non-active columns are added to the output as a zero-valued scalar
 (GDAS): the forward value is unchanged and each such weight receives ``sum(dL/dy)``.
 
+The supernets call the *lean* edge (``MixedOp.forward(..., fused=True)``): the weighted sum is one custom
+autograd function (:class:`_MixedSum`) that computes ``dL/dw_k = <g, o_k>`` as inner products and keeps only
+what those need: nothing for outputs whose weight needs no gradient; for ops ending in a non-affine
+BatchNorm, the BatchNorm input (kept by BatchNorm's own backward anyway) and its batch statistics instead of
+its output; for average pools, their input (the inner product goes through the pool's adjoint). The ops of
+an edge that start with a ReLU share one ``relu(x)``. Same values and gradients as the plain products and
+sums (up to rounding), which ``CellSample.plain_exact`` keeps reachable for reference.
+
 :class:`PreparedCellSample` is the per-forward view of a :class:`~datanas_core.sample.CellSample` that the
 cells of one type share: weights split into scalars once, the columns to run per edge and the gradient
 carriers.
