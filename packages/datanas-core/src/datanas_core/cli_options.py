@@ -41,6 +41,7 @@ __all__ = [
     "parse_kv",
     "parse_reg",
     "regularizer_specs",
+    "resumed_search_config",
     "print_search_summary",
     "print_summary",
     "resolve_genotype",
@@ -439,6 +440,22 @@ def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
         if getattr(args, dest, None) is None:
             setattr(args, dest, value)
     return args
+
+
+def resumed_search_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``search_config`` saved in the run that ``--resume`` continues (``None`` without ``--resume`` or
+    when the run has none).
+
+    CLIs use it for settings that follow ``--epochs`` in a fresh run but stay fixed when a run is extended:
+    a preset scales its warm-up to the run's length, so ``--resume RUN_DIR --epochs N`` keeps the run's
+    warm-up epochs (unless ``--arch-warmup-epochs`` is given).
+    """
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        return None
+    doc = _run_config(Path(resume).expanduser())
+    sc = (doc or {}).get("search_config")
+    return dict(sc) if isinstance(sc, Mapping) else None
 
 
 def _has_dest(parser: argparse.ArgumentParser, dest: str) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import HelpFormatter, print_summary, resolve_genotype
+from datanas_core.cli_options import HelpFormatter, add_options, print_summary, resolve_genotype
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -57,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with a 95%% confidence interval plus the 20 official one-shot runs.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--genotype",
-        required=True,
-        help="a genotype JSON file or search run directory, 'conv4', 'random:N' or 'random:N@i,j'",
+    add_options(
+        p,
+        ["--genotype"],
+        required=["--genotype"],
+        help={
+            "--genotype": "a genotype JSON file or search run directory, 'conv4', 'random:N' or 'random:N@i,j'"
+        },
     )
     p.add_argument(
         "--conv4-hidden",

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -38,8 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_lm.compare",
         description="Train a searched recurrent cell, random cells and an LSTM at the same budget.",
     )
-    parser.add_argument(
-        "--genotype", type=str, required=True, help="the cell to evaluate (name or JSON path)"
+    add_options(
+        parser,
+        ["--genotype"],
+        required=["--genotype"],
+        help={"--genotype": "the cell to evaluate (bundled name, JSON path or search run directory)"},
     )
     parser.add_argument("--random", type=int, default=5, help="number of random cells (default 5)")
     parser.add_argument(
@@ -192,6 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         md = _markdown(rows, median, settings)
         (args.out / "comparison.md").write_text(md, encoding="utf-8")
         sys.stdout.write(md)
+        searched_row = next((r for r in rows if r["name"] == "searched"), None)
+        print_summary(
+            "lm compare",
+            run_dir=args.out,
+            genotype=args.genotype,
+            metrics={
+                **{
+                    f"searched_{k}": searched_row[k]
+                    for k in ("val_ppl", "test_ppl")
+                    if searched_row and k in searched_row
+                },
+                **{f"random_median_{k}": v for k, v in (median or {}).items()},
+            },
+            extra={"table": args.out / "comparison.md"},
+        )
         searched = next((r for r in rows if r["name"] == "searched"), None)
         if searched is not None and args.genotype:
             from datanas_core.runtime import record_retraining

@@ -262,6 +262,12 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
         overrides["order"] = args.order
     if args.arch_warmup_epochs is not None:
         overrides["arch_warmup_epochs"] = int(args.arch_warmup_epochs)
+    else:
+        from datanas_core.cli_options import resumed_search_config
+
+        saved = resumed_search_config(args)
+        if saved and "arch_warmup_epochs" in saved:
+            overrides["arch_warmup_epochs"] = int(saved["arch_warmup_epochs"])  # extending keeps the warm-up
     if args.reg is not None:
         from datanas_core.cli_options import regularizer_specs
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import CheckpointError, ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -254,11 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_lm.train",
         description="Train a word-level language model with a derived recurrent cell (or an LSTM baseline).",
     )
-    parser.add_argument(
-        "--genotype",
-        type=str,
-        default=None,
-        help="bundled cell (darts_v1, darts_v2), genotype JSON path, or 'random' (drawn from --seed)",
+    add_options(
+        parser,
+        ["--genotype"],
+        help={
+            "--genotype": "bundled cell (darts_v1, darts_v2), genotype JSON path, search run directory, or "
+            "'random' (drawn from --seed)"
+        },
     )
     parser.add_argument(
         "--model", choices=("cell", "lstm"), default="cell", help="cell (default) or lstm baseline"
@@ -356,9 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_every=args.log_every,
             report=args.report,
         )
-        print(
-            f"valid perplexity {scores['val_ppl']:.2f}, test perplexity {scores['test_ppl']:.2f} "
-            f"({scores['params']:,} parameters); run directory: {out}"
+        print_summary(
+            "lm train",
+            run_dir=out,
+            genotype=genotype if genotype is not None else args.model,
+            metrics={
+                k: scores[k]
+                for k in ("val_ppl", "test_ppl", "val_loss", "test_loss", "params")
+                if k in scores
+            },
         )
         if args.genotype is not None:
             from datanas_core.runtime import record_retraining

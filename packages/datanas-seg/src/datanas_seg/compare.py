@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -223,6 +224,20 @@ def _run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "comparison.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     atomic_write_text(out / "comparison.md", _markdown(rows, median, rows[0]))
     logger.info("comparison:\n%s", _markdown(rows, median, rows[0]))
+    print_summary(
+        "seg compare",
+        run_dir=out,
+        genotype=searched,
+        metrics={
+            "searched_test_mIoU": summary["searched_test_mIoU"],
+            "random_median_test_mIoU": median,
+            "num_random": len(rows) - 1,
+        },
+        warnings=[]
+        if summary["searched_beats_median"]
+        else ["the searched backbone does not beat the random median"],
+        extra={"table": out / "comparison.md"},
+    )
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
@@ -55,11 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_seg.train",
         description="Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
     )
-    p.add_argument(
-        "--genotype",
-        required=True,
-        help="genotype JSON path, search run directory, bundled name, or 'random:SEED' for a random "
-        "architecture of the space",
+    add_options(
+        p,
+        ["--genotype"],
+        required=["--genotype"],
+        help={
+            "--genotype": "genotype JSON path, search run directory, bundled name, or 'random:SEED' for a random "
+            "architecture of the space"
+        },
     )
     _cli.add_data_args(p)
     _cli.add_model_args(p, C=16, head_channels=16)
@@ -261,11 +265,17 @@ def _run(args: argparse.Namespace) -> int:
         logger.info(
             "mmseg config written to %s (data_root %s, the same train/val/test split)", path, data_root
         )
-    logger.info("results in %s", out)
     from datanas_core.runtime import record_retraining
 
     metrics = {f"val_{k}": v for k, v in record["val"].items() if isinstance(v, (int, float))}
     metrics.update({f"test_{k}": v for k, v in record["test"].items() if isinstance(v, (int, float))})
+    print_summary(
+        "seg train",
+        run_dir=out,
+        genotype=genotype,
+        metrics={k: v for k, v in metrics.items() if "mIoU" in k or "aAcc" in k or "mAcc" in k},
+        extra={"mmseg config": args.export_config} if args.export_config is not None else None,
+    )
     metrics.update(params_backbone=record["params_backbone"], iters=args.iters, data=args.data)
     record_retraining(args.genotype, f"retrain ({args.data})", metrics, source=out)
     return 0

@@ -33,6 +33,7 @@ from datanas_core.cli_options import (
     parse_cli,
     print_search_summary,
     regularizer_specs,
+    resumed_search_config,
 )
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
@@ -255,6 +256,9 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
             changes[key] = value
     if args.rule_option:
         changes["rule_options"] = parse_kv(args.rule_option, "--rule-option")
+    saved = resumed_search_config(args)
+    if args.preset and args.arch_warmup_epochs is None and saved and "arch_warmup_epochs" in saved:
+        changes["arch_warmup_epochs"] = saved["arch_warmup_epochs"]  # extending keeps the run's warm-up
     if changes.get("order") == "second" and base.get("step_order") != "arch_first":
         changes["step_order"] = "arch_first"
     return SearchConfig.from_dict({**base, **changes})

@@ -1,0 +1,140 @@
+"""datanas_core.cli_options: the shared options table, --config / --resume defaults, the genotype resolver and
+the summary block."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from datanas_core.cli_options import (
+    CONFIG_KEY,
+    SHARED_OPTIONS,
+    HelpFormatter,
+    add_options,
+    cli_config,
+    parse_cli,
+    parse_reg,
+    print_summary,
+    regularizer_specs,
+    resolve_genotype,
+)
+from datanas_core.errors import ConfigError, GenotypeError
+from datanas_core.genotype import Genotype
+from datanas_core.runtime import add_runtime_args
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_options(p, ["--epochs", "--a-lr", "--reg", "--preset", "--arch-warmup-epochs", "--executor"])
+    p.add_argument("--width", type=int, default=8, help="a domain option")
+    add_runtime_args(p)
+    return p
+
+
+def test_types_choices_and_aliases_come_from_the_table() -> None:
+    p = _parser()
+    args = p.parse_args(["--epochs", "3", "--a-lr", "0.01", "--arch-warmup", "2", "--reg", "adc:0.2"])
+    assert args.epochs == 3 and args.a_lr == 0.01 and args.arch_warmup_epochs == 2 and args.reg == ["adc:0.2"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--executor", "fast"])  # the SearchConfig Literal's choices
+    with pytest.raises(ConfigError, match="unknown shared option '--nope'; valid: --preset"):
+        add_options(argparse.ArgumentParser(), ["--nope"])
+
+
+def test_help_shows_each_default_once() -> None:
+    text = " ".join(_parser().format_help().split())
+    assert "(default: 8)" in text and "(default: None)" not in text
+    assert text.count("(default: True)") == 1  # --report (BooleanOptionalAction states its own)
+    assert all(o.help for o in SHARED_OPTIONS.values())
+
+
+def test_config_file_supplies_defaults_and_flags_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({CONFIG_KEY: {"epochs": 7, "width": 16, "reg": ["none"], "out": "elsewhere"}}))
+    args = parse_cli(_parser(), ["--config", str(cfg), "--width", "4"])
+    assert (args.epochs, args.width, args.reg, args.out) == (7, 4, ["none"], None)  # out is never restored
+    args = parse_cli(_parser(), ["--config", str(cfg), "--reg", "adc"])
+    assert args.reg == ["adc"]  # a repeatable flag given replaces the file's list (not appended to it)
+    yaml = pytest.importorskip("yaml")
+    y = tmp_path / "c.yaml"
+    y.write_text(yaml.safe_dump({"epochs": 5, "unknown": 1}))  # plain option files; unknown keys ignored
+    assert parse_cli(_parser(), ["--config", str(y)]).epochs == 5
+    y.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        parse_cli(_parser(), ["--config", str(y)])
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        parse_cli(_parser(), ["--config", str(tmp_path / "missing.yaml")])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"executor": "fast"}))
+    with pytest.raises(ConfigError, match="'fast' in the config is not one of exact, sparse"):
+        parse_cli(_parser(), ["--config", str(bad)])
+
+
+def test_resume_reads_the_runs_own_options(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    original = _parser().parse_args(["--epochs", "3", "--width", "16", "--out", str(run)])
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": "x", CONFIG_KEY: cli_config(original)}))
+    args = parse_cli(_parser(), ["--resume", str(run)])
+    assert (args.epochs, args.width, args.out, args.resume) == (3, 16, None, run)
+    assert parse_cli(_parser(), ["--resume", str(run), "--epochs", "6"]).epochs == 6
+    # several seeds: the first seed's config; each seed keeps its own seed
+    multi = tmp_path / "multi"
+    (multi / "seed_0").mkdir(parents=True)
+    opts = cli_config(_parser().parse_args(["--width", "32", "--seeds", "0,1"]))
+    (multi / "seed_0" / "config.json").write_text(json.dumps({CONFIG_KEY: {**opts, "seed": 0}}))
+    args = parse_cli(_parser(), ["--resume", str(multi)])
+    assert args.width == 32 and args.seeds == "0,1"
+
+
+def test_one_genotype_resolver(tmp_path: Path) -> None:
+    nb = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
+    g = resolve_genotype(nb)
+    assert g.space == "nb201"
+    path = tmp_path / "g.json"
+    g.save(path)
+    assert resolve_genotype(path) == g and resolve_genotype(str(path)) == g
+    run = tmp_path / "run"
+    run.mkdir()
+    g.save(run / "genotype.json")
+    assert resolve_genotype(str(run)) == g  # a search run directory
+    assert resolve_genotype(g.to_dict()) == g and resolve_genotype(g.to_json()) == g
+    assert resolve_genotype("My-Cell", bundled={"my_cell": lambda: g}) == g
+    with pytest.raises(GenotypeError, match=r"bundled name \(my_cell\)"):
+        resolve_genotype("nope", bundled={"my_cell": lambda: g})
+    empty = tmp_path / "unfinished"
+    empty.mkdir()
+    with pytest.raises(GenotypeError, match="without genotype.json"):
+        resolve_genotype(empty)
+    with pytest.raises(
+        GenotypeError, match="neither an existing JSON file or search run directory nor a JSON"
+    ):
+        resolve_genotype(nb, nb201=False)
+
+
+def test_reg_specs() -> None:
+    assert regularizer_specs(["none"]) == []
+    assert parse_reg("adc:0.5", ["adc"]) == {"type": "adc", "weight": 0.5}
+    with pytest.raises(ConfigError, match="valid: adc, none"):
+        parse_reg("adx", ["adc"])
+
+
+def test_summary_block_printed_and_merged_into_summary_json(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
+    buf = io.StringIO()
+    g = Genotype.from_dict(
+        resolve_genotype("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|").to_dict()
+    )
+    block = print_summary(
+        "demo", run_dir=tmp_path, genotype=g, metrics={"val_acc": 0.123456}, warnings=["w1"], stream=buf
+    )
+    text = buf.getvalue().splitlines()
+    assert text[0] == "== demo ==" and text[1] == f"run directory: {tmp_path}"
+    assert text[2].startswith("genotype: nb201; ") and "metrics: val_acc=0.1235" in text
+    assert text[-1] == "warning: w1"
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    assert doc["status"] == "completed" and doc["cli"] == json.loads(json.dumps(block))

@@ -1,0 +1,163 @@
+"""Every datanas command line: the same concept has the same flag, type and help everywhere (issue 19), every
+option has help with its default shown once, and ``--help`` imports none of the heavy optional libraries."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from datanas_core.cli_options import SHARED_OPTIONS
+
+#: module -> the attribute that builds its parser.
+CLIS = {
+    "datanas_vision.search": "build_parser",
+    "datanas_vision.train": "build_parser",
+    "datanas_vision.compare": "build_parser",
+    "datanas_seg.search": "build_parser",
+    "datanas_seg.train": "build_parser",
+    "datanas_seg.compare": "build_parser",
+    "datanas_lm.search": "build_parser",
+    "datanas_lm.train": "build_parser",
+    "datanas_lm.compare": "build_parser",
+    "datanas_fewshot.search": "build_parser",
+    "datanas_fewshot.train": "build_parser",
+    "datanas_fewshot.cluster.__main__": "build_parser",
+    "datanas_core.report": "_parser",
+    "datanas_core.show": "_parser",
+}
+
+SEARCH_CLIS = [
+    "datanas_vision.search",
+    "datanas_seg.search",
+    "datanas_lm.search",
+    "datanas_fewshot.search",
+    "datanas_fewshot.cluster.__main__",
+]
+
+#: Flags every search CLI has (issue 19: one flag per concept).
+SEARCH_FLAGS = [
+    "--preset",
+    "--epochs",
+    "--arch-warmup-epochs",
+    "--samples",
+    "--a-lr",
+    "--w-lr",
+    "--reg",
+    "--rule",
+    "--executor",
+    "--seed",
+    "--seeds",
+    "--out",
+    "--resume",
+    "--device",
+    "--threads",
+    "--config",
+]
+
+#: Libraries that ``--help`` must not import (seconds of start-up each).
+HEAVY = ("timm", "torchvision", "mmseg", "mmengine", "mmcv", "learn2learn", "matplotlib", "sklearn")
+
+
+def _parser(module: str) -> argparse.ArgumentParser:
+    pytest.importorskip(module.split(".")[0])
+    return getattr(importlib.import_module(module), CLIS[module])()
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {flag: a for a in parser._actions for flag in a.option_strings}
+
+
+@pytest.fixture(scope="module")
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    out = {}
+    for module in CLIS:
+        try:
+            out[module] = _parser(module)
+        except pytest.skip.Exception:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("module", SEARCH_CLIS)
+def test_every_search_cli_has_the_shared_flags(parsers: dict, module: str) -> None:
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    missing = [f for f in SEARCH_FLAGS if f not in _options(parsers[module])]
+    assert not missing, f"{module} lacks {missing}"
+
+
+def test_shared_options_agree_across_clis(parsers: dict) -> None:
+    """Same flag -> same kind of value, a help text, and (for --download) the same default everywhere;
+    aliases of a shared option are spelled the same where they exist."""
+    seen: dict[str, dict[str, tuple]] = {}
+    for module, parser in parsers.items():
+        opts = _options(parser)
+        for name, spec in SHARED_OPTIONS.items():
+            action = opts.get(name)
+            if action is None:
+                continue
+            assert action.help and action.help.strip(), f"{module} {name}: no help"
+            kind = (type(action).__name__, getattr(action.type, "__name__", action.type))
+            seen.setdefault(name, {})[module] = kind
+            for alias in spec.flags[1:]:
+                if alias in opts:
+                    assert opts[alias] is action, f"{module}: {alias} is not an alias of {name}"
+    for name, kinds in seen.items():
+        assert len(set(kinds.values())) == 1, f"{name} differs across CLIs: {kinds}"
+    for module, parser in parsers.items():
+        dl = _options(parser).get("--download")
+        if dl is not None:
+            assert dl.default is False, f"{module}: --download must be off by default"
+    assert len(seen["--epochs"]) >= 5 and len(seen["--preset"]) >= 5
+
+
+@pytest.mark.parametrize("module", list(CLIS))
+def test_every_option_has_help_and_one_default(parsers: dict, module: str) -> None:
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    parser = parsers[module]
+    for action in parser._actions:
+        if action.option_strings and action.help is not argparse.SUPPRESS:
+            assert action.help and action.help.strip(), f"{module} {action.option_strings}: no help"
+    text = " ".join(parser.format_help().split())
+    assert "(default: None)" not in text
+    for chunk in text.split("(default:")[1:]:
+        assert "(default:" not in chunk.split(")", 1)[0]
+    # no option's help shows two defaults
+    for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            formatter = parser._get_formatter()
+            shown = formatter._expand_help(action) if hasattr(formatter, "_expand_help") else action.help
+            assert shown.lower().count("default") <= 2, f"{module} {action.option_strings}: {shown}"
+            assert shown.count("(default:") <= 1, f"{module} {action.option_strings}: {shown}"
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """``--help`` of every CLI in one fresh process: none of the heavy optional libraries gets imported."""
+    script = f"""
+import contextlib, io, json, runpy, sys
+done = []
+for module in {list(CLIS)!r}:
+    try:
+        __import__(module.split(".")[0])
+    except ImportError:
+        continue
+    sys.argv = [module, "--help"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=False)
+        except SystemExit:
+            pass
+    done.append(module)
+print(json.dumps({{"done": done, "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(doc["done"]) >= 2
+    assert doc["heavy"] == [], f"--help imported {doc['heavy']}"
