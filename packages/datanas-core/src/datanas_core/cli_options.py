@@ -545,28 +545,20 @@ def _genotype_text(genotype: Any) -> str | None:
     return head + ("; " + " | ".join(parts) if parts else "")
 
 
-def format_summary(
-    title: str,
-    *,
-    run_dir: str | os.PathLike[str] | None = None,
-    genotype: Any = None,
-    metrics: Mapping[str, Any] | None = None,
-    warnings: Sequence[str] = (),
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """The summary block every CLI ends with (see :func:`print_summary`)."""
-    lines = [f"== {title} =="]
-    if run_dir is not None:
-        lines.append(f"run directory: {os.fspath(run_dir)}")
-    g = _genotype_text(genotype)
+def format_summary(block: Mapping[str, Any], genotype: Any = None) -> str:
+    """The text of a summary block (see :func:`print_summary`): title, run directory, genotype (``genotype``
+    or the block's), metrics, extra lines and warnings."""
+    lines = [f"== {block['command']} =="]
+    if block.get("run_dir") is not None:
+        lines.append(f"run directory: {block['run_dir']}")
+    g = _genotype_text(genotype if genotype is not None else block.get("genotype"))
     if g:
         lines.append(f"genotype: {g}")
-    if metrics:
-        lines.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
-    for k, v in (extra or {}).items():
+    if block.get("metrics"):
+        lines.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in block["metrics"].items()))
+    for k, v in (block.get("extra") or {}).items():
         lines.append(f"{k}: {_fmt(v)}")
-    for w in warnings:
-        lines.append(f"warning: {w}")
+    lines.extend(f"warning: {w}" for w in block.get("warnings") or ())
     return "\n".join(lines)
 
 
@@ -594,12 +586,7 @@ def print_summary(
     if extra:
         block["extra"] = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in extra.items()}
     out = stream if stream is not None else sys.stdout
-    out.write(
-        format_summary(
-            title, run_dir=run_dir, genotype=genotype, metrics=metrics, warnings=warnings, extra=extra
-        )
-        + "\n"
-    )
+    out.write(format_summary(block, genotype) + "\n")
     out.flush()
     if write and run_dir is not None:
         from datanas_core.runtime._jsonutil import to_jsonable

@@ -22,15 +22,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import (
-    CONFIG_KEY,
-    HelpFormatter,
-    add_options,
-    cli_config,
-    parse_cli,
-    print_search_summary,
-    regularizer_specs,
-)
+from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.search import SearchConfig
@@ -78,7 +70,42 @@ def add_fewshot_args(p: argparse.ArgumentParser) -> None:
     m.add_argument("--C", type=int, default=8, help="initial channels")
     m.add_argument("--layers", type=int, default=3, help="cells")
     m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
-    add_options(m, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
+    cli_options.add_options(
+        m, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"}
+    )
+
+
+def add_method_args(s: Any, *, samples: int | None, w_lr: float, arch_warmup: int) -> None:
+    """The method and search-optimiser flags of the few-shot and the clustering searches (their defaults)."""
+    cli_options.add_options(
+        s,
+        ["--preset", "--estimator", "--samples", "--executor", "--reg", "--rule"],
+        defaults={"--estimator": "egs", "--samples": samples},
+        help={
+            "--preset": "core method preset (estimator, regularisers, executor, derivation rule of the "
+            "method's published recipe for this space; the optimisation flags stay this CLI's; --samples "
+            "still sets M). The cell space here is the strict DARTS space: presets that need another space "
+            "are refused with a clear error",
+            "--samples": "architecture samples M per step (egs, gumbel; default: "
+            + (f"{samples}, DATA-M{samples})" if samples else "2 for egs)"),
+            "--executor": "mixed-edge executor (default: the estimator's native one; sparse with EGS is an "
+            "approximation)",
+            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the "
+            "preset's, none without one)",
+        },
+    )
+    cli_options.add_options(
+        s,
+        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
+        choices={"--w-optimizer": ("adam", "sgd")},
+        defaults={
+            "--w-optimizer": "adam",
+            "--w-lr": w_lr,
+            "--a-lr": 0.03,
+            "--arch-warmup-epochs": arch_warmup,
+        },
+        dests={"--arch-warmup-epochs": "arch_warmup"},
+    )
 
 
 def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
@@ -113,11 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m datanas_fewshot.search",
         description="Differentiable cell search for few-shot learning "
         "(learn2learn episodes; ProtoNet or MAML).",
-        formatter_class=HelpFormatter,
+        formatter_class=cli_options.HelpFormatter,
     )
     add_fewshot_args(p)
     s = p.add_argument_group("search")
-    add_options(s, ["--epochs"], defaults={"--epochs": 4})
+    cli_options.add_options(s, ["--epochs"], defaults={"--epochs": 4})
     s.add_argument(
         "--steps-per-epoch",
         "--episodes",
@@ -127,29 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight-step episodes per search epoch (the budget is --epochs x --steps-per-epoch; --episodes: "
         "old name)",
     )
-    add_options(
-        s,
-        ["--preset", "--estimator", "--samples", "--executor", "--reg", "--rule"],
-        defaults={"--estimator": "egs"},
-        help={
-            "--preset": "core method preset (estimator, regularisers, executor, derivation rule of the "
-            "method's published recipe for this space; the optimisation flags below stay this CLI's). The "
-            "cell space here is the strict DARTS space: presets that need another space are refused with a "
-            "clear error",
-            "--samples": "architecture samples M per step (egs, gumbel; default 2 for egs)",
-            "--executor": "mixed-edge executor (default: the estimator's native one; sparse with EGS is an "
-            "approximation)",
-            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the "
-            "preset's, none without one)",
-        },
-    )
-    add_options(
-        s,
-        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
-        choices={"--w-optimizer": ("adam", "sgd")},
-        defaults={"--w-optimizer": "adam", "--w-lr": 1e-3, "--a-lr": 0.03, "--arch-warmup-epochs": 1},
-        dests={"--arch-warmup-epochs": "arch_warmup"},
-    )
+    add_method_args(s, samples=None, w_lr=1e-3, arch_warmup=1)
     s.add_argument(
         "--distance-scale",
         default="1",
@@ -164,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
 
     parser = build_parser()
-    args = parse_cli(parser, argv)
+    args = cli_options.parse_cli(parser, argv)
     if args.data_dir is None:
         parser.error("--data-dir is required (the folder with the dataset files)")
     try:
@@ -198,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "samples": args.samples,
                 }
             if args.reg is not None:
-                method["regularizers"] = regularizer_specs(args.reg)
+                method["regularizers"] = cli_options.regularizer_specs(args.reg)
             if args.rule is not None:
                 method["rule"] = args.rule
             search = SearchConfig(
@@ -236,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "data_dir": str(args.data_dir),
                     "splits": dict(splits.info),
                     **config.to_dict(),
-                    CONFIG_KEY: cli_config(args),
+                    cli_options.CONFIG_KEY: cli_options.cli_config(args),
                 },  # fmt: skip
                 consistency_batches=4,
                 derived_kwargs={
@@ -248,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 derived_input_shape=(in_ch, args.image_size, args.image_size),
                 **opts.run_kwargs(),
             )
-            print_search_summary(
+            cli_options.print_search_summary(
                 "fewshot search",
                 out,
                 result,

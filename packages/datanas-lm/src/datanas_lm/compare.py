@@ -25,7 +25,7 @@ from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_lm.presets import PRESET_NAMES, train_preset
+from datanas_lm.presets import train_preset
 
 __all__ = ["build_parser", "main"]
 
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datanas_lm.search import add_data_args, add_model_args
+    from datanas_lm.search import add_data_args, add_model_args, add_size_arg
 
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.compare",
@@ -50,14 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lstm", action=argparse.BooleanOptionalAction, default=True, help="train the LSTM too"
     )
     add_data_args(parser)
-    parser.add_argument(
-        "--size",
-        "--preset",
-        dest="preset",
-        choices=PRESET_NAMES,
-        default="cpu",
-        help="model and data size preset (default: cpu; --preset: old name)",
-    )
+    add_size_arg(parser)
     add_model_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")

@@ -28,14 +28,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import (
-    CONFIG_KEY,
-    HelpFormatter,
-    add_options,
-    cli_config,
-    parse_cli,
-    print_search_summary,
-)
+from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_lm.data import DATASETS, BPTTLoader, Corpus, batchify, default_data_dir, load_corpus
@@ -81,10 +74,25 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory with the dataset files (default: $DATANAS_DATA_DIR/<data>, else ./data/<data>)",
     )
-    add_options(
+    cli_options.add_options(
         g,
         ["--download"],
         help={"--download": "download missing PTB files into --data-dir (checksum-verified; default: off)"},
+    )
+
+
+def add_size_arg(parser: argparse.ArgumentParser) -> None:
+    """``--size`` (the model and data size preset of the LM CLIs; ``--preset`` is the method everywhere,
+    but the training CLIs, which have no method, still accept it as the old name of ``--size``)."""
+    old = [] if parser.prog.endswith("search") else ["--preset"]
+    parser.add_argument(
+        "--size",
+        *old,
+        dest="preset",
+        choices=PRESET_NAMES,
+        default="cpu",
+        help="model and data size preset (cpu: two CPU cores; darts-full: DARTS' published sizes)"
+        + ("; --preset: old name" if old else ""),
     )
 
 
@@ -109,7 +117,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None, help="training batch size (columns)")
     g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size")
     g.add_argument("--bptt", type=int, default=None, help="nominal BPTT length (windows vary around it)")
-    add_options(g, ["--epochs"], help={"--epochs": "epochs (default from --size)"})
+    cli_options.add_options(g, ["--epochs"], help={"--epochs": "epochs (default from --size)"})
     g.add_argument(
         "--train-tokens",
         type=int,
@@ -122,7 +130,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tokens of the validation set used for per-epoch evaluation (0: all)",
     )
-    add_options(
+    cli_options.add_options(
         g,
         ["--threads"],
         help={"--threads": "torch CPU threads (default: 1 with --size cpu, torch's choice with darts-full)"},
@@ -180,18 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.search",
         description="Differentiable search of a DARTS recurrent cell for word-level language modelling.",
-        formatter_class=HelpFormatter,
+        formatter_class=cli_options.HelpFormatter,
     )
     add_data_args(parser)
-    parser.add_argument(
-        "--size",
-        dest="preset",
-        choices=PRESET_NAMES,
-        default="cpu",
-        help="model and data size preset (cpu: two CPU cores; darts-full: DARTS' PTB search)",
-    )
+    add_size_arg(parser)
     g = parser.add_argument_group("method")
-    add_options(
+    cli_options.add_options(
         g,
         ["--preset"],
         choices={"--preset": _methods()},
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--preset": "method recipe: a core preset for the RNN space (--method: old name)",
         },
     )
-    add_options(
+    cli_options.add_options(
         g,
         ["--estimator", "--samples", "--executor", "--rule"],
         help={
@@ -214,10 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--rule-k", type=int, default=None, help="k of the topk rules (default 1: one predecessor per node)"
     )
-    add_options(
+    cli_options.add_options(
         g, ["--order", "--arch-warmup-epochs", "--reg"], help={"--order": "override the method's order"}
     )
-    add_options(
+    cli_options.add_options(
         g,
         ["--w-lr", "--a-lr"],
         help={
@@ -298,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_lm.task import LMSearchTask, PerplexityFromLoss
 
     parser = build_parser()
-    args = parse_cli(parser, argv)
+    args = cli_options.parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
         configure_logging(opts.verbose)
@@ -364,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settings": settings,
             "supernet": supernet_kwargs,
             "threads": threads,
-            CONFIG_KEY: cli_config(args),
+            cli_options.CONFIG_KEY: cli_options.cli_config(args),
         }
         if opts.dry_run:
             from datanas_lm.data.text import LMBatch
@@ -398,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume_ignore=DEFAULT_RESUME_IGNORE | {"threads"},
                 **opts.run_kwargs(),
             )
-            print_search_summary(
+            cli_options.print_search_summary(
                 "lm search",
                 out,
                 result,

@@ -31,7 +31,7 @@ from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import CheckpointError, ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.data.text import Corpus
-from datanas_lm.presets import PRESET_NAMES, train_preset
+from datanas_lm.presets import train_preset
 
 __all__ = ["build_model", "build_parser", "main", "run_training", "train_config"]
 
@@ -249,7 +249,7 @@ def run_training(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datanas_lm.search import add_data_args, add_model_args
+    from datanas_lm.search import add_data_args, add_model_args, add_size_arg
 
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.train",
@@ -267,14 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=("cell", "lstm"), default="cell", help="cell (default) or lstm baseline"
     )
     add_data_args(parser)
-    parser.add_argument(
-        "--size",
-        "--preset",
-        dest="preset",
-        choices=PRESET_NAMES,
-        default="cpu",
-        help="model and data size preset (default: cpu; --preset: old name)",
-    )
+    add_size_arg(parser)
     add_model_args(parser)
     g = parser.add_argument_group("optimisation (defaults from --size)")
     g.add_argument("--lr", type=float, default=None, help="SGD learning rate")

@@ -25,15 +25,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import (
-    CONFIG_KEY,
-    HelpFormatter,
-    add_options,
-    cli_config,
-    parse_cli,
-    print_search_summary,
-    regularizer_specs,
-)
+from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.runtime import (
@@ -59,12 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_seg.search",
         description="Search a segmentation backbone of DARTS cells (space seg.darts).",
-        formatter_class=HelpFormatter,
+        formatter_class=cli_options.HelpFormatter,
     )
     _cli.add_data_args(p, class_weight="balanced")
     _cli.add_model_args(p, C=8, head_channels=16)
     g = p.add_argument_group("search")
-    add_options(
+    cli_options.add_options(
         g,
         ["--preset", "--epochs"],
         choices={"--preset": sorted(PRESETS)},
@@ -76,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch")
     g.add_argument("--val-batches", type=int, default=8, help="distinct validation batches per epoch")
-    add_options(
+    cli_options.add_options(
         g,
         ["--samples", "--executor", "--w-lr", "--a-lr", "--arch-warmup-epochs", "--rule", "--reg"],
         defaults={"--samples": 4, "--w-lr": 0.05, "--a-lr": 1e-2, "--arch-warmup-epochs": 8},
@@ -89,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the preset's)",
         },
     )
-    add_options(
+    cli_options.add_options(
         g,
         ["--weight-sampling", "--threads"],
         defaults={"--weight-sampling": "distribution"},
@@ -118,7 +110,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     if args.executor is not None:
         over["executor"] = args.executor
     if args.reg is not None:
-        over["regularizers"] = regularizer_specs(args.reg)
+        over["regularizers"] = cli_options.regularizer_specs(args.reg)
     return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 
 
@@ -179,7 +171,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
         if k not in ("out", "resume", "seeds", "threads")
     }
     config["crop_size"] = crop
-    config[CONFIG_KEY] = cli_config(args)
+    config[cli_options.CONFIG_KEY] = cli_options.cli_config(args)
     config["splits"] = splits.names()
     derived_kwargs = {
         "C": args.C,
@@ -201,7 +193,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
             derived_input_shape=(splits.data.in_channels, crop, crop),
             **opts.run_kwargs(),
         )
-        print_search_summary(
+        cli_options.print_search_summary(
             "seg search",
             out,
             result,
@@ -216,7 +208,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.search``; returns the process exit code."""
-    args = parse_cli(build_parser(), argv)
+    args = cli_options.parse_cli(build_parser(), argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/seg-search")
     except DataNASError as exc:

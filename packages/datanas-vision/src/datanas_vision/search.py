@@ -25,16 +25,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import (
-    CONFIG_KEY,
-    HelpFormatter,
-    add_options,
-    cli_config,
-    parse_cli,
-    print_search_summary,
-    regularizer_specs,
-    resumed_search_config,
-)
+from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.search import PRESETS, SearchConfig, Searcher
@@ -83,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.search",
         description="Differentiable architecture search for image classification (datanas).",
-        formatter_class=HelpFormatter,
+        formatter_class=cli_options.HelpFormatter,
     )
     add_data_args(p)
     p.add_argument(
@@ -96,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--layers", type=int, default=5, help="supernet cells (DARTS) or cells per stage N (NB201)"
     )
     m = p.add_argument_group("method")
-    add_options(
+    cli_options.add_options(
         m,
         ["--preset", "--estimator", "--samples"],
         choices={"--preset": sorted(PRESETS), "--estimator": estimators},
@@ -115,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra estimator option, e.g. tau=linear:5:1 (repeatable)",
     )
-    add_options(
+    cli_options.add_options(
         m,
         ["--executor", "--reg", "--rule"],
         choices={"--rule": rules},
@@ -137,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
     )
-    add_options(m, ["--order"])
+    cli_options.add_options(m, ["--order"])
     o = p.add_argument_group("optimisation")
-    add_options(o, ["--epochs"], defaults={"--epochs": 10})
+    cli_options.add_options(o, ["--epochs"], defaults={"--epochs": 10})
     o.add_argument("--batch-size", type=int, default=64, help="batch size (each of the two bilevel halves)")
-    add_options(
+    cli_options.add_options(
         o,
         ["--w-optimizer", "--w-lr"],
         help={
@@ -150,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     o.add_argument("--w-weight-decay", type=float, default=None, help="weight decay of the weights")
-    add_options(o, ["--a-lr"])
+    cli_options.add_options(o, ["--a-lr"])
     o.add_argument("--a-weight-decay", type=float, default=None, help="architecture weight decay")
     o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
-    add_options(o, ["--arch-warmup-epochs"])
+    cli_options.add_options(o, ["--arch-warmup-epochs"])
     o.add_argument(
         "--schedule-unit",
         choices=("epoch", "step"),
@@ -179,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see datanas_core.schedules)",
     )
-    add_options(
+    cli_options.add_options(
         o,
         ["--weight-sampling"],
         help={
@@ -204,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'arch,<metric>,...' CSV, or an official benchmark file read with nats_bench / nas_201_api when "
         "installed); read-only: the search is the same with and without it",
     )
-    add_options(
+    cli_options.add_options(
         p,
         ["--threads"],
         help={
@@ -233,7 +224,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     est_opts.update(parse_kv(args.estimator_option, "--estimator-option"))
     changes["estimator_options"] = est_opts
     if args.reg is not None:
-        changes["regularizers"] = regularizer_specs(args.reg)
+        changes["regularizers"] = cli_options.regularizer_specs(args.reg)
     for flag, key in (
         ("executor", "executor"),
         ("rule", "rule"),
@@ -256,7 +247,7 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
             changes[key] = value
     if args.rule_option:
         changes["rule_options"] = parse_kv(args.rule_option, "--rule-option")
-    saved = resumed_search_config(args)
+    saved = cli_options.resumed_search_config(args)
     if args.preset and args.arch_warmup_epochs is None and saved and "arch_warmup_epochs" in saved:
         changes["arch_warmup_epochs"] = saved["arch_warmup_epochs"]  # extending keeps the run's warm-up
     if changes.get("order") == "second" and base.get("step_order") != "arch_first":
@@ -308,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
 
     parser = build_parser()
-    args = parse_cli(parser, argv)
+    args = cli_options.parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args)
     except DataNASError as exc:
@@ -365,7 +356,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
         **data_config(args, data),
         "threads": threads,
         "search_config": None,
-        CONFIG_KEY: cli_config(args),
+        cli_options.CONFIG_KEY: cli_options.cli_config(args),
     }
     space = _space(args.space)
 
@@ -413,7 +404,7 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             extra["NB201 string"] = text
         if table is not None:
             extra[f"benchmark ({table.source})"] = table.score(genotype).describe()
-        print_search_summary("vision search", run_dir, result, searcher, extra=extra)
+        cli_options.print_search_summary("vision search", run_dir, result, searcher, extra=extra)
         return result
 
     run_seeds(run_one, opts.seeds, opts.out)

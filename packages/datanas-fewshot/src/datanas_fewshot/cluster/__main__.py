@@ -52,6 +52,7 @@ from datanas_fewshot.cluster.pipeline import (
 )
 from datanas_fewshot.cluster.report import write_report
 from datanas_fewshot.cluster.train import TrainConfig
+from datanas_fewshot.search import add_method_args
 
 logger = logging.getLogger("datanas_fewshot.cluster")
 
@@ -121,35 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "old name)",
     )
     s.add_argument("--search-batch-size", type=int, default=64, help="batch size of the search")
-    add_options(
-        s,
-        ["--estimator", "--samples", "--preset", "--executor", "--reg", "--rule"],
-        defaults={"--estimator": "egs", "--samples": 4},
-        help={
-            "--samples": "EGS samples M per step (DATA-M4)",
-            "--preset": "core method preset (estimator, regularisers, executor, derivation rule of the "
-            "method's published recipe for this space; the optimisation flags stay this CLI's; --samples "
-            "still sets M for EGS presets). Presets that need another space than this strict DARTS cell "
-            "space are refused with a clear error",
-            "--executor": "mixed-edge executor (default: the estimator's native one; sparse with EGS is an "
-            "approximation)",
-            "--reg": "regulariser NAME[:WEIGHT][:KEY=VALUE,...] (repeatable) or 'none' (default: the "
-            "preset's, none without one)",
-        },
-    )
+    add_method_args(s, samples=4, w_lr=3e-3, arch_warmup=2)
     s.add_argument(
         "--search-seed",
         type=int,
         default=None,
         help="seed of the search's supernet and architecture draws only (default: the run seed); training "
         "and evaluation keep the run seed, so searches with several seeds share one training protocol",
-    )
-    add_options(
-        s,
-        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
-        choices={"--w-optimizer": ("adam", "sgd")},
-        defaults={"--w-optimizer": "adam", "--w-lr": 3e-3, "--a-lr": 0.03, "--arch-warmup-epochs": 2},
-        dests={"--arch-warmup-epochs": "arch_warmup"},
     )
     t = p.add_argument_group("training")
     t.add_argument("--train-epochs", type=int, default=3, help="training epochs of the derived network")
