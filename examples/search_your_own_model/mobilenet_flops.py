@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> dict:
             "range_mflops": [lo / 1e6, hi / 1e6],
             "searched_within_budget": out["rows"][0]["flops"] <= budget,
             "genotype": result.genotype.to_dict(),
+            "probabilities": {
+                k: [round(float(v), 3) for v in p[0].detach()]
+                for k, p in result.searcher.distribution.probs().items()
+            },
         }
     )
     print(table(out))  # noqa: T201 - a script
