@@ -123,6 +123,7 @@ def __getattr__(name: str) -> Any:
     module = _importlib.import_module(target[0])
     return module if target[1] is None else getattr(module, target[1])
 
+
 try:
     __version__ = version("datanas-core")
 except PackageNotFoundError:  # running from a source tree without installation
