@@ -423,8 +423,9 @@ class DecisionMonitor:
             f"{self.max_entropy}; median top-op margin {margin:.3f}, {weak:.0%} of the edges below "
             f"{self.min_margin}), so the kept ops won by differences the search cannot tell from noise; "
             f"{stable}. To decide within {budget}: use a budget-aware schedule (preset 'data_short', or "
-            f"SearchConfig(schedule_unit='step', arch_travel=12): --schedule-unit step --arch-travel 12), "
-            f"raise the architecture learning rate (--a-lr, now {cfg.a_lr:g}) or search for more epochs."
+            f"SearchConfig(schedule_unit='step', arch_travel=24, a_lr_schedule='cosine:1:0'): "
+            f"--schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0), raise the architecture "
+            f"learning rate (--a-lr, now {cfg.a_lr:g}) or search for more epochs."
         )
 
 

@@ -356,12 +356,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "data_m4": {**_DATA, "estimator_options": {"samples": 4}},
     "data_m7": {**_DATA, "estimator_options": {"samples": 7}},
     # not a published recipe: DATA (M=2, ADC, exact EGS) with every schedule expressed per architecture step
-    # and a budget-aware architecture learning rate, so searches of a few hundred steps end decided
+    # and a budget-aware architecture learning rate (travel 24 under a cosine decay to 0 after a 20 % linear
+    # ramp), so searches of a few hundred steps end decided and stable; uniform weight sampling keeps every
+    # op's weights trained (docs/results/short-budget)
     "data_short": {
         **_DATA,
         "schedule_unit": "step",
-        "arch_travel": 12.0,
+        "arch_travel": 24.0,
         "a_lr_warmup": 0.2,
+        "a_lr_schedule": "cosine:1:0",
         "weight_sampling": "uniform",
     },
     "darts": {
@@ -529,8 +532,9 @@ PRESET_SPECS: Mapping[str, PresetSpec] = MappingProxyType(
             "DATA",
             _DATA_KINDS,
             published=False,
-            notes="DATA for short budgets (not published): per-step schedules, arch lr = 12 / arch steps "
-            "after a 20% linear warm-up, uniform weight sampling; see docs/results/short-budget",
+            notes="DATA for short budgets (not published): tau/M per architecture step, arch lr = 24 / arch "
+            "steps with a 20% linear ramp and a cosine decay to 0, uniform weight sampling; see "
+            "docs/results/short-budget",
         ),
         "darts": PresetSpec("darts", "DARTS", _DARTS_KINDS, notes="first-order DARTS"),
         "darts2": PresetSpec("darts2", "DARTS", _DARTS_KINDS, notes="second-order DARTS"),
