@@ -138,3 +138,16 @@ def test_summary_block_printed_and_merged_into_summary_json(tmp_path: Path) -> N
     assert text[-1] == "warning: w1"
     doc = json.loads((tmp_path / "summary.json").read_text())
     assert doc["status"] == "completed" and doc["cli"] == json.loads(json.dumps(block))
+
+
+def test_print_config_writes_a_config_file_and_exits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_cli(_parser(), ["--epochs", "9", "--reg", "none", "--print-config"])
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out
+    path = tmp_path / ("c.yaml" if printed.lstrip()[0] != "{" else "c.json")
+    path.write_text(printed)
+    args = parse_cli(_parser(), ["--config", str(path)])
+    assert (args.epochs, args.reg, args.print_config) == (9, ["none"], False)

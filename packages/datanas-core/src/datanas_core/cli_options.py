@@ -189,6 +189,12 @@ SHARED_OPTIONS: dict[str, Option] = {
             {"type": str},
         ),
         Option(
+            ("--print-config",),
+            "print the resolved options (with --config / --resume applied) as YAML or JSON and exit; the "
+            "output is a valid --config file",
+            {"action": "store_true", "default": False},
+        ),
+        Option(
             ("--config",),
             "read options from a YAML/JSON file, e.g. a run's config.yaml (re-runs it; flags given here "
             "override the file)",
@@ -418,7 +424,7 @@ def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
         if doc is not None:
             saved.update(_saved_options(doc))
     if not saved:
-        return parser.parse_args(argv)
+        return _maybe_print_config(parser.parse_args(argv))
     if "seeds" in saved and saved.get("seeds"):
         saved.pop("seed", None)  # each seed's config records its own seed
     later: dict[str, Any] = {}
@@ -439,7 +445,23 @@ def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
     for dest, value in later.items():
         if getattr(args, dest, None) is None:
             setattr(args, dest, value)
-    return args
+    return _maybe_print_config(args)
+
+
+def _maybe_print_config(args: argparse.Namespace) -> argparse.Namespace:
+    """``--print-config``: write the options (a ``--config`` file) to stdout and exit with status 0."""
+    if not getattr(args, "print_config", False):
+        return args
+    doc = cli_config(args)
+    try:
+        import yaml
+
+        text = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False)
+    except ImportError:
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    raise SystemExit(0)
 
 
 def resumed_search_config(args: argparse.Namespace) -> dict[str, Any] | None:

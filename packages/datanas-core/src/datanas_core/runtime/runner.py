@@ -93,6 +93,7 @@ DEFAULT_RESUME_IGNORE = frozenset(
         "debug",
         "restart",
         "config",
+        "print_config",
         "cli_args",  # the parsed flags again (datanas_core.cli_options.cli_config); the rest of the config rules
     }
 )
@@ -890,7 +891,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     from datanas_core.cli_options import add_options
     from datanas_core.entry import one_line_errors
 
-    add_options(g, ["--config"])  # read with datanas_core.cli_options.parse_cli
+    add_options(g, ["--config", "--print-config"])  # read with datanas_core.cli_options.parse_cli
 
     return one_line_errors(parser)
 
