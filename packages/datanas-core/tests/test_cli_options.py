@@ -101,14 +101,19 @@ def test_one_genotype_resolver(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     g.save(run / "genotype.json")
+    assert resolve_genotype(run) == g  # a directory holding genotype.json
+    with pytest.raises(GenotypeError, match="next to config.json"):
+        resolve_genotype(str(run), run_dirs_only=True)  # genotype.json alone does not make a run directory
+    (run / "config.json").write_text("{}")
+    assert resolve_genotype(str(run), run_dirs_only=True) == g
     assert resolve_genotype(str(run)) == g  # a search run directory
     assert resolve_genotype(g.to_dict()) == g and resolve_genotype(g.to_json()) == g
     assert resolve_genotype("My-Cell", bundled={"my_cell": lambda: g}) == g
-    with pytest.raises(GenotypeError, match=r"bundled name \(my_cell\)"):
+    with pytest.raises(GenotypeError, match="bundled genotypes: my_cell"):
         resolve_genotype("nope", bundled={"my_cell": lambda: g})
     empty = tmp_path / "unfinished"
     empty.mkdir()
-    with pytest.raises(GenotypeError, match="without genotype.json"):
+    with pytest.raises(GenotypeError, match="has not finished"):
         resolve_genotype(empty)
     with pytest.raises(
         GenotypeError, match="neither an existing JSON file or search run directory nor a JSON"

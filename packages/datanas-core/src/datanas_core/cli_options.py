@@ -490,6 +490,7 @@ def resolve_genotype(
     *,
     bundled: Mapping[str, Callable[[], Genotype]] | None = None,
     nb201: bool = True,
+    run_dirs_only: bool = False,
 ) -> Genotype:
     """Turn a genotype reference into a :class:`~datanas_core.genotype.Genotype` (the one resolver of every
     ``--genotype`` flag).
@@ -500,6 +501,9 @@ def resolve_genotype(
             with ``nb201``, a NAS-Bench-201 string (``|nor_conv_3x3~0|+|...|``).
         bundled: the domain's bundled genotypes, name -> loader.
         nb201: accept NB201 strings.
+        run_dirs_only: a directory must be a search run directory (``genotype.json`` next to ``config.json``
+            or ``summary.json``, see :func:`~datanas_core.runtime.find_run_dir`); otherwise any directory
+            holding a ``genotype.json`` will do.
 
     Raises:
         GenotypeError: none of these (the message lists the bundled names); a malformed document.
@@ -531,16 +535,26 @@ def resolve_genotype(
     if path.is_file():
         return Genotype.load(path)
     if path.is_dir():
-        if (path / "genotype.json").is_file():
-            return Genotype.load(path / "genotype.json")
-        raise GenotypeError(
-            f"genotype {text!r} is a directory without genotype.json (a search run that has not finished?)"
+        from datanas_core.runtime.report import find_run_dir
+
+        run_dir = (
+            find_run_dir(path) if run_dirs_only else (path if (path / "genotype.json").is_file() else None)
         )
-    kinds = ["a bundled name (" + ", ".join(sorted(bundled)) + ")"] if bundled else []
+        if run_dir is not None:
+            return Genotype.load(run_dir / "genotype.json")
+        raise GenotypeError(
+            f"genotype {text!r} is a directory but not a search run directory (one holds genotype.json"
+            + (" next to config.json or summary.json" if run_dirs_only else "")
+            + "; a search that has not finished has no genotype.json yet)"
+        )
+    kinds = ["a bundled genotype"] if bundled else []
     kinds += ["an existing JSON file or search run directory", "a JSON document"]
     if nb201:
         kinds.append("an NB201 string")
-    raise GenotypeError(f"genotype {text!r} is neither " + ", ".join(kinds[:-1]) + " nor " + kinds[-1])
+    names = f"; bundled genotypes: {', '.join(sorted(bundled))}" if bundled else ""
+    raise GenotypeError(
+        f"genotype {text!r} is neither " + ", ".join(kinds[:-1]) + " nor " + kinds[-1] + names
+    )
 
 
 # ------------------------------------------------------------------------------------------ the ending

@@ -43,4 +43,6 @@ def resolve_genotype(ref: GenotypeRef) -> Genotype:
             resources.files(__name__).joinpath(f"{name}.json").read_text(encoding="utf-8")
         )
 
-    return core_resolve(ref, bundled={n: loader(n) for n in bundled_genotypes()}, nb201=False)
+    return core_resolve(
+        ref, bundled={n: loader(n) for n in bundled_genotypes()}, nb201=False, run_dirs_only=True
+    )
