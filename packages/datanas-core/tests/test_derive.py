@@ -260,7 +260,7 @@ def test_every_registered_rule_runs_and_is_deterministic() -> None:
 def test_derive_errors() -> None:
     with pytest.raises(
         UnknownNameError,
-        match=r"valid derivation rule names: all_edges_argmax, argmax_edge, data, .*threshold, topk_edges",
+        match=r"valid derivation rule names: all_edges_argmax, argmax_edge, choice, data, .*threshold, topk_edges",
     ):
         derive({"normal": P}, FakeSpace(), "top2")
     bad = P.clone()

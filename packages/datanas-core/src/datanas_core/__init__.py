@@ -87,6 +87,7 @@ from datanas_core.search import (
 from datanas_core.space.base import SPACES, CellSpec, SearchSpace
 from datanas_core.space.darts import DartsExtSpace, DartsSpace
 from datanas_core.space.mixed import MixedOp
+from datanas_core.space.model import ModelSpace as _ModelSpace  # noqa: F401  registers the 'choice' rule
 from datanas_core.space.nb201 import NB201Space
 
 #: DATA-TPAMI's name for :class:`DistributionConstraint`.
