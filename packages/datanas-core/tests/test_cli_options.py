@@ -156,3 +156,11 @@ def test_print_config_writes_a_config_file_and_exits(
     path.write_text(printed)
     args = parse_cli(_parser(), ["--config", str(path)])
     assert (args.epochs, args.reg, args.print_config) == (9, ["none"], False)
+
+
+def test_runs_without_the_options_group_use_top_level_and_settings(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"width": 12, "settings": {"epochs": 4, "width": 99}}))
+    args = parse_cli(_parser(), ["--resume", str(run)])
+    assert (args.width, args.epochs) == (12, 4)  # top-level keys win over the settings group

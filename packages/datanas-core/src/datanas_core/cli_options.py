@@ -385,10 +385,13 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _saved_options(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The CLI options in a config document: its :data:`CONFIG_KEY` group, else its top-level keys (plain
-    option files and runs written before the group existed)."""
+    """The CLI options in a config document: its :data:`CONFIG_KEY` group, else its top-level keys and those
+    of its ``settings`` group (plain option files and runs written before the group existed)."""
     group = doc.get(CONFIG_KEY)
-    return dict(group) if isinstance(group, Mapping) else dict(doc)
+    if isinstance(group, Mapping):
+        return dict(group)
+    settings = doc.get("settings")  # the LM CLIs' resolved sizes (runs without the group)
+    return {**(dict(settings) if isinstance(settings, Mapping) else {}), **doc}
 
 
 def _run_config(run_dir: Path) -> dict[str, Any] | None:
