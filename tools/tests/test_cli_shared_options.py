@@ -110,7 +110,11 @@ def test_shared_options_agree_across_clis(parsers: dict) -> None:
     for name, kinds in seen.items():
         assert len(set(kinds.values())) == 1, f"{name} differs across CLIs: {kinds}"
     for module, parser in parsers.items():
-        dl = _options(parser).get("--download")
+        opts = _options(parser)
+        for name, spec in SHARED_OPTIONS.items():  # options whose default is part of the concept
+            if name in opts and "default" in spec.kwargs:
+                assert opts[name].default == spec.kwargs["default"], f"{module} {name}: default differs"
+        dl = opts.get("--download")
         if dl is not None:
             assert dl.default is False, f"{module}: --download must be off by default"
     assert len(seen["--epochs"]) >= 5 and len(seen["--preset"]) >= 5
