@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -164,3 +165,54 @@ def test_runs_without_the_options_group_use_top_level_and_settings(tmp_path: Pat
     (run / "config.json").write_text(json.dumps({"width": 12, "settings": {"epochs": 4, "width": 99}}))
     args = parse_cli(_parser(), ["--resume", str(run)])
     assert (args.width, args.epochs) == (12, 4)  # top-level keys win over the settings group
+
+
+def test_dataclass_fields_become_typed_flags_with_docstring_help() -> None:
+    import dataclasses
+
+    from datanas_core.cli_options import add_dataclass_options, dataclass_help
+
+    @dataclasses.dataclass
+    class Train:
+        """Retraining.
+
+        Attributes:
+            epochs: training
+                epochs.
+            lr, min_lr: cosine from ``lr`` to ``min_lr``.
+            mode: what to run.
+            aux: auxiliary head (``None``: automatic).
+            clip: gradient clip.
+        """
+
+        epochs: int = 3
+        lr: float = 0.1
+        min_lr: float = 0.0
+        mode: Literal["fast", "slow"] = "fast"
+        aux: bool | None = None
+        clip: float | None = 5.0
+
+    assert dataclass_help(Train)["epochs"] == "training epochs."
+    assert dataclass_help(Train)["min_lr"] == "cosine from lr to min_lr."
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_dataclass_options(p, Train, ["epochs", "lr", "min_lr", "mode", "aux", "clip"], defaults={"epochs": 7})
+    args = p.parse_args(["--min-lr", "0.01", "--mode", "slow", "--no-aux"])
+    assert (args.epochs, args.lr, args.min_lr, args.mode, args.aux, args.clip) == (
+        7,
+        0.1,
+        0.01,
+        "slow",
+        False,
+        5.0,
+    )
+    text = " ".join(p.format_help().split())
+    assert "training epochs (default: 7)" in text and "(default: 0.0)" in text
+    with pytest.raises(SystemExit):
+        p.parse_args(["--mode", "medium"])
+
+    @dataclasses.dataclass
+    class Undocumented:
+        x: int = 1
+
+    with pytest.raises(ConfigError, match="Undocumented.x has no help"):
+        add_dataclass_options(argparse.ArgumentParser(), Undocumented, ["x"])

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,9 @@ __all__ = [
     "HelpFormatter",
     "Option",
     "SHARED_OPTIONS",
+    "add_dataclass_options",
     "add_options",
+    "dataclass_help",
     "cli_config",
     "format_summary",
     "parse_cli",
@@ -67,7 +70,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if "default" in text.lower() or "%(default)" in text:
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action.default, list) and not action.default:
             return text
         if action.option_strings and action.nargs != 0 or isinstance(action, argparse.BooleanOptionalAction):
             return text + " (default: %(default)s)"
@@ -260,6 +265,88 @@ def add_options(
             kw["required"] = True
         flags = (*opt.flags, *aliases.get(name, ()))
         parser.add_argument(*flags, dest=dests.get(name, opt.dest), help=help.get(name, opt.help), **kw)
+
+
+def dataclass_help(cls: type) -> dict[str, str]:
+    """Field -> help text from the ``Attributes:`` section of a dataclass's docstring (Google style;
+    ``a, b: text`` documents two fields; continuation lines are joined)."""
+    import inspect
+
+    doc = inspect.getdoc(cls) or ""
+    out: dict[str, str] = {}
+    in_section, current = False, []  # type: ignore[var-annotated]
+    for line in doc.splitlines():
+        if line.strip() == "Attributes:":
+            in_section = True
+            continue
+        if not in_section:
+            continue
+        if line and not line.startswith(" "):
+            break  # the next section
+        text = line.strip()
+        if line.startswith("    ") and not line.startswith("     ") and ":" in text:
+            names, _, desc = text.partition(":")
+            current = [n.strip() for n in names.split(",")]
+            for n in current:
+                out[n] = desc.strip().replace("``", "")
+        elif text and current:
+            for n in current:
+                out[n] = f"{out[n]} {text.replace('``', '')}"
+    return out
+
+
+def add_dataclass_options(
+    parser: argparse.ArgumentParser | Any,
+    cls: type,
+    fields: Iterable[str],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    help: Mapping[str, str] | None = None,  # noqa: A002 - mirrors argparse's keyword
+) -> None:
+    """Add ``--field-name`` options for ``fields`` of the dataclass ``cls``: type (int, float, str; ``bool``
+    as ``--x/--no-x``; ``Literal`` as choices; ``Optional`` unwrapped), default (the field's, or
+    ``defaults``) and help (the docstring's ``Attributes:`` entry, or ``help``) all come from the dataclass.
+
+    Raises:
+        ConfigError: a field without help or of a type that has no flag form.
+    """
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    docs = {**dataclass_help(cls), **dict(help or {})}
+    defaults = defaults or {}
+    for name in fields:
+        f = known[name]
+        hint = hints[name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = (
+            args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+        )
+        if name in defaults:
+            default = defaults[name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        if not docs.get(name):
+            raise ConfigError(f"{cls.__name__}.{name} has no help (document it under Attributes:)")
+        kw: dict[str, Any] = {"default": default, "help": docs[name].rstrip(".")}
+        if base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is typing.Literal:
+            kw["choices"] = typing.get_args(base)
+            kw["type"] = type(typing.get_args(base)[0])
+        elif base in (int, float, str):
+            kw["type"] = base
+        else:
+            raise ConfigError(
+                f"{cls.__name__}.{name}: no flag form for type {hint!r}; valid: int, float, str, bool, Literal"
+            )
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, **kw)
 
 
 # ------------------------------------------------------------------------------------------ values

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from datanas_core import cli_options
 from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
@@ -50,26 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, ["--genotype"], required=["--genotype"])
     add_data_args(p)
     n = p.add_argument_group("network")
-    n.add_argument("--C", type=int, default=8, help="initial width (DARTS CIFAR protocol: 36)")
-    n.add_argument("--layers", type=int, default=5, help="cells (DARTS CIFAR: 20); NB201: cells per stage")
-    n.add_argument(
-        "--auxiliary",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="auxiliary head (default: on when the images are at least 32x32)",
+    cli_options.add_dataclass_options(
+        n,
+        RetrainConfig,
+        ["C", "layers", "auxiliary", "auxiliary_weight", "drop_path"],
+        defaults={"C": 8, "layers": 5},
+        help={
+            "C": "initial width (DARTS CIFAR protocol: 36)",
+            "layers": "cells (DARTS CIFAR: 20); NB201: cells per stage",
+            "auxiliary": "auxiliary head (default: on when the images are at least 32x32)",
+        },
     )
-    n.add_argument("--auxiliary-weight", type=float, default=0.4, help="auxiliary loss weight")
-    n.add_argument("--drop-path", type=float, default=0.2, help="final drop-path probability (ramped from 0)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=30, help="training epochs (DARTS CIFAR: 600)")
-    o.add_argument("--batch-size", type=int, default=96, help="batch size")
-    o.add_argument("--lr", type=float, default=0.025, help="initial learning rate (cosine to --min-lr)")
-    o.add_argument("--min-lr", type=float, default=0.0, help="final learning rate")
-    o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    o.add_argument("--weight-decay", type=float, default=3e-4, help="weight decay")
-    o.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip")
-    o.add_argument("--cutout", type=int, default=None, help="cutout length (default: 16 at 32x32, H/4 below)")
-    o.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
+    cli_options.add_dataclass_options(
+        o,
+        RetrainConfig,
+        ["epochs", "batch_size", "lr", "min_lr", "momentum", "weight_decay", "grad_clip", "cutout"],
+        defaults={"epochs": 30},
+        help={
+            "lr": "initial learning rate (cosine to --min-lr)",
+            "min_lr": "final learning rate",
+            "momentum": "SGD momentum",
+            "weight_decay": "SGD weight decay",
+        },
+    )
+    cli_options.add_dataclass_options(o, RetrainConfig, ["label_smoothing"])
     o.add_argument("--eval-every", type=int, default=0, help="also test every N epochs (0: at the end only)")
     r = p.add_argument_group("runtime")
     r.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/train-<data>)")
