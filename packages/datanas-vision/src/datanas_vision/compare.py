@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from datanas_core.cli_options import HelpFormatter, add_options, print_summary
+from datanas_core.cli_options import HelpFormatter, add_dataclass_options, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
@@ -232,13 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t = p.add_argument_group("retraining (the same for every cell)")
     t.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
-    t.add_argument("--C", type=int, default=8, help="retraining width")
-    t.add_argument("--layers", type=int, default=5, help="retraining cells")
-    t.add_argument("--batch-size", type=int, default=96, help="retraining batch size")
-    t.add_argument("--lr", type=float, default=0.025, help="initial learning rate")
-    t.add_argument("--cutout", type=int, default=None, help="cutout length (default: 16 at 32x32)")
-    t.add_argument("--drop-path", type=float, default=0.2, help="final drop-path probability")
-    t.add_argument("--auxiliary", action=argparse.BooleanOptionalAction, default=None, help="auxiliary head")
+    add_dataclass_options(
+        t,
+        RetrainConfig,
+        ["C", "layers", "batch_size", "lr", "cutout", "drop_path", "auxiliary"],
+        defaults={"C": 8, "layers": 5},
+        help={"C": "retraining width", "layers": "retraining cells (NB201: cells per stage)"},
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the random cells and retraining")
     add_options(p, ["--threads"], help={"--threads": "CPU threads for torch (default: torch's)"})
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
