@@ -362,9 +362,8 @@ def write_tables(args: argparse.Namespace, table: Any, rows: list[dict[str, Any]
     lines += ["| setting | seed | cell | acc per epoch | train acc |", "|---|---|---|---|---|"]
     for r in rows:
         curve = " ".join(_fmt(a, 1) for a in r["per_epoch_cifar10"])
-        lines.append(
-            f"| {r['setting']} | {r['seed']} | `{r['arch']}` | {curve} | {_fmt(r['train_acc'], 3)} |"
-        )
+        arch = r["arch"].replace("|", "\\|")  # a pipe in a code span still splits a Markdown table cell
+        lines.append(f"| {r['setting']} | {r['seed']} | `{arch}` | {curve} | {_fmt(r['train_acc'], 3)} |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
 
 
