@@ -188,8 +188,12 @@ def test_in_process_resume_is_bit_exact(tmp_path: Path) -> None:
 
 def test_resume_with_other_config_names_the_mismatch(tmp_path: Path) -> None:
     train, val = _loaders()
-    run_search(_searcher(epochs=1), train, val, run_dir=tmp_path, config={"data": "toy", "batch_size": 8}, **_FAST)
-    with pytest.raises(ConfigError, match=r"config\.batch_size: saved 8, now 16.*may change on resume: .*w_lr"):
+    run_search(
+        _searcher(epochs=1), train, val, run_dir=tmp_path, config={"data": "toy", "batch_size": 8}, **_FAST
+    )
+    with pytest.raises(
+        ConfigError, match=r"config\.batch_size: saved 8, now 16.*may change on resume: .*w_lr"
+    ):
         run_search(
             _searcher(epochs=1),
             train,
@@ -232,10 +236,11 @@ def test_resume_with_other_config_names_the_mismatch(tmp_path: Path) -> None:
     )
 
 
-def test_new_run_refuses_existing_run_and_resume_needs_a_checkpoint(tmp_path: Path) -> None:
+def test_new_run_refuses_existing_run_and_resume_of_nothing_starts_fresh(tmp_path: Path) -> None:
     train, val = _loaders()
-    with pytest.raises(CheckpointError, match="no such run directory"):
-        run_search(_searcher(epochs=1), train, val, run_dir=tmp_path / "empty", resume=True, **_FAST)
+    # resume=True on a directory that holds no run yet starts a new run there (issue 19)
+    fresh = run_search(_searcher(epochs=1), train, val, run_dir=tmp_path / "empty", resume=True, **_FAST)
+    assert (tmp_path / "empty" / "genotype.json").is_file() and fresh.genotype is not None
     run_search(_searcher(epochs=1), train, val, run_dir=tmp_path / "r", **_FAST)
     with pytest.raises(ConfigError, match="already holds a run"):
         run_search(_searcher(epochs=1), train, val, run_dir=tmp_path / "r", **_FAST)

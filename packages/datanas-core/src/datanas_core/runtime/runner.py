@@ -275,8 +275,10 @@ def run_search(
         config: the resolved configuration of the run (JSON-able; written to config.json and compared on
             resume). Include everything that defines the run (data, sizes, batch size, ...).
         resume: ``False`` (new run; the directory must not hold one), ``True`` (continue from the newest
-            good checkpoint in ``run_dir``; error if none) or ``"auto"`` (resume if possible, else start;
-            used under torchrun elastic restarts).
+            good checkpoint in ``run_dir``; a directory that does not exist or holds no run starts a new
+            run, logged) or ``"auto"`` (the same; the name used under torchrun elastic restarts). Command
+            lines refuse ``--resume`` of a missing directory before calling this (a mistyped path should
+            not start a new run silently).
         checkpoint_every: also checkpoint every this many steps inside epochs (``None``: epoch ends only).
         checkpoint_every_epochs: checkpoint every this many epochs (the last epoch is always saved).
         keep_last: checkpoints kept.
@@ -318,7 +320,7 @@ def run_search(
             difference), or starting a new run in a directory that holds one; ``run_dir`` is a file or
             cannot be created or written.
         RunLockedError: another process runs in ``run_dir``.
-        CheckpointError: ``resume=True`` without a readable checkpoint; a checkpoint cannot be written
+        CheckpointError: resuming a run whose checkpoints were all damaged; a checkpoint cannot be written
             (read-only or full disk; the last good checkpoint is untouched).
         NumericalError: the NaN guard stopped the run (the last good checkpoint is kept).
     """
@@ -336,7 +338,7 @@ def run_search(
     lock = None
     if is_main:
         if resume is True and not restart and not rd.path.is_dir():
-            raise CheckpointError(f"cannot resume {str(rd.path)!r}: no such run directory")
+            logger.info("%s does not exist yet: resume starts a new run there", rd.path)
         prepare_run_dir(rd.path)
         lock = RunLock(rd.path).acquire()
     try:
@@ -379,11 +381,6 @@ def run_search(
                         f"({', '.join(p.name for p in corrupt[-3:])}"
                         + (f" and {len(corrupt) - 3} more" if len(corrupt) > 3 else "")
                         + f"). {ALL_DAMAGED_ADVICE}"
-                    )
-                if resume is True and not rd.exists():
-                    raise CheckpointError(
-                        f"cannot resume {str(rd.path)!r}: it is not a run directory (no {RunDir.CONFIG} "
-                        "and no checkpoint)"
                     )
                 if rd.exists():
                     logger.info(
