@@ -14,6 +14,14 @@ __all__ = ["Registry"]
 T = TypeVar("T")
 
 
+def _load_builtins() -> None:
+    """Every lookup sees the built-in registrations: ``import datanas_core`` defers them (no torch at
+    import time), so the first lookup of any registry imports the registering modules."""
+    import datanas_core
+
+    datanas_core._load_builtins()
+
+
 class Registry(Generic[T]):
     """A name -> object map whose lookup errors list the valid names.
 
@@ -55,6 +63,7 @@ class Registry(Generic[T]):
         Raises:
             UnknownNameError: ``name`` is not registered; the message lists valid names and close matches.
         """
+        _load_builtins()
         try:
             return self._items[name]
         except (KeyError, TypeError):
@@ -96,18 +105,22 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Sorted registered names."""
+        _load_builtins()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        _load_builtins()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        _load_builtins()
         return len(self._items)
 
     def items(self) -> list[tuple[str, T]]:
+        _load_builtins()
         return [(k, self._items[k]) for k in self.names()]
 
     def decorator(self, name: str) -> Callable[[T], T]:
