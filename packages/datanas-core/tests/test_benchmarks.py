@@ -277,26 +277,37 @@ def fake_packages(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[An
 def test_official_files_go_through_the_api_packages(tmp_path: Path, fake_packages: dict) -> None:
     tss_dir = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
     tss_dir.mkdir()
-    t = load_benchmark(tss_dir)
+    t = load_benchmark(tss_dir, allow_pickle=True)
     assert t.format == "nats_bench" and t.score(BEST).ranks["cifar10"] == 1
     assert fake_packages["nats_bench"] == [(str(tss_dir), "tss", True, False)]  # a directory: fast mode
     pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
     pth.write_bytes(b"\x80\x02binary")
-    t = load_benchmark(pth)
+    t = load_benchmark(pth, allow_pickle=True)
     assert t.format == "nas_201_api" and len(t) == 4
     assert fake_packages["nas_201_api"] == [(str(pth), False)]
     pickle = tmp_path / "NATS-tss-v1_0-3ffb9-full.pickle.pbz2"
     pickle.write_bytes(b"BZh9")
-    assert load_benchmark(pickle).format == "nats_bench"
+    assert load_benchmark(pickle, allow_pickle=True).format == "nats_bench"
     assert fake_packages["nats_bench"][-1][2] is False  # a file: not fast mode
     broken = tmp_path / "NAS-Bench-201-broken.pth"
     broken.write_bytes(b"\x00")
     with pytest.raises(DataError, match="nas_201_api cannot read"):
-        load_benchmark(broken)
+        load_benchmark(broken, allow_pickle=True)
     sss = tmp_path / "NATS-sss-v1_0-50262-simple"
     sss.mkdir()
     with pytest.raises(DataError, match="size search space"):
-        load_benchmark(sss)
+        load_benchmark(sss, allow_pickle=True)
+
+
+def test_official_files_are_not_unpickled_without_allow_pickle(tmp_path: Path, fake_packages: dict) -> None:
+    tss_dir = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    tss_dir.mkdir()
+    pth = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
+    pth.write_bytes(b"\x80\x02binary")
+    for path in (tss_dir, pth):
+        with pytest.raises(DataError, match=r"pickle can run code.*allow_pickle=True\)\.to_csv"):
+            load_benchmark(path)
+    assert fake_packages == {"nats_bench": [], "nas_201_api": []}  # neither API was asked to read anything
 
 
 def test_api_file_without_the_packages_names_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,7 +316,7 @@ def test_api_file_without_the_packages_names_them(tmp_path: Path, monkeypatch: p
     pth = tmp_path / "NAS-Bench-201-v1_0-e61699.pth"
     pth.write_bytes(b"\x80\x02")
     with pytest.raises(MissingDependencyError, match="nas-bench-201.*nats_bench|nats_bench.*nas-bench-201"):
-        load_benchmark(pth)
+        load_benchmark(pth, allow_pickle=True)
 
 
 def test_package_does_not_import_torch() -> None:

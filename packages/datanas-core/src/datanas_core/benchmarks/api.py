@@ -105,6 +105,9 @@ def load_api(
     Reading all 15,625 cells through the API takes minutes; :meth:`BenchmarkTable.to_csv` saves a CSV
     that loads in a second.
 
+    The API packages unpickle the file (which can run code): call this only for files you trust.
+    :func:`~datanas_core.benchmarks.load_benchmark` calls it only with ``allow_pickle=True``.
+
     Raises:
         DataError: a NATS-Bench size-space file, or a file the API cannot read.
         MissingDependencyError: neither package is installed.

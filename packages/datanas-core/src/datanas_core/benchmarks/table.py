@@ -427,20 +427,26 @@ def load_benchmark(
     *,
     datasets: Iterable[str] | None = None,
     hp: str = "200",
+    allow_pickle: bool = False,
 ) -> BenchmarkTable:
     """Read a benchmark table from ``path``, choosing the reader from the file.
 
     - a text file: :func:`read_csv_table` (the public export or ``arch,<metric>,...``);
     - a directory (NATS-Bench's ``NATS-tss-v1_0-3ffb9-simple``) or a binary file (``.pth``, ``.pickle.pbz2``):
-      the official API package (:func:`~datanas_core.benchmarks.load_api`), which must be installed.
+      the official API package (:func:`~datanas_core.benchmarks.load_api`), which must be installed, and
+      only with ``allow_pickle=True``: those files are Python pickles, which can run code when read, and
+      datanas never unpickles a file unless the caller says it trusts it. Convert a trusted file once with
+      ``load_benchmark(PATH, allow_pickle=True).to_csv("nb201.csv")`` and use the CSV from then on (it also
+      loads in a second instead of minutes); the command lines read CSV tables only.
 
     Args:
         path: the table.
         datasets: with the API: metrics to read (default ``cifar10, cifar100, imagenet16-120``).
         hp: with the API: training epochs of the results (``"200"``; NATS-Bench also has ``"12"``).
+        allow_pickle: read an official (pickled) benchmark file through its API package.
 
     Raises:
-        DataError: missing path, unknown or malformed format.
+        DataError: missing path, unknown or malformed format; an official file without ``allow_pickle``.
         MissingDependencyError: an API file without the API package installed.
     """
     p = Path(path).expanduser()
@@ -455,6 +461,13 @@ def load_benchmark(
         raise DataError(
             f"unknown benchmark table format: {str(p)!r} is neither a CSV file nor an official benchmark "
             f"file ({', '.join(_API_SUFFIXES)} or a NATS-tss-*-simple directory)"
+        )
+    if not allow_pickle:
+        raise DataError(
+            f"{str(p)!r} is an official benchmark file, which its API package reads by unpickling it (a "
+            "pickle can run code); datanas reads such files only when told to trust them: convert it once "
+            f"with load_benchmark({str(p)!r}, allow_pickle=True).to_csv('nb201.csv') "
+            "(datanas_core.benchmarks) and pass the CSV"
         )
     from datanas_core.benchmarks.api import load_api
 
