@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_KEY",
+    "ESTIMATOR_NAMES",
+    "REGULARIZER_NAMES",
+    "RULE_NAMES",
     "HelpFormatter",
     "Option",
     "SHARED_OPTIONS",
@@ -52,6 +55,23 @@ __all__ = [
     "search_warnings",
     "shared_option_names",
 ]
+
+#: The built-in ``--estimator``, ``--reg`` and ``--rule`` names, for option choices and help without importing
+#: torch (``--help`` stays fast); ``tests/test_cli_names.py`` checks them against the registries.
+ESTIMATOR_NAMES = ("dirichlet", "dst", "e2nas", "egs", "gdas", "gumbel", "snas", "softmax")
+REGULARIZER_NAMES = ("adc", "dirichlet_kl", "dst_sparsity", "entropy", "expected_cost", "l2", "novelty")
+RULE_NAMES = (
+    "all_edges_argmax",
+    "argmax_edge",
+    "choice",
+    "data",
+    "dst",
+    "entrannas",
+    "entrannas_nb201",
+    "threshold",
+    "topk_edges",
+    "topk_pairs",
+)
 
 #: The key of a run's ``config.json`` that holds the command line's parsed options (see :func:`cli_config`).
 CONFIG_KEY = "cli_args"
