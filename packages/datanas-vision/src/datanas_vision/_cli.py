@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import add_options, parse_kv, parse_reg
 from datanas_core.errors import ConfigError
-from datanas_vision.data import DATASETS, DataOptions, VisionData, load_dataset
+
+if TYPE_CHECKING:
+    from datanas_vision.data import VisionData
 
 __all__ = [
     "add_data_args",
@@ -20,6 +22,11 @@ __all__ = [
     "parse_reg",
     "write_out",
 ]
+
+
+#: ``--data`` choices without importing torch (``--help`` stays fast); a test checks them against
+#: :data:`datanas_vision.data.DATASETS`.
+DATASET_NAMES = ("cifar10", "digits", "imagefolder", "imagezip", "mnist")
 
 
 def write_out(text: str) -> None:
@@ -33,7 +40,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
-        choices=DATASETS.names(),
+        choices=DATASET_NAMES,
         default="digits",
         help="dataset (default: digits, scikit-learn's bundled 8x8 digits; needs no --data-dir)",
     )
@@ -68,6 +75,8 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_data_from_args(args: argparse.Namespace) -> VisionData:
+    from datanas_vision.data import DataOptions, load_dataset
+
     opts = DataOptions(
         max_per_class=args.max_per_class,
         test_max_per_class=args.test_max_per_class,

@@ -33,19 +33,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import HelpFormatter, add_dataclass_options, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
-from datanas_core.io import atomic_write_text
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
-from datanas_vision.data import VisionData, materialize
-from datanas_vision.models import resolve_genotype
-from datanas_vision.retrain import RetrainConfig, retrain
+
+if TYPE_CHECKING:
+    import torch
+
+    from datanas_vision.data import VisionData
 
 __all__ = ["build_parser", "main", "random_genotype", "summarize"]
 
@@ -62,6 +61,8 @@ def random_genotype(space: Any, generator: torch.Generator) -> Genotype:
     Raises:
         ConfigError: a space this sampler does not know.
     """
+    import torch
+
     cells: dict[str, CellGenotype] = {}
     if space.name in ("darts", "darts_ext"):
         for ct, spec in space.cells().items():
@@ -155,6 +156,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], header:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_vision.compare`` (built on demand)."""
+    from datanas_vision.retrain_config import RetrainConfig
+
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.compare",
         description="Searched cell vs random cells of the same space at equal retraining budget (datanas).",
@@ -264,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch.device) -> Genotype:
     """Run (or reuse) the search in ``out/search``."""
+    from datanas_core.io import atomic_write_text
     from datanas_vision import search as search_cli
 
     run_dir = out / "search"
@@ -405,6 +409,13 @@ def _run_children(args: argparse.Namespace, out: Path, names: list[str], need_se
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from datanas_core.io import atomic_write_text
+    from datanas_vision.data import materialize
+    from datanas_vision.models import resolve_genotype
+    from datanas_vision.retrain import RetrainConfig, retrain
+
     if args.random < 0:
         raise ConfigError(f"--random must be >= 0, got {args.random}")
     if args.jobs < 1:

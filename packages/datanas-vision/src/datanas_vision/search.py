@@ -21,15 +21,11 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
-from datanas_core.search import PRESETS, SearchConfig, Searcher
-from datanas_core.search import build_searcher as core_build_searcher
 from datanas_vision._cli import (
     add_data_args,
     data_config,
@@ -38,9 +34,12 @@ from datanas_vision._cli import (
     set_threads,
     write_out,
 )
-from datanas_vision.data import BatchTransform, ImageLoader, VisionData, make_search_loaders
-from datanas_vision.data.base import subset
-from datanas_vision.task import ClassificationTask
+
+if TYPE_CHECKING:
+    import torch
+
+    from datanas_core.search import SearchConfig, Searcher
+    from datanas_vision.data import VisionData
 
 __all__ = ["build_parser", "build_searcher", "main"]
 
@@ -59,16 +58,19 @@ SPACE_CHOICES = (
 
 
 def _registry_names() -> tuple[list[str], list[str], list[str]]:
-    from datanas_core.derive import DERIVATION_RULES
-    from datanas_core.estimators import ESTIMATORS
-    from datanas_core.regularizers import REGULARIZERS
-
-    return ESTIMATORS.names(), REGULARIZERS.names(), DERIVATION_RULES.names()
+    """Estimator, regulariser and rule names without importing torch (static, checked against the registries
+    in datanas-core's tests)."""
+    return (
+        list(cli_options.ESTIMATOR_NAMES),
+        list(cli_options.REGULARIZER_NAMES),
+        list(cli_options.RULE_NAMES),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_vision.search`` (built on demand, never at import)."""
     from datanas_core.runtime import add_runtime_args
+    from datanas_core.search import PRESETS
 
     estimators, regularizers, rules = _registry_names()
     p = argparse.ArgumentParser(
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
     """Resolve the method flags into a :class:`~datanas_core.search.SearchConfig`."""
+    from datanas_core.search import SearchConfig
+
     if args.preset:
         # the preset's recipe for this space (rule, carriers, NB201 recipes; warm-up scaled to --epochs)
         base = SearchConfig.preset(args.preset, _space(args.space), epochs=args.epochs).to_dict()
@@ -273,6 +277,9 @@ def build_searcher(
 ) -> Searcher:
     """The :class:`~datanas_core.search.Searcher` the flags describe (E2NAS wiring for ``--estimator e2nas``,
     DrNAS progressive stages for ``--stages``; see :func:`datanas_core.build_searcher`)."""
+    from datanas_core.search import build_searcher as core_build_searcher
+    from datanas_vision.task import ClassificationTask
+
     return core_build_searcher(
         _space(args.space),
         ClassificationTask(),
@@ -296,10 +303,10 @@ def _stages(args: argparse.Namespace) -> str | None:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit status."""
-    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
-
     parser = build_parser()
     args = cli_options.parse_cli(parser, argv)
+    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+
     try:
         opts = RuntimeOptions.from_args(args)
     except DataNASError as exc:
@@ -313,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run_seeds: Any) -> int:
+    import torch
+
+    from datanas_vision.data import BatchTransform, ImageLoader, make_search_loaders
+    from datanas_vision.data.base import subset
+
     for name in ("epochs", "batch_size", "C", "layers"):
         if getattr(args, name) < 1:
             raise _config_error(

@@ -23,18 +23,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
-from datanas_core.io import atomic_write_text
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads
-from datanas_vision.models import resolve_genotype
-from datanas_vision.retrain import RetrainConfig, retrain
+
+if TYPE_CHECKING:
+    import torch
+
 
 __all__ = ["build_parser", "main"]
 
@@ -43,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_vision.train`` (built on demand)."""
+    from datanas_vision.retrain_config import RetrainConfig
+
     p = argparse.ArgumentParser(
         prog="python -m datanas_vision.train",
         description="Retrain a derived architecture from scratch and evaluate top-1 (datanas).",
@@ -109,6 +110,8 @@ def _default_out(genotype_arg: str, data: str) -> Path:
 
 
 def _device(name: str | None) -> torch.device:
+    import torch
+
     if name:
         return torch.device(name)
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -168,6 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from datanas_core.io import atomic_write_text
+    from datanas_vision.models import resolve_genotype
+    from datanas_vision.retrain import RetrainConfig, retrain
+
     genotype = resolve_genotype(args.genotype)
     out = args.out or _default_out(args.genotype, args.data)
     if (out / "results.json").exists() and not args.overwrite:
