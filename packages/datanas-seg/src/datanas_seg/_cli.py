@@ -6,27 +6,32 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.errors import ConfigError
-from datanas_seg.data import DATASETS, SegImages, load_dataset, median_frequency_weights, split_by_image
-from datanas_seg.export import DECODE_HEADS, HEAD_INPUTS
 from datanas_seg.genotypes import GenotypeRef
-from datanas_seg.model import SegModel, SimpleSegHead
-from datanas_seg.space import SegDartsSpace
-from datanas_seg.task import sliding_window_logits
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from datanas_seg.data import SegImages
+    from datanas_seg.space import SegDartsSpace
 
 logger = logging.getLogger(__name__)
 
 FRAMEWORKS = ("mmseg", "torch")
 
+#: ``--data``, ``--decode-head`` and ``--head-input`` choices without importing torch (``--help`` stays fast);
+#: a test checks them against :data:`datanas_seg.data.DATASETS` and :mod:`datanas_seg.export`.
+DATASET_NAMES = ("isbi2012", "segfolder")
+DECODE_HEAD_NAMES = ("ASPPHead", "DepthwiseSeparableASPPHead", "FCNHead", "PSPHead")
+HEAD_INPUT_NAMES = ("concat", "last")
+
 
 def add_data_args(parser: argparse.ArgumentParser, *, class_weight: str = "none") -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--data", choices=DATASETS, default="isbi2012", help="dataset (default: isbi2012)")
+    g.add_argument("--data", choices=DATASET_NAMES, default="isbi2012", help="dataset (default: isbi2012)")
     g.add_argument(
         "--data-dir",
         type=Path,
@@ -80,10 +85,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, C: int, head_channels: in
         help="mmseg: mmseg EncoderDecoder with an mmseg decode head (needs datanas-seg[mmseg]); "
         "torch: a light pure-torch FPN head (default mmseg)",
     )
-    g.add_argument("--decode-head", choices=DECODE_HEADS, default="ASPPHead", help="mmseg decode head")
+    g.add_argument("--decode-head", choices=DECODE_HEAD_NAMES, default="ASPPHead", help="mmseg decode head")
     g.add_argument(
         "--head-inputs",
-        choices=HEAD_INPUTS,
+        choices=HEAD_INPUT_NAMES,
         default="concat",
         help="concat: head sees all levels resized to stride 4; last: only the deepest (default concat)",
     )
@@ -127,6 +132,8 @@ class Splits:
 
 
 def load_splits(args: argparse.Namespace) -> Splits:
+    from datanas_seg.data import load_dataset, median_frequency_weights, split_by_image
+
     kwargs: dict[str, Any] = {}
     if args.data == "segfolder":
         kwargs = {"num_classes": args.num_classes, "ignore_index": args.ignore_index}
@@ -158,6 +165,8 @@ def build_search_model(
     class_weight: list[float] | None = None,
 ) -> tuple[nn.Module, Any]:
     """(supernet model, task) for ``--framework``."""
+    from datanas_seg.model import SegModel, SimpleSegHead
+
     if args.framework == "mmseg":
         from datanas_seg.mmseg import MMSegSearchTask, build_search_segmentor
 
@@ -201,6 +210,8 @@ def build_derived_model(
 
     ``areas_fn`` is None for the pure-torch model (the default per-class areas are used).
     """
+    from datanas_seg.model import SegModel, SimpleSegHead
+
     if args.framework == "mmseg":
         from datanas_seg.mmseg import MMSegSearchTask, build_derived_segmentor, mmseg_intersect_and_union
 
@@ -244,6 +255,8 @@ def predict_fn(
     args: argparse.Namespace, model: nn.Module, *, crop_size: int | None = None, stride: int | None = None
 ) -> Any:
     """Images -> logits at input resolution; sliding windows of ``crop_size`` when given."""
+    from datanas_seg.task import sliding_window_logits
+
     if args.framework == "mmseg":
         from datanas_seg.mmseg import segmentor_logits
 
@@ -255,6 +268,8 @@ def predict_fn(
 
 
 def pick_device(name: str | None) -> torch.device:
+    import torch
+
     if name:
         return torch.device(name)
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

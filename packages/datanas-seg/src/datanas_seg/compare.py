@@ -22,21 +22,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_core.io import atomic_write_text
-from datanas_core.runtime import configure_logging, seed_everything
 from datanas_seg import _cli
-from datanas_seg.space import SegDartsSpace
 from datanas_seg.train import build_parser as train_parser
 from datanas_seg.train import parse_genotype, train_and_evaluate
-from datanas_seg.training import param_matched_random_genotypes
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["build_parser", "main"]
 
@@ -71,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _reevaluate(
     args: argparse.Namespace, out: Path, splits: _cli.Splits, crop: int, device: Any
 ) -> list[dict]:
+    from datanas_core.io import atomic_write_text
+
     rows = []
     names = ["searched"] + [f"random{i}" for i in range(args.random)]
     for name in names:
@@ -174,6 +173,13 @@ def _markdown(rows: list[dict[str, Any]], median: float, searched: dict[str, Any
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from datanas_core.io import atomic_write_text
+    from datanas_core.runtime import seed_everything
+    from datanas_seg.space import SegDartsSpace
+    from datanas_seg.training import param_matched_random_genotypes
+
     _cli.check_positive(
         iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads, jobs=args.jobs
     )
@@ -245,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.compare``; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from datanas_core.runtime import configure_logging
+
     configure_logging(args.verbose)
     try:
         return _run(args)

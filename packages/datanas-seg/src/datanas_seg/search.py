@@ -21,25 +21,19 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
-from datanas_core.runtime import (
-    RuntimeOptions,
-    add_runtime_args,
-    configure_logging,
-    dry_run,
-    run_search,
-    run_seeds,
-)
-from datanas_core.search import PRESETS, SearchConfig, Searcher
 from datanas_seg import _cli
-from datanas_seg.data import CropLoader, RandomCropDataset
-from datanas_seg.space import SegDartsSpace
+
+if TYPE_CHECKING:
+    from datanas_core.runtime import (
+        RuntimeOptions,
+    )
+    from datanas_core.search import SearchConfig, Searcher
+    from datanas_seg.data import CropLoader
 
 __all__ = ["build_parser", "main"]
 
@@ -48,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_seg.search``."""
+    from datanas_core.runtime import add_runtime_args
+    from datanas_core.search import PRESETS
+
     p = argparse.ArgumentParser(
         prog="python -m datanas_seg.search",
         description="Search a segmentation backbone of DARTS cells (space seg.darts).",
@@ -92,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
+    from datanas_core.search import PRESETS, SearchConfig
+    from datanas_seg.space import SegDartsSpace
+
     over: dict[str, Any] = {
         "epochs": args.epochs,
         "w_lr": args.w_lr,
@@ -115,6 +115,13 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
 
 
 def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
+    import torch
+
+    from datanas_core.runtime import dry_run, run_search, run_seeds
+    from datanas_core.search import Searcher
+    from datanas_seg.data import CropLoader, RandomCropDataset
+    from datanas_seg.space import SegDartsSpace
+
     _cli.check_positive(
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -209,6 +216,8 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.search``; returns the process exit code."""
     args = cli_options.parse_cli(build_parser(), argv)
+    from datanas_core.runtime import RuntimeOptions, configure_logging
+
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/seg-search")
     except DataNASError as exc:

@@ -27,23 +27,20 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_core.io import atomic_write_text
-from datanas_core.runtime import configure_logging, seed_everything
 from datanas_seg import _cli
-from datanas_seg.data import EvalImageDataset, SegImages
-from datanas_seg.export import export_mmseg_config
 from datanas_seg.genotypes import resolve_genotype
-from datanas_seg.space import SegDartsSpace
-from datanas_seg.task import evaluate_segmentation
-from datanas_seg.training import TrainSettings, count_parameters, random_genotype, train_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from datanas_seg.data import SegImages
+    from datanas_seg.space import SegDartsSpace
 
 __all__ = ["build_parser", "evaluate_model", "main", "parse_genotype", "train_and_evaluate"]
 
@@ -104,6 +101,10 @@ def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:
     Raises:
         GenotypeError: unknown name or file; ConfigError: bad ``random:`` seed.
     """
+    import torch
+
+    from datanas_seg.training import random_genotype
+
     if text.startswith("random:"):
         try:
             seed = int(text.split(":", 1)[1])
@@ -123,6 +124,9 @@ def evaluate_model(
     crop: int,
 ) -> dict[str, float]:
     """mIoU of ``model`` on the whole images of ``part`` (sliding windows unless ``--test-mode whole``)."""
+    from datanas_seg.data import EvalImageDataset
+    from datanas_seg.task import evaluate_segmentation
+
     slide = args.test_mode == "slide"
     predict = _cli.predict_fn(
         args, model, crop_size=crop if slide else None, stride=args.test_stride if slide else None
@@ -155,6 +159,11 @@ def train_and_evaluate(
     out: Path | None = None,
 ) -> dict[str, Any]:
     """Build, train and evaluate one derived model; returns the metrics record (also written to ``out``)."""
+    import torch
+
+    from datanas_core.io import atomic_write_text
+    from datanas_seg.training import TrainSettings, count_parameters, train_model
+
     torch.manual_seed(args.seed)
     model, task, areas_fn = _cli.build_derived_model(
         args, genotype, splits.data, drop_path_prob=args.drop_path, class_weight=splits.class_weight
@@ -219,6 +228,12 @@ def train_and_evaluate(
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from datanas_core.runtime import seed_everything
+    from datanas_seg.export import export_mmseg_config
+    from datanas_seg.space import SegDartsSpace
+
     _cli.check_positive(
         batch_size=args.batch_size, C=args.C, threads=args.threads, test_stride=args.test_stride
     )
@@ -301,6 +316,8 @@ def _segfolder_for_export(args: argparse.Namespace, splits: _cli.Splits) -> Path
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m datanas_seg.train``; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from datanas_core.runtime import configure_logging
+
     configure_logging(args.verbose)
     try:
         return _run(args)
