@@ -20,23 +20,63 @@ Example:
 
 from __future__ import annotations
 
-from datanas_lm.cells import ACTIVATIONS, RNN_OPS, DerivedRecurrentCell, SearchRecurrentCell
-from datanas_lm.data import (
-    DATASETS,
-    BPTTLoader,
-    Corpus,
-    LMBatch,
-    Vocabulary,
-    batchify,
-    load_corpus,
-    load_ptb,
-    load_text_corpus,
-)
-from datanas_lm.genotypes import BUNDLED_GENOTYPES, load_genotype
-from datanas_lm.model import LSTMLanguageModel, RecurrentLanguageModel, RNNModel, RNNSupernet, detach_hidden
-from datanas_lm.space import RNNSpace
-from datanas_lm.task import LMSearchTask
-from datanas_lm.training import LMTrainer, ParameterAverager, TrainConfig, evaluate_lm
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datanas_lm.cells import ACTIVATIONS, RNN_OPS, DerivedRecurrentCell, SearchRecurrentCell
+    from datanas_lm.data import (
+        DATASETS,
+        BPTTLoader,
+        Corpus,
+        LMBatch,
+        Vocabulary,
+        batchify,
+        load_corpus,
+        load_ptb,
+        load_text_corpus,
+    )
+    from datanas_lm.genotypes import BUNDLED_GENOTYPES, load_genotype
+    from datanas_lm.model import (
+        LSTMLanguageModel,
+        RecurrentLanguageModel,
+        RNNModel,
+        RNNSupernet,
+        detach_hidden,
+    )
+    from datanas_lm.space import RNNSpace
+    from datanas_lm.task import LMSearchTask
+    from datanas_lm.training import LMTrainer, ParameterAverager, TrainConfig, evaluate_lm
+
+#: Public names loaded on first access (PEP 562): ``import`` of this package imports no torch.
+_LAZY = {
+    "ACTIVATIONS": ("datanas_lm.cells", "ACTIVATIONS"),
+    "RNN_OPS": ("datanas_lm.cells", "RNN_OPS"),
+    "DerivedRecurrentCell": ("datanas_lm.cells", "DerivedRecurrentCell"),
+    "SearchRecurrentCell": ("datanas_lm.cells", "SearchRecurrentCell"),
+    "DATASETS": ("datanas_lm.data", "DATASETS"),
+    "BPTTLoader": ("datanas_lm.data", "BPTTLoader"),
+    "Corpus": ("datanas_lm.data", "Corpus"),
+    "LMBatch": ("datanas_lm.data", "LMBatch"),
+    "Vocabulary": ("datanas_lm.data", "Vocabulary"),
+    "batchify": ("datanas_lm.data", "batchify"),
+    "load_corpus": ("datanas_lm.data", "load_corpus"),
+    "load_ptb": ("datanas_lm.data", "load_ptb"),
+    "load_text_corpus": ("datanas_lm.data", "load_text_corpus"),
+    "BUNDLED_GENOTYPES": ("datanas_lm.genotypes", "BUNDLED_GENOTYPES"),
+    "load_genotype": ("datanas_lm.genotypes", "load_genotype"),
+    "LSTMLanguageModel": ("datanas_lm.model", "LSTMLanguageModel"),
+    "RecurrentLanguageModel": ("datanas_lm.model", "RecurrentLanguageModel"),
+    "RNNModel": ("datanas_lm.model", "RNNModel"),
+    "RNNSupernet": ("datanas_lm.model", "RNNSupernet"),
+    "detach_hidden": ("datanas_lm.model", "detach_hidden"),
+    "RNNSpace": ("datanas_lm.space", "RNNSpace"),
+    "LMSearchTask": ("datanas_lm.task", "LMSearchTask"),
+    "LMTrainer": ("datanas_lm.training", "LMTrainer"),
+    "ParameterAverager": ("datanas_lm.training", "ParameterAverager"),
+    "TrainConfig": ("datanas_lm.training", "TrainConfig"),
+    "evaluate_lm": ("datanas_lm.training", "evaluate_lm"),
+}
 
 __all__ = [
     "ACTIVATIONS",
@@ -66,3 +106,16 @@ __all__ = [
     "load_ptb",
     "load_text_corpus",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'datanas_lm' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

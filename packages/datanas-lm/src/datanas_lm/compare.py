@@ -17,15 +17,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_lm.presets import train_preset
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["build_parser", "main"]
 
@@ -91,6 +92,8 @@ def _cell_text(genotype: Any) -> str:
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model of the comparison (runs in the main process or in a worker process)."""
+    import torch
+
     from datanas_core.runtime import configure_logging, seed_everything
     from datanas_lm.data import load_corpus
     from datanas_lm.search import data_files
@@ -131,11 +134,11 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the process exit code."""
+    args = build_parser().parse_args(argv)
     from datanas_core.runtime import configure_logging
     from datanas_lm.search import apply_threads, load_data, merge_settings
     from datanas_lm.train import resolve_genotype
 
-    args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
         if args.random < 0:

@@ -24,16 +24,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
-from datanas_lm.data import DATASETS, BPTTLoader, Corpus, batchify, default_data_dir, load_corpus
-from datanas_lm.data.ptb import PTB_FILES
 from datanas_lm.presets import PRESET_NAMES, search_preset, train_preset
+
+if TYPE_CHECKING:
+    from datanas_lm.data import Corpus
 
 __all__ = ["build_parser", "main", "resolve_data_dir"]
 
@@ -55,6 +54,8 @@ def resolve_data_dir(data: str, data_dir: Path | None) -> Path:
     Raises:
         ConfigError: ``--data textdir`` without ``--data-dir``.
     """
+    from datanas_lm.data import default_data_dir
+
     if data_dir is not None:
         return Path(data_dir).expanduser()
     if data == "textdir":
@@ -64,10 +65,15 @@ def resolve_data_dir(data: str, data_dir: Path | None) -> Path:
     return default_data_dir(data)
 
 
+#: ``--data`` choices without importing torch (``--help`` stays fast); a test checks them against
+#: :data:`datanas_lm.data.DATASETS`.
+DATASET_NAMES = ("ptb", "textdir")
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data``, ``--data-dir``, ``--download`` (shared by the LM CLIs)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--data", choices=DATASETS, default="ptb", help="dataset (default: ptb)")
+    g.add_argument("--data", choices=DATASET_NAMES, default="ptb", help="dataset (default: ptb)")
     g.add_argument(
         "--data-dir",
         type=Path,
@@ -161,6 +167,8 @@ def apply_threads(settings: dict[str, Any]) -> int:
     Raises:
         ConfigError: a thread count below 1.
     """
+    import torch
+
     threads = settings.pop("threads", None)
     if threads is not None:
         if int(threads) < 1:
@@ -171,12 +179,16 @@ def apply_threads(settings: dict[str, Any]) -> int:
 
 def load_data(args: argparse.Namespace) -> tuple[Corpus, Path]:
     """Load the corpus selected by ``--data``/``--data-dir``/``--download``."""
+    from datanas_lm.data import load_corpus
+
     data_dir = resolve_data_dir(args.data, args.data_dir)
     corpus = load_corpus(args.data, data_dir, download_missing=bool(args.download))
     return corpus, data_dir
 
 
 def data_files(data: str, data_dir: Path) -> list[Path]:
+    from datanas_lm.data.ptb import PTB_FILES
+
     if data == "ptb":
         return [data_dir / f for f, _ in PTB_FILES.values()]
     return [p for p in sorted(data_dir.glob("*.txt"))]
@@ -293,14 +305,17 @@ def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int)
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the search CLI; returns the process exit code."""
+    parser = build_parser()
+    args = cli_options.parse_cli(parser, argv)
+    import torch
+
     from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
     from datanas_core.runtime.runner import DEFAULT_RESUME_IGNORE
     from datanas_core.search import Searcher
+    from datanas_lm.data import BPTTLoader, batchify
     from datanas_lm.space import RNNSpace
     from datanas_lm.task import LMSearchTask, PerplexityFromLoss
 
-    parser = build_parser()
-    args = cli_options.parse_cli(parser, argv)
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
         configure_logging(opts.verbose)

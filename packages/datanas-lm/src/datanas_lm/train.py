@@ -21,17 +21,18 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import CheckpointError, ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_lm.data.text import Corpus
 from datanas_lm.presets import train_preset
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from datanas_lm.data.text import Corpus
 
 __all__ = ["build_model", "build_parser", "main", "run_training", "train_config"]
 
@@ -42,6 +43,8 @@ _DROPOUTS = ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")
 
 def resolve_genotype(spec: str, seed: int) -> Genotype:
     """``random`` (a random cell from ``seed``), a bundled name or a JSON path."""
+    import torch
+
     from datanas_lm.genotypes import load_genotype
     from datanas_lm.space import RNNSpace
 
@@ -295,11 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import torch
+
     from datanas_core.runtime import configure_logging, seed_everything
     from datanas_lm.search import apply_threads, data_files, load_data, merge_settings
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
         if args.model == "cell" and args.genotype is None:
