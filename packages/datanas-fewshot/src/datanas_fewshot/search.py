@@ -18,25 +18,28 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.search import SearchConfig
-from datanas_fewshot.fewshot import FewShotConfig, build_fewshot_searcher
-from datanas_fewshot.meta import MetaTrainConfig
-from datanas_fewshot.sources import FEWSHOT_DATASETS, load_fewshot_splits
+
+if TYPE_CHECKING:
+    from datanas_fewshot.fewshot import FewShotConfig
 
 logger = logging.getLogger("datanas_fewshot.search")
+
+
+#: ``--data`` choices without importing torch (``--help`` stays fast); a test checks them against
+#: :data:`datanas_fewshot.sources.FEWSHOT_DATASETS`.
+DATASET_NAMES = ("omniglot", "folder")
 
 
 def add_fewshot_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by the search and train CLIs (data, task, meta-learner, network size)."""
     d = p.add_argument_group("data and task")
-    d.add_argument("--data", choices=FEWSHOT_DATASETS, default="omniglot", help="dataset")
+    d.add_argument("--data", choices=DATASET_NAMES, default="omniglot", help="dataset")
     d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files (required)")
     d.add_argument("--image-size", type=int, default=28, help="images are resized to SIZE x SIZE")
     d.add_argument(
@@ -109,6 +112,8 @@ def add_method_args(s: Any, *, samples: int | None, w_lr: float, arch_warmup: in
 
 
 def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
+    from datanas_fewshot.fewshot import FewShotConfig
+
     ops: str | tuple[str, ...] = args.ops
     if "," in args.ops:
         ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
@@ -166,10 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
-
     parser = build_parser()
     args = cli_options.parse_cli(parser, argv)
+    import torch
+
+    from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
+    from datanas_fewshot.fewshot import build_fewshot_searcher
+    from datanas_fewshot.meta import MetaTrainConfig
+    from datanas_fewshot.sources import load_fewshot_splits
+
     if args.data_dir is None:
         parser.error("--data-dir is required (the folder with the dataset files)")
     try:

@@ -26,26 +26,18 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import HelpFormatter, add_options, print_summary, resolve_genotype
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_core.io import atomic_write_text
-from datanas_fewshot.cellnets import count_parameters, random_genotype
-from datanas_fewshot.fewshot import (
-    FewShotConfig,
-    build_backbone,
-    cell_channels_for,
-    conv4_hidden_for,
-    evaluate_backbone,
-)
-from datanas_fewshot.meta import MetaTrainConfig
 from datanas_fewshot.search import add_fewshot_args, fewshot_config
-from datanas_fewshot.sources import load_fewshot_splits, load_omniglot_runs
+
+if TYPE_CHECKING:
+    from datanas_fewshot.fewshot import (
+        FewShotConfig,
+    )
 
 logger = logging.getLogger("datanas_fewshot.train")
 
@@ -112,6 +104,11 @@ def _check_spec(spec: str) -> None:
 
 def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> list[tuple[str, Any, dict]]:
     """``(name, factory, info)`` for every network to evaluate."""
+    import torch
+
+    from datanas_fewshot.cellnets import count_parameters, random_genotype
+    from datanas_fewshot.fewshot import build_backbone, cell_channels_for, conv4_hidden_for
+
     spec = args.genotype
     space = config.space()
     if spec == "conv4":
@@ -169,10 +166,16 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    from datanas_core.runtime import configure_logging
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    import torch
+
+    from datanas_core.io import atomic_write_text
+    from datanas_core.runtime import configure_logging
+    from datanas_fewshot.fewshot import evaluate_backbone
+    from datanas_fewshot.meta import MetaTrainConfig
+    from datanas_fewshot.sources import load_fewshot_splits, load_omniglot_runs
+
     if args.data_dir is None:
         parser.error("--data-dir is required (the folder with the dataset files)")
     configure_logging(args.verbose)

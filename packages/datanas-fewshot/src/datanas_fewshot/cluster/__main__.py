@@ -20,9 +20,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import (
     CONFIG_KEY,
@@ -37,24 +35,21 @@ from datanas_core.cli_options import (
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_core.io import atomic_write_text
 from datanas_core.search import SearchConfig
-from datanas_fewshot.cellnets import count_parameters, resize_images
-from datanas_fewshot.cluster.augment import PairAugment, RandomAffine
-from datanas_fewshot.cluster.data import CLUSTER_DATASETS, load_clustering_data
-from datanas_fewshot.cluster.objectives import OBJECTIVES
-from datanas_fewshot.cluster.pipeline import (
-    ClusterConfig,
-    build_clustering_searcher,
-    evaluate_random_cells,
-    kmeans_on_pixels,
-    train_network,
-)
-from datanas_fewshot.cluster.report import write_report
-from datanas_fewshot.cluster.train import TrainConfig
 from datanas_fewshot.search import add_method_args
 
+if TYPE_CHECKING:
+    from datanas_fewshot.cluster.pipeline import (
+        ClusterConfig,
+    )
+
 logger = logging.getLogger("datanas_fewshot.cluster")
+
+
+#: ``--data`` and ``--objective`` choices without importing torch (``--help`` stays fast); a test checks them
+#: against :data:`~datanas_fewshot.cluster.data.CLUSTER_DATASETS` and the ``OBJECTIVES`` registry.
+DATASET_NAMES = ("digits", "mnist", "folder")
+OBJECTIVE_NAMES = ("dec", "iic", "scan")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument(
-        "--data", choices=CLUSTER_DATASETS, default="digits", help="dataset (digits needs no files)"
-    )
+    d.add_argument("--data", choices=DATASET_NAMES, default="digits", help="dataset (digits needs no files)")
     d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files")
     d.add_argument(
         "--clusters", type=int, default=None, help="number of clusters (default: number of classes)"
@@ -78,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--invert", action=argparse.BooleanOptionalAction, default=False,
                    help="image folders: invert (dark strokes on light background)")  # fmt: skip
     m = p.add_argument_group("model")
-    m.add_argument("--objective", choices=OBJECTIVES.names(), default="iic", help="unsupervised objective")
+    m.add_argument("--objective", choices=OBJECTIVE_NAMES, default="iic", help="unsupervised objective")
     m.add_argument("--entropy-weight", type=float, default=None, help="IIC lambda / SCAN entropy weight")
     m.add_argument(
         "--ops", default="small", help="op set: small, compact or darts (or a comma-separated list)"
@@ -148,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> ClusterConfig:
+    from datanas_fewshot.cluster.augment import PairAugment, RandomAffine
+    from datanas_fewshot.cluster.pipeline import ClusterConfig
+    from datanas_fewshot.cluster.train import TrainConfig
+
     opts: dict[str, Any] = {}
     if args.entropy_weight is not None:
         if args.objective == "dec":
@@ -214,7 +211,19 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
 
 
 def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[str, Any]:
+    import torch
+
+    from datanas_core.io import atomic_write_text
     from datanas_core.runtime import run_search
+    from datanas_fewshot.cellnets import count_parameters, resize_images
+    from datanas_fewshot.cluster.data import load_clustering_data
+    from datanas_fewshot.cluster.pipeline import (
+        build_clustering_searcher,
+        evaluate_random_cells,
+        kmeans_on_pixels,
+        train_network,
+    )
+    from datanas_fewshot.cluster.report import write_report
 
     data = load_clustering_data(args.data, args.data_dir, size=args.image_size or 28, invert=args.invert)
     n_clusters = args.clusters or data.num_classes
@@ -334,10 +343,12 @@ def _headline(res: dict[str, Any]) -> dict[str, Any]:
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    from datanas_core.runtime import RuntimeOptions, configure_logging
-
     parser = build_parser()
     args = parse_cli(parser, argv)
+    import torch
+
+    from datanas_core.runtime import RuntimeOptions, configure_logging
+
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/cluster")
     except DataNASError as exc:
