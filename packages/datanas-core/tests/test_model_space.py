@@ -357,8 +357,6 @@ def test_apply_genotype_keeps_candidates() -> None:
 
 
 def test_fast_exact_executor_gradients_equal_the_plain_path() -> None:
-    if not hasattr(ArchSample, "plain_exact"):
-        pytest.skip("this engine has no fast exact executor")
     torch.manual_seed(0)
     space = ModelSpace(Deep())
     sup = space.build_supernet().double()
