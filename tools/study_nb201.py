@@ -53,6 +53,13 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
         "--weight-sampling uniform".split(),
     ),
+    "egs_m4_travel": (
+        "EGS (DATA)",
+        "egs_m4 with the budget-aware architecture lr of data_short (arch_travel 24 over the architecture "
+        "steps, cosine decay, per-step schedules) and distribution weight sampling",
+        "--estimator egs --samples 4 --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0 "
+        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+    ),
     "data_short": (
         "EGS (DATA)",
         "--preset data_short (per-step schedules, budget-aware a_lr, uniform weight sampling)",
