@@ -351,6 +351,20 @@ _DATA: dict[str, Any] = {
     "regularizers": ({"type": "adc", "weight": 0.1},),
 }
 
+#: DrNAS' optimisation settings, shared by the one-shot and the progressive preset (the stages of the latter
+#: come from :func:`preset_stages`).
+_DRNAS: dict[str, Any] = {
+    "epochs": 50,
+    "estimator": "dirichlet",
+    "estimator_options": {},
+    "regularizers": (),
+    "rule": "topk_edges",
+    "w_lr": 0.1,
+    "w_lr_min": 0.0,
+    "a_lr": 6e-4,
+    "arch_warmup_epochs": 10,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "data": dict(_DATA),
     "data_m4": {**_DATA, "estimator_options": {"samples": 4}},
@@ -402,30 +416,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rule": "all_edges_argmax",
         "a_grad_clip": 10.0,
     },
-    "drnas": {
-        "epochs": 50,
-        "estimator": "dirichlet",
-        "estimator_options": {},
-        "regularizers": (),
-        "rule": "topk_edges",
-        "w_lr": 0.1,
-        "w_lr_min": 0.0,
-        "a_lr": 6e-4,
-        "arch_warmup_epochs": 10,
-    },
+    "drnas": dict(_DRNAS),
     # DrNAS' progressive recipes (drnas/presets.py: darts_cifar in drnas_darts, nb201_progressive in
     # drnas_nb201); the stages come from preset_stages()
-    "drnas_progressive": {
-        "epochs": 50,
-        "estimator": "dirichlet",
-        "estimator_options": {},
-        "regularizers": (),
-        "rule": "topk_edges",
-        "w_lr": 0.1,
-        "w_lr_min": 0.0,
-        "a_lr": 6e-4,
-        "arch_warmup_epochs": 10,
-    },
+    "drnas_progressive": dict(_DRNAS),
     # EnTranNAS (methods.md 5): DARTS' optimisation (its own values were not published), softmax engine
     # cells; the space's transit rule derives the cell (rule None)
     "entrannas": {
