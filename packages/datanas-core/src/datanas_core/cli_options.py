@@ -740,9 +740,7 @@ def print_summary(
 
         rd = RunDir(run_dir, tensorboard=False)
         if rd.path.is_dir():
-            summary = rd.read_summary()
-            summary["cli"] = to_jsonable(block)
-            rd.write_summary(summary)
+            rd.update_summary(lambda summary: {**summary, "cli": to_jsonable(block)})
     return block
 
 

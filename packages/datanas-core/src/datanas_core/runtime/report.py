@@ -915,16 +915,18 @@ def append_result(
     rd = RunDir(run_dir)
     if not rd.path.is_dir() or not (rd.exists() or (rd.path / RunDir.SUMMARY).is_file()):
         raise ConfigError(f"{str(rd.path)!r} is not a run directory (no config.json or summary.json)")
-    summary = rd.read_summary()
-    results = summary.get("results")
-    results = dict(results) if isinstance(results, Mapping) else {}
-    results[str(section)] = {
+    entry = {
         "metrics": to_jsonable(dict(metrics)),
         "source": os.fspath(source) if source is not None else None,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    summary["results"] = results
-    rd.write_summary(summary)
+
+    def add(summary: dict[str, Any]) -> dict[str, Any]:
+        results = summary.get("results")
+        summary["results"] = {**(dict(results) if isinstance(results, Mapping) else {}), str(section): entry}
+        return summary
+
+    rd.update_summary(add)  # under the summary lock: a search's own summary write keeps the results
     if report:
         build_report(rd.path)
     return rd.path / RunDir.SUMMARY

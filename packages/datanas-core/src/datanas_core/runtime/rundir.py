@@ -13,6 +13,7 @@ Layout of a run directory::
       summary.json         final metrics, derived-network size, status
       report.html, report.md, figures/   written by :mod:`datanas_core.runtime.report`
       .lock                pid and host of the process running the search (see :class:`RunLock`)
+      .summary.lock        held while summary.json is read and rewritten (see :meth:`RunDir.update_summary`)
 
 One process at a time: :func:`~datanas_core.runtime.run_search` holds an exclusive :class:`RunLock` on the
 directory for the run's lifetime, so a second search started with the same directory is refused with the
@@ -25,6 +26,7 @@ into a no-op (reads still work).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +406,37 @@ def _read_json_dict(p: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+#: ``summary.json`` sections that other processes add to a run (``results``: retraining results appended by
+#: :func:`~datanas_core.runtime.report.record_retraining`); :meth:`RunDir.write_summary` keeps them.
+MERGED_SUMMARY_KEYS = ("results",)
+
+#: The lock file of read-modify-writes of ``summary.json`` (see :meth:`RunDir.update_summary`).
+SUMMARY_LOCK = ".summary.lock"
+
+
+@contextlib.contextmanager
+def _summary_lock(directory: Path) -> Iterator[None]:
+    """An exclusive, blocking lock on ``directory/.summary.lock`` for the duration of the block."""
+    path = directory / SUMMARY_LOCK
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        import filelock
+
+        with filelock.FileLock(str(path), timeout=60):
+            yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class RunDir:
     """A run directory (see the module docstring for the layout).
 
@@ -457,7 +490,7 @@ class RunDir:
         ``None`` when there was nothing to move."""
         if not self.enabled or not self.path.is_dir():
             return None
-        entries = [p for p in self.path.iterdir() if p.name not in (RunLock.NAME, "previous")]
+        entries = [p for p in self.path.iterdir() if p.name not in (RunLock.NAME, SUMMARY_LOCK, "previous")]
         if not entries:
             return None
         self.close()
@@ -645,10 +678,41 @@ class RunDir:
 
     # ---------------------------------------------------------------- summary
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write ``summary.json``, keeping what other processes added to it.
+
+        The sections of :data:`MERGED_SUMMARY_KEYS` (retraining results that ``train``/``compare`` append
+        while the search may still run) are merged: the file's sections stay and ``summary``'s own sections
+        of the same name replace them. The read and the write happen under the summary lock (see
+        :meth:`update_summary`), so a search's final write cannot drop results appended meanwhile.
+        """
+        given = dict(summary)
+
+        def merge(current: dict[str, Any]) -> dict[str, Any]:
+            out = dict(given)
+            for key in MERGED_SUMMARY_KEYS:
+                old = current.get(key)
+                if isinstance(old, Mapping):
+                    new = given.get(key)
+                    out[key] = {**dict(old), **(dict(new) if isinstance(new, Mapping) else {})}
+            return out
+
+        self.update_summary(merge)
+
+    def update_summary(self, change: Callable[[dict[str, Any]], Mapping[str, Any]]) -> dict[str, Any]:
+        """Read-modify-write ``summary.json`` under an exclusive lock on ``RUN_DIR/.summary.lock``.
+
+        ``change`` gets the current summary (``{}`` when there is none) and returns the new one. The lock
+        is separate from the run's :class:`RunLock` (which a running search holds for its whole lifetime),
+        is held only for the read and the atomic write, and is released by the kernel if the process dies.
+        Returns the summary written (``{}`` without writing when the run directory is disabled).
+        """
         if not self.enabled:
-            return
+            return {}
         self._mkdir()
-        atomic_write(self.path / self.SUMMARY, (dumps(summary, indent=2) + "\n").encode())
+        with _summary_lock(self.path):
+            doc = dict(change(self.read_summary()))
+            atomic_write(self.path / self.SUMMARY, (dumps(doc, indent=2) + "\n").encode())
+        return doc
 
     def read_summary(self) -> dict[str, Any]:
         """summary.json (``{}`` when missing or unreadable)."""
