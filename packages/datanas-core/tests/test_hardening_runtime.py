@@ -287,7 +287,8 @@ def test_cli_entry_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]
     assert main(["interrupt", "--out", "runs/x", "--epochs", "3"]) == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted: resume with: python -m ")
-    assert err.endswith("hardening_runtime interrupt --epochs 3 --resume runs/x\n")
+    assert err.endswith("hardening_runtime --resume runs/x\n")  # the run dir holds the options
+    assert err.count("\n") == 1 and "--epochs" not in err and "interrupt " not in err
     assert main(["config"]) == 2
     assert capsys.readouterr().err == "error: bad value 'q' for --thing valid: a, b\n"
     assert main(["os"]) == 2
@@ -301,7 +302,35 @@ def test_cli_entry_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]
 
 def test_resume_command_for_multi_seed_runs() -> None:
     cmd = resume_command("datanas_vision.search", ["--seeds", "0,1", "--out=o", "--restart"], "o/seed_1")
-    assert cmd == "python -m datanas_vision.search --seeds 0,1 --resume o"
+    assert cmd == "python -m datanas_vision.search --resume o"
+    assert resume_command("m", ["--epochs", "3"], "o/seed_1") == "python -m m --resume o/seed_1"
+
+
+def test_resume_command_names_the_program_the_user_ran() -> None:
+    cmd = resume_command("datanas_fewshot.cluster.__main__", [], "runs/my run")
+    assert cmd == "python -m datanas_fewshot.cluster --resume 'runs/my run'"
+    cmd = resume_command("datanas_lm.search", ["--epochs", "9"], "r", program="datanas lm search")
+    assert cmd == "datanas lm search --resume r"
+
+
+@pytest.mark.parametrize("argv0", ["/venv/bin/datanas", "/site/datanas/__main__.py"])
+def test_ctrl_c_under_the_console_script_prints_the_datanas_form(
+    argv0: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datanas import cli
+
+    @cli_entry
+    def main(argv: Any = None) -> int:
+        raise RunInterrupted("runs/x")
+
+    monkeypatch.setattr(sys, "argv", [argv0, "vision", "search", "--epochs", "3"])
+    monkeypatch.setattr(
+        cli,
+        "discover_commands",
+        lambda: {"vision": {"search": cli.Command("vision", "search", f"{main.__module__}:main")}},
+    )
+    assert main(["--epochs", "3"]) == 130
+    assert capsys.readouterr().err == "interrupted: resume with: datanas vision search --resume runs/x\n"
 
 
 def test_multi_seed_resume_starts_seeds_that_never_ran(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ and get, for every failure that escapes ``main``:
 
 - a datanas error (:class:`~datanas_core.errors.DataNASError`) or an operating-system error (a file that
   cannot be read or written): ``error: <message>`` on one line, exit status 2;
-- Ctrl-C during a run: ``interrupted: resume with: python -m <module> ... --resume RUN_DIR`` (the exact
-  command, the other arguments kept so that the configuration matches), exit status 130;
+- Ctrl-C during a run: ``interrupted: resume with: python -m <module> --resume RUN_DIR`` on one line (or
+  ``datanas DOMAIN COMMAND --resume RUN_DIR`` when the ``datanas`` console script ran it): the run directory
+  holds the run's options, so no other flag is repeated; exit status 130;
 - anything else (a bug): ``internal error: <type>: <message>`` on one line and exit status 1.
 
 ``--debug`` anywhere on the command line shows the Python traceback instead (also for errors that ``main``
@@ -46,32 +47,44 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _without(argv: Sequence[str], flag: str, *, takes_value: bool) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == flag:
-            skip = takes_value
-            continue
-        if takes_value and a.startswith(flag + "="):
-            continue
-        out.append(a)
-    return out
+def _cli_module(module: str) -> str:
+    """The module a user runs with ``python -m``: a package's ``__main__`` is run as the package."""
+    return module[: -len(".__main__")] if module.endswith(".__main__") else module
 
 
-def resume_command(module: str, argv: Sequence[str], run_dir: str | Path) -> str:
-    """The command that resumes ``run_dir``: ``argv`` without ``--out``/``--resume``/``--restart``, plus
-    ``--resume``. With ``--seeds`` the run directory of one seed (``OUT/seed_N``) resumes as ``OUT``."""
-    args = _without(argv, "--out", takes_value=True)
-    args = _without(args, "--resume", takes_value=True)
-    args = _without(args, "--restart", takes_value=False)
+def _console_command(module: str) -> str | None:
+    """``datanas DOMAIN COMMAND`` of ``module`` when this process is the ``datanas`` console script (or
+    ``python -m datanas``) and a registered command runs ``module``; ``None`` otherwise."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or not (
+        script.name == "datanas" or (script.name == "__main__.py" and script.parent.name == "datanas")
+    ):
+        return None
+    try:
+        from datanas.cli import discover_commands
+    except ImportError:
+        return None
+    for domain, commands in discover_commands().items():
+        for name, cmd in commands.items():
+            if _cli_module(cmd.module) == _cli_module(module):
+                return " ".join(["datanas", *([domain] if domain else []), name])
+    return None
+
+
+def resume_command(
+    module: str, argv: Sequence[str], run_dir: str | Path, *, program: str | None = None
+) -> str:
+    """The command that resumes ``run_dir``: ``PROGRAM --resume RUN_DIR``, nothing else (the run directory
+    holds the run's own options, which ``--resume`` restores).
+
+    ``program`` is how the user started the command (``datanas vision search``); by default ``python -m
+    MODULE``. With ``--seeds`` in ``argv`` the run directory of one seed (``OUT/seed_N``) resumes as ``OUT``
+    (every seed's run is continued or started)."""
     target = Path(run_dir)
     if any(a == "--seeds" or a.startswith("--seeds=") for a in argv) and target.name.startswith("seed_"):
         target = target.parent
-    return shlex.join(["python", "-m", module, *args, "--resume", str(target)])
+    head = shlex.split(program) if program else ["python", "-m", _cli_module(module)]
+    return shlex.join([*head, "--resume", str(target)])
 
 
 @contextlib.contextmanager
@@ -115,9 +128,8 @@ def cli_entry(main: F) -> F:
             with _tracebacks_in_error_logs() if debug else contextlib.nullcontext():
                 return main(args, *rest, **kwargs)
         except RunInterrupted as exc:
-            return _fail(
-                f"interrupted: resume with: {resume_command(module, args, exc.run_dir)}", INTERRUPTED
-            )
+            command = resume_command(module, args, exc.run_dir, program=_console_command(module))
+            return _fail(f"interrupted: resume with: {command}", INTERRUPTED)
         except KeyboardInterrupt:
             return _fail("interrupted before the run started; nothing to resume", INTERRUPTED)
         except DataNASError as exc:
