@@ -4,6 +4,7 @@ the summary block."""
 from __future__ import annotations
 
 import argparse
+import dataclasses as dataclasses_module
 import io
 import json
 from pathlib import Path
@@ -216,3 +217,42 @@ def test_dataclass_fields_become_typed_flags_with_docstring_help() -> None:
 
     with pytest.raises(ConfigError, match="Undocumented.x has no help"):
         add_dataclass_options(argparse.ArgumentParser(), Undocumented, ["x"])
+
+
+@dataclasses_module.dataclass(frozen=True)
+class _Seg:
+    """Segmentation options (module level: the type hints resolve here).
+
+    Attributes:
+        split: train/val/test fractions.
+        stages: cells per stage.
+        root: data folder.
+        C: width.
+        classes: 2 or 3 classes.
+    """
+
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    stages: tuple[int, ...] = (1,)
+    root: Path | None = None
+    C: int = 8
+    classes: Literal[2, 3] = 2
+
+
+def test_dataclass_options_take_tuples_paths_flags_and_aliases_and_rebuild_the_dataclass() -> None:
+    from datanas_core.cli_options import add_dataclass_options, dataclass_from_args
+
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    add_dataclass_options(p, _Seg, aliases={"stages": ["--cells"]}, flags={"C": "--width"}, required=["root"])
+    args = p.parse_args(
+        ["--root", "d", "--cells", "1", "2", "--split", "0.5", "0.25", "0.25", "--classes", "3"]
+    )
+    cfg = dataclass_from_args(_Seg, args, C=4)
+    assert cfg == _Seg(split=(0.5, 0.25, 0.25), stages=(1, 2), root=Path("d"), C=4, classes=3)
+    assert dataclass_from_args(_Seg, {"stages": [2, 2], "other": 1}) == _Seg(stages=(2, 2))
+    assert p.parse_args(["--root", "d", "--width", "16"]).C == 16
+    with pytest.raises(SystemExit):
+        p.parse_args([])  # --root is required
+    with pytest.raises(SystemExit):
+        p.parse_args(["--root", "d", "--split", "0.5", "0.5"])  # exactly three values
+    with pytest.raises(SystemExit):
+        p.parse_args(["--root", "d", "--classes", "4"])

@@ -39,6 +39,7 @@ __all__ = [
     "Option",
     "SHARED_OPTIONS",
     "add_dataclass_options",
+    "dataclass_from_args",
     "add_options",
     "dataclass_help",
     "cli_config",
@@ -315,17 +316,44 @@ def dataclass_help(cls: type) -> dict[str, str]:
     return out
 
 
+def _field_default(f: Any) -> Any:
+    import dataclasses
+
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def add_dataclass_options(
     parser: argparse.ArgumentParser | Any,
     cls: type,
-    fields: Iterable[str],
+    fields: Iterable[str] | None = None,
     *,
     defaults: Mapping[str, Any] | None = None,
     help: Mapping[str, str] | None = None,  # noqa: A002 - mirrors argparse's keyword
+    flags: Mapping[str, str] | None = None,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    metavars: Mapping[str, Any] | None = None,
+    required: Iterable[str] = (),
 ) -> None:
-    """Add ``--field-name`` options for ``fields`` of the dataclass ``cls``: type (int, float, str; ``bool``
-    as ``--x/--no-x``; ``Literal`` as choices; ``Optional`` unwrapped), default (the field's, or
-    ``defaults``) and help (the docstring's ``Attributes:`` entry, or ``help``) all come from the dataclass.
+    """Add one option per field of the dataclass ``cls``: type, default and help all come from the dataclass.
+
+    Types: ``int``, ``float``, ``str``, :class:`~pathlib.Path`; ``bool`` as ``--x/--no-x``; ``Literal`` as
+    choices; ``tuple[T, ...]``/``list[T]`` as one or more values, ``tuple[T, T, T]`` as exactly three;
+    ``Optional`` unwrapped. The default is the field's (or ``defaults``), the help its ``Attributes:`` entry
+    in the docstring (or ``help``); the attribute name (``dest``) is the field's name, so
+    :func:`dataclass_from_args` rebuilds the dataclass from the parsed options.
+
+    Args:
+        fields: the fields to add, in this order (default: every field).
+        defaults: per-CLI defaults (``None`` with help that names the default's source, e.g. a size preset).
+        help: per-CLI help that replaces the docstring's.
+        flags: per-field flag (default: ``--field-name``).
+        aliases: per-field extra (old) flag names.
+        metavars: per-field metavar.
+        required: fields that must be given.
 
     Raises:
         ConfigError: a field without help or of a type that has no flag form.
@@ -336,37 +364,79 @@ def add_dataclass_options(
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     docs = {**dataclass_help(cls), **dict(help or {})}
-    defaults = defaults or {}
-    for name in fields:
+    defaults, flags, aliases, metavars = defaults or {}, flags or {}, aliases or {}, metavars or {}
+    required = set(required)
+    for name in known if fields is None else fields:
         f = known[name]
-        hint = hints[name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = (
-            args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
-        )
-        if name in defaults:
-            default = defaults[name]
-        elif f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
         if not docs.get(name):
             raise ConfigError(f"{cls.__name__}.{name} has no help (document it under Attributes:)")
-        kw: dict[str, Any] = {"default": default, "help": docs[name].rstrip(".")}
-        if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is typing.Literal:
-            kw["choices"] = typing.get_args(base)
-            kw["type"] = type(typing.get_args(base)[0])
-        elif base in (int, float, str):
-            kw["type"] = base
-        else:
-            raise ConfigError(
-                f"{cls.__name__}.{name}: no flag form for type {hint!r}; valid: int, float, str, bool, Literal"
-            )
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, **kw)
+        kw: dict[str, Any] = {
+            "default": defaults[name] if name in defaults else _field_default(f),
+            "help": docs[name].rstrip("."),
+            **_flag_form(cls.__name__, name, hints[name]),
+        }
+        if name in metavars:
+            kw["metavar"] = metavars[name]
+        if name in required:
+            kw["required"] = True
+        names = (flags.get(name, "--" + name.replace("_", "-")), *aliases.get(name, ()))
+        parser.add_argument(*names, dest=name, **kw)
+
+
+def _flag_form(owner: str, name: str, hint: Any) -> dict[str, Any]:
+    """``add_argument`` keywords (type, action, choices, nargs) of a field's type."""
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+    origin = typing.get_origin(base)
+    if base is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is typing.Literal:
+        values = typing.get_args(base)
+        return {"choices": values, "type": type(values[0])}
+    if base in (int, float, str, Path):
+        return {"type": base}
+    if origin in (tuple, list):
+        items = typing.get_args(base)
+        item = items[0] if items else str
+        if item in (int, float, str, Path):
+            if origin is tuple and items and items[-1] is not Ellipsis:
+                return {"type": item, "nargs": len(items)}
+            return {"type": item, "nargs": "+"}
+    raise ConfigError(
+        f"{owner}.{name}: no flag form for type {hint!r}; valid: int, float, str, Path, bool, Literal, "
+        "tuple/list of those"
+    )
+
+
+def dataclass_from_args(
+    cls: type[Any], args: argparse.Namespace | Mapping[str, Any], **overrides: Any
+) -> Any:
+    """An instance of the dataclass ``cls`` from parsed options (the attributes named like its fields;
+    fields not among them keep their defaults) and ``overrides``. Lists given to tuple fields become tuples.
+
+    Raises:
+        ConfigError: the dataclass refuses a value (its ``__post_init__``).
+    """
+    import dataclasses
+    import typing
+
+    values = dict(args) if isinstance(args, Mapping) else vars(args)
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or (f.name not in values and f.name not in overrides):
+            continue
+        value = overrides[f.name] if f.name in overrides else values[f.name]
+        hint = hints[f.name]
+        tuple_typed = typing.get_origin(hint) is tuple or any(
+            typing.get_origin(a) is tuple for a in typing.get_args(hint)
+        )
+        if tuple_typed and isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------ values
