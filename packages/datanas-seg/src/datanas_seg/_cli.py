@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datanas_core.cli_options import add_dataclass_options, dataclass_from_args
 from datanas_core.errors import ConfigError
+from datanas_seg.cli_config import (  # noqa: F401 - the choice tuples: old import place
+    DATASET_NAMES,
+    DECODE_HEAD_NAMES,
+    FRAMEWORKS,
+    HEAD_INPUT_NAMES,
+    SegDataConfig,
+    SegModelConfig,
+)
 from datanas_seg.genotypes import GenotypeRef
 
 if TYPE_CHECKING:
@@ -20,102 +28,34 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FRAMEWORKS = ("mmseg", "torch")
-
-#: ``--data``, ``--decode-head`` and ``--head-input`` choices without importing torch (``--help`` stays fast);
-#: a test checks them against :data:`datanas_seg.data.DATASETS` and :mod:`datanas_seg.export`.
-DATASET_NAMES = ("isbi2012", "segfolder")
-DECODE_HEAD_NAMES = ("ASPPHead", "DepthwiseSeparableASPPHead", "FCNHead", "PSPHead")
-HEAD_INPUT_NAMES = ("concat", "last")
-
 
 def add_data_args(parser: argparse.ArgumentParser, *, class_weight: str = "none") -> None:
+    """The :class:`~datanas_seg.cli_config.SegDataConfig` options (``--data-dir`` required)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--data", choices=DATASET_NAMES, default="isbi2012", help="dataset (default: isbi2012)")
-    g.add_argument(
-        "--data-dir",
-        type=Path,
-        required=True,
-        help="isbi2012: folder with membrane_train.zip (or isbi2012/membrane_train.zip); "
-        "segfolder: folder with images/ and masks/ (class-id PNGs)",
-    )
-    g.add_argument("--num-classes", type=int, default=None, help="segfolder: classes (default: inferred)")
-    g.add_argument("--ignore-index", type=int, default=255, help="segfolder: mask value to ignore")
-    g.add_argument(
-        "--split",
-        type=float,
-        nargs=3,
-        default=(0.6, 0.2, 0.2),
-        metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions of images for train/val/test (split by image; default 0.6 0.2 0.2)",
-    )
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the image split (default 0)")
-    g.add_argument("--crop-size", type=int, default=None, help="side of the random square crops")
-    g.add_argument("--batch-size", type=int, default=8, help="crops per batch (default 8)")
-    g.add_argument(
-        "--class-weight",
-        choices=("balanced", "none"),
-        default=class_weight,
-        help="cross-entropy class weights: median-frequency balanced from the training masks, or none "
-        f"(default {class_weight})",
+    add_dataclass_options(
+        g,
+        SegDataConfig,
+        defaults={"class_weight": class_weight},
+        metavars={"split": ("TRAIN", "VAL", "TEST")},
+        required=["data_dir"],
     )
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, C: int, head_channels: int) -> None:
+    """The :class:`~datanas_seg.cli_config.SegModelConfig` options (``C`` and ``head_channels``: this CLI's
+    defaults)."""
     g = parser.add_argument_group("model")
-    g.add_argument("--C", type=int, default=C, help=f"channels per node in stage 0 (default {C})")
-    g.add_argument(
-        "--cells-per-stage",
-        type=int,
-        nargs="+",
-        default=[1],
-        help="normal cells per stage: one number for all stages or one per stage (default 1)",
-    )
-    g.add_argument(
-        "--num-stages",
-        type=int,
-        choices=(3, 4),
-        default=3,
-        help="3: strides 4/8/16, 4: 4/8/16/32 (default 3)",
-    )
-    g.add_argument(
-        "--framework",
-        choices=FRAMEWORKS,
-        default="mmseg",
-        help="mmseg: mmseg EncoderDecoder with an mmseg decode head (needs datanas-seg[mmseg]); "
-        "torch: a light pure-torch FPN head (default mmseg)",
-    )
-    g.add_argument("--decode-head", choices=DECODE_HEAD_NAMES, default="ASPPHead", help="mmseg decode head")
-    g.add_argument(
-        "--head-inputs",
-        choices=HEAD_INPUT_NAMES,
-        default="concat",
-        help="concat: head sees all levels resized to stride 4; last: only the deepest (default concat)",
-    )
-    g.add_argument(
-        "--head-channels",
-        type=int,
-        default=head_channels,
-        help=f"decode head width (default {head_channels})",
-    )
-    g.add_argument(
-        "--dilations",
-        type=int,
-        nargs="+",
-        default=[1, 2, 4, 6],
-        help="ASPP dilations (default 1 2 4 6, sized for small crops; mmseg's usual is 1 6 12 18)",
-    )
-    g.add_argument(
-        "--auxiliary",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="mmseg: add an auxiliary FCNHead on the second deepest level",
-    )
+    add_dataclass_options(g, SegModelConfig, defaults={"C": C, "head_channels": head_channels})
 
 
-def cells_per_stage(args: argparse.Namespace) -> int | tuple[int, ...]:
-    c = list(args.cells_per_stage)
-    return c[0] if len(c) == 1 else tuple(c)
+def data_config(args: argparse.Namespace) -> SegDataConfig:
+    """The parsed data options."""
+    return dataclass_from_args(SegDataConfig, args)
+
+
+def model_config(args: argparse.Namespace) -> SegModelConfig:
+    """The parsed model options."""
+    return dataclass_from_args(SegModelConfig, args)
 
 
 @dataclass
@@ -131,14 +71,15 @@ class Splits:
         return {"train": self.train.names, "val": self.val.names, "test": self.test.names}
 
 
-def load_splits(args: argparse.Namespace) -> Splits:
+def load_splits(args: SegDataConfig) -> Splits:
+    """Load the dataset of ``args`` and split it by image (train/val/test)."""
     from datanas_seg.data import load_dataset, median_frequency_weights, split_by_image
 
     kwargs: dict[str, Any] = {}
     if args.data == "segfolder":
         kwargs = {"num_classes": args.num_classes, "ignore_index": args.ignore_index}
     data = load_dataset(args.data, args.data_dir, **kwargs)
-    idx = split_by_image(len(data), args.split, seed=args.split_seed)
+    idx = split_by_image(len(data), list(args.split), seed=args.split_seed)
     logger.info(
         "%s: %d images (%d train / %d val / %d test), %d classes, %d input channel(s)",
         args.data,
@@ -154,12 +95,8 @@ def load_splits(args: argparse.Namespace) -> Splits:
     return Splits(data, train, data.subset(idx[1]), data.subset(idx[2]), idx, weights)
 
 
-def head_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"dilations": tuple(args.dilations)}
-
-
 def build_search_model(
-    args: argparse.Namespace,
+    args: SegModelConfig,
     space: SegDartsSpace,
     data: SegImages,
     class_weight: list[float] | None = None,
@@ -174,7 +111,7 @@ def build_search_model(
             space,
             data.num_classes,
             C=args.C,
-            cells_per_stage=cells_per_stage(args),
+            cells_per_stage=args.stages,
             num_stages=args.num_stages,
             in_channels=data.in_channels,
             decode_head=args.decode_head,
@@ -182,7 +119,7 @@ def build_search_model(
             head_inputs=args.head_inputs,
             auxiliary=args.auxiliary,
             ignore_index=data.ignore_index,
-            head_options=head_options(args),
+            head_options=args.head_options(),
             class_weight=class_weight,
         )
         return model, MMSegSearchTask(data.num_classes, data.ignore_index)
@@ -190,7 +127,7 @@ def build_search_model(
 
     bb = space.build_supernet(
         C=args.C,
-        cells_per_stage=cells_per_stage(args),
+        cells_per_stage=args.stages,
         num_stages=args.num_stages,
         in_channels=data.in_channels,
     )
@@ -199,7 +136,7 @@ def build_search_model(
 
 
 def build_derived_model(
-    args: argparse.Namespace,
+    args: SegModelConfig,
     genotype: GenotypeRef,
     data: SegImages,
     *,
@@ -219,7 +156,7 @@ def build_derived_model(
             genotype,
             data.num_classes,
             C=args.C,
-            cells_per_stage=cells_per_stage(args),
+            cells_per_stage=args.stages,
             num_stages=args.num_stages,
             in_channels=data.in_channels,
             decode_head=args.decode_head,
@@ -228,7 +165,7 @@ def build_derived_model(
             auxiliary=args.auxiliary,
             drop_path_prob=drop_path_prob,
             ignore_index=data.ignore_index,
-            head_options=head_options(args),
+            head_options=args.head_options(),
             class_weight=class_weight,
         )
         return (
@@ -242,7 +179,7 @@ def build_derived_model(
     bb = DataNASBackbone(
         genotype,
         C=args.C,
-        cells_per_stage=cells_per_stage(args),
+        cells_per_stage=args.stages,
         num_stages=args.num_stages,
         in_channels=data.in_channels,
         drop_path_prob=drop_path_prob,
@@ -252,7 +189,7 @@ def build_derived_model(
 
 
 def predict_fn(
-    args: argparse.Namespace, model: nn.Module, *, crop_size: int | None = None, stride: int | None = None
+    args: SegModelConfig, model: nn.Module, *, crop_size: int | None = None, stride: int | None = None
 ) -> Any:
     """Images -> logits at input resolution; sliding windows of ``crop_size`` when given."""
     from datanas_seg.task import sliding_window_logits
@@ -279,3 +216,12 @@ def check_positive(**values: Any) -> None:
     for k, v in values.items():
         if v is not None and (not isinstance(v, int) or v < 1):
             raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch CPU threads (``None``: torch's choice)."""
+    check_positive(threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -24,11 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import print_summary
+from datanas_core.cli_options import add_dataclass_options, dataclass_from_args, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_seg import _cli
+from datanas_seg.cli_config import SegCompareConfig, SegDataConfig, SegModelConfig, SegTrainConfig
 from datanas_seg.train import build_parser as train_parser
 from datanas_seg.train import parse_genotype, train_and_evaluate
 
@@ -46,16 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.prog = "python -m datanas_seg.compare"
     p.description = "Train a searched backbone and parameter-matched random backbones with the same budget."
     g = p.add_argument_group("comparison")
-    g.add_argument("--random", type=int, default=5, help="random backbones (default 5)")
-    g.add_argument("--tolerance", type=float, default=0.1, help="relative parameter tolerance (default 0.1)")
-    g.add_argument("--random-seed", type=int, default=0, help="seed of the random architectures (default 0)")
-    g.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="train this many models at once, each in its own `python -m datanas_seg.train` process "
-        "(same results as sequential runs; default 1)",
-    )
+    add_dataclass_options(g, SegCompareConfig)
     g.add_argument(
         "--evaluate-only",
         action="store_true",
@@ -66,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reevaluate(
-    args: argparse.Namespace, out: Path, splits: _cli.Splits, crop: int, device: Any
+    args: argparse.Namespace, count: int, out: Path, splits: _cli.Splits, crop: int, device: Any
 ) -> list[dict]:
     from datanas_core.io import atomic_write_text
 
     rows = []
-    names = ["searched"] + [f"random{i}" for i in range(args.random)]
+    model_config = dataclass_from_args(SegModelConfig, args)
+    batch_size = dataclass_from_args(SegDataConfig, args).batch_size
+    names = ["searched"] + [f"random{i}" for i in range(count)]
     for name in names:
         folder = out / name
         old_path = folder / "metrics.json"
@@ -80,8 +74,10 @@ def _reevaluate(
                 f"--evaluate-only: {str(folder)!r} has no model.pt / metrics.json to re-evaluate"
             )
         g = Genotype.load(folder / "genotype.json")
-        eval_args = argparse.Namespace(**{**vars(args), "iters": 0, "init_weights": folder / "model.pt"})
-        fresh = train_and_evaluate(eval_args, g, splits, crop=crop, device=device, out=None)
+        train = dataclass_from_args(SegTrainConfig, args, iters=0, init_weights=folder / "model.pt")
+        fresh = train_and_evaluate(
+            model_config, train, g, splits, batch_size=batch_size, crop=crop, device=device, out=None
+        )
         rec = json.loads(old_path.read_text())
         rec.update(
             val=fresh["val"],
@@ -119,12 +115,12 @@ def _train_argv(args: argparse.Namespace, genotype: Path, out: Path) -> list[str
 
 
 def _train_in_processes(
-    args: argparse.Namespace, jobs: list[tuple[str, Genotype]], out: Path
+    args: argparse.Namespace, jobs: list[tuple[str, Genotype]], out: Path, workers: int
 ) -> list[dict[str, Any]]:
     pending = list(jobs)
     running: list[tuple[str, subprocess.Popen[bytes]]] = []
     while pending or running:
-        while pending and len(running) < args.jobs:
+        while pending and len(running) < workers:
             name, g = pending.pop(0)
             (out / name).mkdir(parents=True, exist_ok=True)
             gpath = g.save(out / name / "genotype.json")
@@ -173,48 +169,54 @@ def _markdown(rows: list[dict[str, Any]], median: float, searched: dict[str, Any
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from datanas_core.io import atomic_write_text
     from datanas_core.runtime import seed_everything
     from datanas_seg.space import SegDartsSpace
     from datanas_seg.training import param_matched_random_genotypes
 
-    _cli.check_positive(
-        iters=args.iters, batch_size=args.batch_size, C=args.C, threads=args.threads, jobs=args.jobs
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
+    data = dataclass_from_args(SegDataConfig, args)
+    model_config = dataclass_from_args(SegModelConfig, args)
+    train = dataclass_from_args(SegTrainConfig, args)
+    compare = dataclass_from_args(SegCompareConfig, args)
+    _cli.set_threads(args.threads)
+    seed_everything(train.seed)
     space = SegDartsSpace()
     searched = parse_genotype(args.genotype, space)
     space.validate(searched)
-    splits = _cli.load_splits(args)
+    splits = _cli.load_splits(data)
     out = args.out or Path("runs/seg-compare") / time.strftime("%Y%m%d-%H%M%S")
-    crop = args.crop_size or 64
+    crop = data.crop
     device = _cli.pick_device(args.device)
-    cps = _cli.cells_per_stage(args)
     if args.evaluate_only:
-        rows = _reevaluate(args, out, splits, crop, device)
+        rows = _reevaluate(args, compare.random, out, splits, crop, device)
     else:
         randoms = param_matched_random_genotypes(
             space,
             searched,
-            args.random,
-            C=args.C,
-            cells_per_stage=cps,
-            num_stages=args.num_stages,
-            tolerance=args.tolerance,
-            seed=args.random_seed,
+            compare.random,
+            C=model_config.C,
+            cells_per_stage=model_config.stages,
+            num_stages=model_config.num_stages,
+            tolerance=compare.tolerance,
+            seed=compare.random_seed,
         )
         models = [("searched", searched)] + [(f"random{i}", r) for i, r in enumerate(randoms)]
-        if args.jobs > 1:
-            rows = _train_in_processes(args, models, out)
+        if compare.jobs > 1:
+            rows = _train_in_processes(args, models, out, compare.jobs)
         else:
             rows = []
             for name, g in models:
                 logger.info("=== %s ===", name)
-                rec = train_and_evaluate(args, g, splits, crop=crop, device=device, out=out / name)
+                rec = train_and_evaluate(
+                    model_config,
+                    train,
+                    g,
+                    splits,
+                    batch_size=data.batch_size,
+                    crop=crop,
+                    device=device,
+                    out=out / name,
+                )
                 g.save(out / name / "genotype.json")
                 rec["name"] = name
                 rows.append(rec)

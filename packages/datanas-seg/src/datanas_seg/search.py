@@ -27,6 +27,7 @@ from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_seg import _cli
+from datanas_seg.cli_config import SegSearchBudget
 
 if TYPE_CHECKING:
     from datanas_core.runtime import (
@@ -63,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             "that do not support the space (e.g. e2nas) are refused with the supported spaces",
         },
     )
-    g.add_argument("--steps-per-epoch", type=int, default=24, help="training batches per epoch")
-    g.add_argument("--val-batches", type=int, default=8, help="distinct validation batches per epoch")
+    cli_options.add_dataclass_options(g, SegSearchBudget)
     cli_options.add_options(
         g,
         ["--samples", "--executor", "--w-lr", "--a-lr", "--arch-warmup-epochs", "--rule", "--reg"],
@@ -122,32 +122,27 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
     from datanas_seg.data import CropLoader, RandomCropDataset
     from datanas_seg.space import SegDartsSpace
 
-    _cli.check_positive(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        val_batches=args.val_batches,
-        batch_size=args.batch_size,
-        C=args.C,
-        threads=args.threads,
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    crop = args.crop_size or 64
-    splits = _cli.load_splits(args)
+    _cli.check_positive(epochs=args.epochs)
+    _cli.set_threads(args.threads)
+    data = _cli.data_config(args)
+    model_cfg = _cli.model_config(args)
+    budget = cli_options.dataclass_from_args(SegSearchBudget, args)
+    crop = data.crop
+    splits = _cli.load_splits(data)
     device = opts.torch_device()
     space = SegDartsSpace()
-    bs = args.batch_size
+    bs = data.batch_size
 
     def make_searcher(seed: int) -> Searcher:
         cfg = search_config(args, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model, task = _cli.build_search_model(args, space, splits.data, splits.class_weight)
+            model, task = _cli.build_search_model(model_cfg, space, splits.data, splits.class_weight)
         return Searcher(space, task, cfg, supernet=model, device=device)
 
     def loaders(seed: int) -> tuple[CropLoader, CropLoader]:
-        train_ds = RandomCropDataset(splits.train, crop, args.steps_per_epoch * bs, seed=seed)
-        val_ds = RandomCropDataset(splits.val, crop, args.val_batches * bs, seed=seed + 7_777)
+        train_ds = RandomCropDataset(splits.train, crop, budget.steps_per_epoch * bs, seed=seed)
+        val_ds = RandomCropDataset(splits.val, crop, budget.val_batches * bs, seed=seed + 7_777)
         return CropLoader(train_ds, bs, seed=seed, drop_last=True), CropLoader(
             val_ds, bs, seed=seed + 1, drop_last=True
         )
@@ -181,9 +176,9 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
     config[cli_options.CONFIG_KEY] = cli_options.cli_config(args)
     config["splits"] = splits.names()
     derived_kwargs = {
-        "C": args.C,
-        "cells_per_stage": _cli.cells_per_stage(args),
-        "num_stages": args.num_stages,
+        "C": model_cfg.C,
+        "cells_per_stage": model_cfg.stages,
+        "num_stages": model_cfg.num_stages,
         "in_channels": splits.data.in_channels,
     }
 

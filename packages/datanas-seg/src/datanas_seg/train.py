@@ -29,11 +29,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_options, print_summary
+from datanas_core.cli_options import (
+    HelpFormatter,
+    add_dataclass_options,
+    add_options,
+    dataclass_from_args,
+    print_summary,
+)
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_seg import _cli
+from datanas_seg.cli_config import SegDataConfig, SegModelConfig, SegTrainConfig
 from datanas_seg.genotypes import resolve_genotype
 
 if TYPE_CHECKING:
@@ -52,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m datanas_seg.train",
         description="Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
+        formatter_class=HelpFormatter,
     )
     add_options(
         p,
@@ -65,29 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _cli.add_data_args(p)
     _cli.add_model_args(p, C=16, head_channels=16)
     g = p.add_argument_group("training")
-    g.add_argument(
-        "--iters", type=int, default=500, help="optimisation steps (default 500; 0: evaluate --init-weights)"
-    )
-    g.add_argument(
-        "--init-weights", type=Path, default=None, help="start from these model weights (model.pt)"
-    )
-    g.add_argument(
-        "--test-mode",
-        choices=("slide", "whole"),
-        default="slide",
-        help="evaluation: sliding windows of the crop size (mmseg's test_cfg mode='slide') or whole images "
-        "(default slide)",
-    )
-    g.add_argument("--test-stride", type=int, default=None, help="sliding-window stride (default 3/4 crop)")
-    g.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate (default 0.05)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)")
-    g.add_argument("--drop-path", type=float, default=0.0, help="drop-path probability (default 0)")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights and crops (default 0)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_dataclass_options(g, SegTrainConfig)
+    add_options(g, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
     g.add_argument(
         "--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)"
     )
-    g.add_argument("--out", type=Path, default=None, help="output folder (default runs/seg-train/<time>)")
+    g.add_argument("--out", type=Path, default=None, help="output folder (default: runs/seg-train/<time>)")
     g.add_argument(
         "--export-config", type=Path, default=None, help="also write an mmseg config for the genotype"
     )
@@ -115,7 +106,8 @@ def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:
 
 
 def evaluate_model(
-    args: argparse.Namespace,
+    model_config: SegModelConfig,
+    train: SegTrainConfig,
     model: torch.nn.Module,
     part: SegImages,
     areas_fn: Any,
@@ -123,20 +115,19 @@ def evaluate_model(
     *,
     crop: int,
 ) -> dict[str, float]:
-    """mIoU of ``model`` on the whole images of ``part`` (sliding windows unless ``--test-mode whole``)."""
+    """mIoU of ``model`` on the whole images of ``part`` (sliding windows unless ``test_mode`` is whole)."""
     from datanas_seg.data import EvalImageDataset
     from datanas_seg.task import evaluate_segmentation
 
-    slide = args.test_mode == "slide"
+    slide = train.test_mode == "slide"
     predict = _cli.predict_fn(
-        args, model, crop_size=crop if slide else None, stride=args.test_stride if slide else None
+        model_config, model, crop_size=crop if slide else None, stride=train.test_stride if slide else None
     )
     was_training = model.training
     model.eval()
     try:
-        loader = [
-            (x[None], y[None]) for x, y in EvalImageDataset(part, size_divisor=4 * 2 ** (args.num_stages - 1))
-        ]
+        divisor = 4 * 2 ** (model_config.num_stages - 1)
+        loader = [(x[None], y[None]) for x, y in EvalImageDataset(part, size_divisor=divisor)]
         return evaluate_segmentation(
             predict,
             loader,
@@ -150,10 +141,12 @@ def evaluate_model(
 
 
 def train_and_evaluate(
-    args: argparse.Namespace,
+    model_config: SegModelConfig,
+    train: SegTrainConfig,
     genotype: Genotype,
     splits: _cli.Splits,
     *,
+    batch_size: int,
     crop: int,
     device: torch.device,
     out: Path | None = None,
@@ -164,46 +157,46 @@ def train_and_evaluate(
     from datanas_core.io import atomic_write_text
     from datanas_seg.training import TrainSettings, count_parameters, train_model
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(train.seed)
     model, task, areas_fn = _cli.build_derived_model(
-        args, genotype, splits.data, drop_path_prob=args.drop_path, class_weight=splits.class_weight
+        model_config, genotype, splits.data, drop_path_prob=train.drop_path, class_weight=splits.class_weight
     )
     model.to(device)
     backbone = model.backbone
     n_backbone = count_parameters(backbone)
     n_total = count_parameters(model)
-    if args.init_weights is not None:
+    if train.init_weights is not None:
         try:
-            model.load_state_dict(torch.load(args.init_weights, map_location=device, weights_only=True))
+            model.load_state_dict(torch.load(train.init_weights, map_location=device, weights_only=True))
         except (OSError, RuntimeError) as exc:
             raise ConfigError(
-                f"cannot load --init-weights {str(args.init_weights)!r} into this model: {exc}"
+                f"cannot load --init-weights {str(train.init_weights)!r} into this model: {exc}"
             ) from exc
     settings = TrainSettings(
-        iters=max(args.iters, 1),
-        batch_size=args.batch_size,
+        iters=max(train.iters, 1),
+        batch_size=batch_size,
         crop_size=crop,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        seed=train.seed,
     )
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    if args.iters > 0:
+    if train.iters > 0:
         logger.info("training: %d backbone / %d total parameters, %s", n_backbone, n_total, settings)
         history = train_model(model, task, splits.train, settings)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    val = evaluate_model(args, model, splits.val, areas_fn, device, crop=crop)
-    test = evaluate_model(args, model, splits.test, areas_fn, device, crop=crop)
+    val = evaluate_model(model_config, train, model, splits.val, areas_fn, device, crop=crop)
+    test = evaluate_model(model_config, train, model, splits.test, areas_fn, device, crop=crop)
     record = {
         "genotype": genotype.to_dict(),
-        "framework": args.framework,
-        "decode_head": args.decode_head if args.framework == "mmseg" else "SimpleSegHead",
+        "framework": model_config.framework,
+        "decode_head": model_config.decode_head if model_config.framework == "mmseg" else "SimpleSegHead",
         "params_backbone": n_backbone,
         "params_total": n_total,
-        "train": {**settings.to_dict(), "iters": args.iters},
-        "test_mode": args.test_mode,
+        "train": {**settings.to_dict(), "iters": train.iters},
+        "test_mode": train.test_mode,
         "train_seconds": train_seconds,
         "eval_seconds": time.perf_counter() - t1,
         "final_train_loss": history[-1]["loss"] if history else None,
@@ -228,30 +221,30 @@ def train_and_evaluate(
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from datanas_core.runtime import seed_everything
     from datanas_seg.export import export_mmseg_config
     from datanas_seg.space import SegDartsSpace
 
-    _cli.check_positive(
-        batch_size=args.batch_size, C=args.C, threads=args.threads, test_stride=args.test_stride
-    )
-    if args.iters < 0 or (args.iters == 0 and args.init_weights is None):
-        raise ConfigError(
-            f"--iters must be >= 1 (or 0 with --init-weights to only evaluate), got {args.iters}"
-        )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
+    data = dataclass_from_args(SegDataConfig, args)
+    model_config = dataclass_from_args(SegModelConfig, args)
+    train = dataclass_from_args(SegTrainConfig, args)
+    _cli.set_threads(args.threads)
+    seed_everything(train.seed)
     space = SegDartsSpace()
     genotype = parse_genotype(args.genotype, space)
     space.validate(genotype)
-    splits = _cli.load_splits(args)
+    splits = _cli.load_splits(data)
     out = args.out or Path("runs/seg-train") / time.strftime("%Y%m%d-%H%M%S")
-    crop = args.crop_size or 64
+    crop = data.crop
     record = train_and_evaluate(
-        args, genotype, splits, crop=crop, device=_cli.pick_device(args.device), out=out
+        model_config,
+        train,
+        genotype,
+        splits,
+        batch_size=data.batch_size,
+        crop=crop,
+        device=_cli.pick_device(args.device),
+        out=out,
     )
     genotype.save(out / "genotype.json")
     if args.export_config is not None:
@@ -259,21 +252,21 @@ def _run(args: argparse.Namespace) -> int:
         path = export_mmseg_config(
             genotype,
             args.export_config,
-            decode_head=args.decode_head,
+            decode_head=model_config.decode_head,
             num_classes=splits.data.num_classes,
             class_names=splits.data.class_names,
-            C=args.C,
-            cells_per_stage=_cli.cells_per_stage(args),
-            num_stages=args.num_stages,
-            head_channels=args.head_channels,
-            head_inputs=args.head_inputs,
-            auxiliary=args.auxiliary,
-            head_options=_cli.head_options(args),
+            C=model_config.C,
+            cells_per_stage=model_config.stages,
+            num_stages=model_config.num_stages,
+            head_channels=model_config.head_channels,
+            head_inputs=model_config.head_inputs,
+            auxiliary=model_config.auxiliary,
+            head_options=model_config.head_options(),
             class_weight=splits.class_weight,
             crop_size=(crop, crop),
-            batch_size=args.batch_size,
-            max_iters=args.iters,
-            lr=args.lr,
+            batch_size=data.batch_size,
+            max_iters=train.iters,
+            lr=train.lr,
             data_root=data_root,
             splits=splits.names(),
         )

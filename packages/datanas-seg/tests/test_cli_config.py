@@ -1,0 +1,77 @@
+"""The seg CLIs' domain options come from the dataclasses of :mod:`datanas_seg.cli_config` (issue 19): one
+flag per field with the field's type, default and docstring help, and the parsed options rebuild them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from datanas_core.cli_options import dataclass_from_args, dataclass_help
+from datanas_core.errors import ConfigError
+from datanas_seg import compare, search, train
+from datanas_seg.cli_config import (
+    SegCompareConfig,
+    SegDataConfig,
+    SegModelConfig,
+    SegSearchBudget,
+    SegTrainConfig,
+)
+
+CLIS = {
+    "search": (search.build_parser, (SegDataConfig, SegModelConfig, SegSearchBudget)),
+    "train": (train.build_parser, (SegDataConfig, SegModelConfig, SegTrainConfig)),
+    "compare": (compare.build_parser, (SegDataConfig, SegModelConfig, SegTrainConfig, SegCompareConfig)),
+}
+
+
+@pytest.mark.parametrize("name", list(CLIS))
+def test_every_field_is_a_flag_with_the_docstring_help(name: str) -> None:
+    build, classes = CLIS[name]
+    actions = {a.dest: a for a in build()._actions}
+    for cls in classes:
+        docs = dataclass_help(cls)
+        for f in dataclasses.fields(cls):
+            action = actions.get(f.name)
+            assert action is not None, f"{name}: {cls.__name__}.{f.name} has no flag"
+            assert action.option_strings[0] == "--" + f.name.replace("_", "-")
+            assert action.help == docs[f.name].rstrip(".")
+
+
+def test_parsed_defaults_rebuild_the_dataclasses() -> None:
+    args = train.build_parser().parse_args(["--genotype", "g", "--data-dir", "d"])
+    assert dataclass_from_args(SegDataConfig, args) == SegDataConfig(data_dir=Path("d"))
+    assert dataclass_from_args(SegModelConfig, args) == SegModelConfig()
+    assert dataclass_from_args(SegTrainConfig, args) == SegTrainConfig()
+    args = search.build_parser().parse_args(["--data-dir", "d"])
+    assert dataclass_from_args(SegDataConfig, args).class_weight == "balanced"  # the search's default
+    assert dataclass_from_args(SegModelConfig, args) == SegModelConfig(C=8)
+    assert dataclass_from_args(SegSearchBudget, args) == SegSearchBudget()
+
+
+def test_flags_reach_the_dataclasses() -> None:
+    args = compare.build_parser().parse_args(
+        ["--genotype", "g", "--data-dir", "d", "--split", "0.5", "0.3", "0.2", "--cells-per-stage", "1", "2",
+         "--num-stages", "4", "--iters", "9", "--test-mode", "whole", "--random", "3", "--jobs", "2"]
+    )  # fmt: skip
+    data = dataclass_from_args(SegDataConfig, args)
+    model = dataclass_from_args(SegModelConfig, args)
+    assert data.split == (0.5, 0.3, 0.2) and data.crop == 64
+    assert model.cells_per_stage == (1, 2) and model.stages == (1, 2) and model.num_stages == 4
+    assert dataclass_from_args(SegTrainConfig, args).test_mode == "whole"
+    assert dataclass_from_args(SegCompareConfig, args) == SegCompareConfig(random=3, jobs=2)
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--genotype", "g", "--data-dir", "d", "--num-stages", "5"])
+
+
+def test_the_dataclasses_refuse_bad_values() -> None:
+    with pytest.raises(ConfigError, match="--iters must be >= 1"):
+        SegTrainConfig(iters=0)
+    assert SegTrainConfig(iters=0, init_weights=Path("m.pt")).iters == 0  # evaluate only
+    with pytest.raises(ConfigError, match="--batch-size must be a positive integer"):
+        SegDataConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="--C must be a positive integer"):
+        SegModelConfig(C=0)
+    with pytest.raises(ConfigError, match="--jobs"):
+        SegCompareConfig(jobs=0)
