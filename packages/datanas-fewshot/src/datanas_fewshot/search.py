@@ -17,13 +17,21 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
+from datanas_core.cli_options import dataclass_help
 from datanas_core.entry import cli_entry
 from datanas_core.errors import DataNASError
 from datanas_core.search import SearchConfig
+from datanas_fewshot.cli_config import (  # noqa: F401 - DATASET_NAMES: the old import place
+    DATASET_NAMES,
+    CellNetOptions,
+    FewShotDataOptions,
+    FewShotSearchOptions,
+    FewShotTaskOptions,
+    MetaLearnerOptions,
+)
 
 if TYPE_CHECKING:
     from datanas_fewshot.fewshot import FewShotConfig
@@ -31,48 +39,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("datanas_fewshot.search")
 
 
-#: ``--data`` choices without importing torch (``--help`` stays fast); a test checks them against
-#: :data:`datanas_fewshot.sources.FEWSHOT_DATASETS`.
-DATASET_NAMES = ("omniglot", "folder")
+def add_cellnet_args(group: Any) -> None:
+    """``--ops``, ``--C``, ``--layers``, ``--steps`` (:class:`~datanas_fewshot.cli_config.CellNetOptions`),
+    shared with the clustering CLI."""
+    cli_options.add_dataclass_options(group, CellNetOptions)
 
 
 def add_fewshot_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by the search and train CLIs (data, task, meta-learner, network size)."""
     d = p.add_argument_group("data and task")
-    d.add_argument("--data", choices=DATASET_NAMES, default="omniglot", help="dataset")
-    d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files (required)")
-    d.add_argument("--image-size", type=int, default=28, help="images are resized to SIZE x SIZE")
-    d.add_argument(
-        "--rotations",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Omniglot: rotations by 90/180/270 degrees as extra classes",
-    )
-    d.add_argument("--ways", type=int, default=5, help="classes per episode (N-way)")
-    d.add_argument("--shots", type=int, default=1, help="support samples per class (K-shot)")
-    d.add_argument("--queries", type=int, default=15, help="query samples per class")
+    cli_options.add_dataclass_options(d, FewShotDataOptions)
+    cli_options.add_dataclass_options(d, FewShotTaskOptions)
     m = p.add_argument_group("meta-learner and network")
-    m.add_argument(
-        "--meta-learner",
-        choices=("protonet", "maml"),
-        default="protonet",
-        help="meta-learner that uses the cell network (ProtoNet, or first-order MAML via learn2learn)",
-    )
-    m.add_argument("--inner-lr", type=float, default=0.4, help="MAML inner learning rate")
-    m.add_argument("--inner-steps", type=int, default=1, help="MAML inner steps (training)")
-    m.add_argument("--test-inner-steps", type=int, default=3, help="MAML inner steps (evaluation)")
-    m.add_argument(
-        "--first-order",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="first-order MAML (no second derivatives)",
-    )
-    m.add_argument(
-        "--ops", default="small", help="op set: small, compact or darts (or a comma-separated list)"
-    )
-    m.add_argument("--C", type=int, default=8, help="initial channels")
-    m.add_argument("--layers", type=int, default=3, help="cells")
-    m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
+    cli_options.add_dataclass_options(m, MetaLearnerOptions)
+    add_cellnet_args(m)
     cli_options.add_options(
         m, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"}
     )
@@ -112,27 +92,23 @@ def add_method_args(s: Any, *, samples: int | None, w_lr: float, arch_warmup: in
 
 
 def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
+    """The :class:`~datanas_fewshot.fewshot.FewShotConfig` of the parsed task, meta-learner and network
+    options (:mod:`datanas_fewshot.cli_config`); ``extra`` sets the other fields."""
     from datanas_fewshot.fewshot import FewShotConfig
 
-    ops: str | tuple[str, ...] = args.ops
-    if "," in args.ops:
-        ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
-    maml = {
-        "inner_lr": args.inner_lr,
-        "inner_steps": args.inner_steps,
-        "test_inner_steps": args.test_inner_steps,
-        "first_order": args.first_order,
-    }
+    task = cli_options.dataclass_from_args(FewShotTaskOptions, args)
+    learner = cli_options.dataclass_from_args(MetaLearnerOptions, args)
+    net = cli_options.dataclass_from_args(CellNetOptions, args)
     return FewShotConfig(
-        ways=args.ways,
-        shots=args.shots,
-        queries=args.queries,
-        learner=args.meta_learner,
-        maml=maml if args.meta_learner == "maml" else {},
-        ops=ops,
-        steps=args.steps,
-        C=args.C,
-        layers=args.layers,
+        ways=task.ways,
+        shots=task.shots,
+        queries=task.queries,
+        learner=learner.meta_learner,
+        maml=learner.maml(),
+        ops=net.op_set(),
+        steps=net.steps,
+        C=net.C,
+        layers=net.layers,
         seed=seed,
         **extra,
     )
@@ -150,21 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_fewshot_args(p)
     s = p.add_argument_group("search")
     cli_options.add_options(s, ["--epochs"], defaults={"--epochs": 4})
-    s.add_argument(
-        "--steps-per-epoch",
-        "--episodes",
-        dest="episodes",
-        type=int,
-        default=60,
-        help="weight-step episodes per search epoch (the budget is --epochs x --steps-per-epoch; --episodes: "
-        "old name)",
+    cli_options.add_dataclass_options(
+        s,
+        FewShotSearchOptions,
+        ["episodes"],
+        flags={"episodes": "--steps-per-epoch"},
+        aliases={"episodes": ["--episodes"]},
+        help={"episodes": dataclass_help(FewShotSearchOptions)["episodes"] + "; --episodes: old name"},
     )
     add_method_args(s, samples=None, w_lr=1e-3, arch_warmup=1)
-    s.add_argument(
-        "--distance-scale",
-        default="1",
-        help="ProtoNet: divide squared distances by this number during the search, or 'dim' (embedding width)",
-    )
+    cli_options.add_dataclass_options(s, FewShotSearchOptions, ["distance_scale"])
     add_runtime_args(p)
     return p
 
@@ -183,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_dir is None:
         parser.error("--data-dir is required (the folder with the dataset files)")
     try:
+        data = cli_options.dataclass_from_args(FewShotDataOptions, args)
+        budget = cli_options.dataclass_from_args(FewShotSearchOptions, args)
         opts = RuntimeOptions.from_args(args, default_out="runs/fewshot-search")
     except DataNASError as exc:
         parser.error(str(exc))
@@ -193,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--dry-run is not supported by the few-shot search CLI")
     try:
         splits = load_fewshot_splits(
-            args.data, args.data_dir, image_size=args.image_size, rotations=args.rotations
+            data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
         )
         for seed in opts.seeds:
             method: dict[str, Any] = {
@@ -204,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from datanas_core.search.config import preset_method_fields
                 from datanas_fewshot.cellnets import build_space
 
-                method = preset_method_fields(args.preset, build_space(args.ops, steps=args.steps))
+                net = cli_options.dataclass_from_args(CellNetOptions, args)
+                method = preset_method_fields(args.preset, build_space(net.op_set(), steps=net.steps))
             if args.executor is not None:
                 method["executor"] = args.executor
             if args.samples is not None:
@@ -226,16 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arch_warmup_epochs=args.arch_warmup,
                 seed=seed,
             )
-            scale: float | str = (
-                args.distance_scale if args.distance_scale == "dim" else float(args.distance_scale)
-            )
             config = fewshot_config(
                 args,
                 seed,
                 search=search,
-                search_episodes=args.episodes,
+                search_episodes=budget.episodes,
                 train=MetaTrainConfig(episodes=1),
-                search_distance_scale=scale,
+                search_distance_scale=budget.scale(),
                 weight_optimizer=args.w_optimizer,
             )
             searcher, train_loader, val_loader = build_fewshot_searcher(config, splits)
@@ -260,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "num_classes": 0,
                     "in_channels": in_ch,
                 },
-                derived_input_shape=(in_ch, args.image_size, args.image_size),
+                derived_input_shape=(in_ch, data.image_size, data.image_size),
                 **opts.run_kwargs(),
             )
             cli_options.print_search_summary(

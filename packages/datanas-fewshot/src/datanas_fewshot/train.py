@@ -28,10 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datanas_core import cli_options
 from datanas_core.cli_options import HelpFormatter, add_options, print_summary, resolve_genotype
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
+from datanas_fewshot.cli_config import FewShotDataOptions, FewShotTrainOptions
 from datanas_fewshot.search import add_fewshot_args, fewshot_config
 
 if TYPE_CHECKING:
@@ -57,28 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--genotype": "a genotype JSON file or search run directory, 'conv4', 'random:N' or 'random:N@i,j'"
         },
     )
-    p.add_argument(
-        "--conv4-hidden",
-        default="64",
-        help="Conv-4 width: an integer, or 'match' (the parameter count of --match-genotype's network)",
-    )
-    p.add_argument(
-        "--match-genotype",
-        type=Path,
-        default=None,
-        help="genotype whose parameter count Conv-4 ('--conv4-hidden match') and random cells (their C) match",
-    )
+    cli_options.add_dataclass_options(p, FewShotTrainOptions, ["conv4_hidden", "match_genotype"])
     add_fewshot_args(p)
     t = p.add_argument_group("training and evaluation")
-    t.add_argument("--train-episodes", type=int, default=600, help="meta-training episodes")
-    t.add_argument("--meta-batch", type=int, default=1, help="episodes per optimiser step")
-    t.add_argument("--lr", type=float, default=2e-3, help="meta learning rate (Adam, cosine)")
-    t.add_argument("--test-episodes", type=int, default=600, help="meta-test episodes (>= 600 to report)")
-    t.add_argument(
-        "--official-runs",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also score the 20 official one-shot runs (Omniglot all_runs.zip)",
+    cli_options.add_dataclass_options(
+        t,
+        FewShotTrainOptions,
+        ["train_episodes", "meta_batch", "lr", "test_episodes", "official_runs"],
     )
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, episodes, random cells)")
     t.add_argument("--out", type=Path, default=None, help="output folder (default runs/fewshot-train/<time>)")
@@ -102,7 +89,9 @@ def _check_spec(spec: str) -> None:
         raise ConfigError(f"--genotype {spec!r} is neither a file, a run directory, 'conv4', nor 'random:N'")
 
 
-def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> list[tuple[str, Any, dict]]:
+def _backbones(
+    args: argparse.Namespace, options: FewShotTrainOptions, config: FewShotConfig, in_ch: int
+) -> list[tuple[str, Any, dict]]:
     """``(name, factory, info)`` for every network to evaluate."""
     import torch
 
@@ -112,18 +101,18 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
     spec = args.genotype
     space = config.space()
     if spec == "conv4":
-        if args.conv4_hidden == "match":
-            if args.match_genotype is None:
+        if options.conv4_hidden == "match":
+            if options.match_genotype is None:
                 raise ConfigError("--conv4-hidden match needs --match-genotype G.json")
-            g = Genotype.load(args.match_genotype)
+            g = Genotype.load(options.match_genotype)
             target = count_parameters(build_backbone(config, g, in_ch))
             hidden = conv4_hidden_for(target, in_ch)
         else:
             try:
-                hidden = int(args.conv4_hidden)
+                hidden = int(options.conv4_hidden)
             except ValueError:
                 raise ConfigError(
-                    f"--conv4-hidden must be an integer or 'match', got {args.conv4_hidden!r}"
+                    f"--conv4-hidden must be an integer or 'match', got {options.conv4_hidden!r}"
                 ) from None
         return [(f"conv4-{hidden}", lambda: build_backbone(config, "conv4", in_ch, conv4_hidden=hidden),
                  {"conv4_hidden": hidden})]  # fmt: skip
@@ -144,8 +133,10 @@ def _backbones(args: argparse.Namespace, config: FewShotConfig, in_ch: int) -> l
             if i not in keep:
                 continue
             cfg = config
-            if args.match_genotype is not None:  # equal parameters: widen or narrow this random cell
-                target = count_parameters(build_backbone(config, Genotype.load(args.match_genotype), in_ch))
+            if options.match_genotype is not None:  # equal parameters: widen or narrow this random cell
+                target = count_parameters(
+                    build_backbone(config, Genotype.load(options.match_genotype), in_ch)
+                )
                 cfg = dataclasses.replace(config, C=cell_channels_for(config, geno, target, in_ch))
             out.append((f"random-{i}", lambda geno=geno, cfg=cfg: build_backbone(cfg, geno, in_ch),
                         {"genotype": geno.to_dict(), "C": cfg.C}))  # fmt: skip
@@ -183,22 +174,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = args.out or Path("runs/fewshot-train") / time.strftime("%Y%m%d-%H%M%S")
     try:
+        options = cli_options.dataclass_from_args(FewShotTrainOptions, args)
+        data = cli_options.dataclass_from_args(FewShotDataOptions, args)
         train = MetaTrainConfig(
-            episodes=args.train_episodes, meta_batch=args.meta_batch, lr=args.lr, lr_min=args.lr / 10
+            episodes=options.train_episodes,
+            meta_batch=options.meta_batch,
+            lr=options.lr,
+            lr_min=options.lr / 10,
         )
-        config = fewshot_config(args, args.seed, train=train, test_episodes=args.test_episodes)
+        config = fewshot_config(args, args.seed, train=train, test_episodes=options.test_episodes)
         _check_spec(args.genotype)
-        if args.test_episodes < 600:
-            logger.warning("%d test episodes: report numbers with >= 600", args.test_episodes)
+        if options.test_episodes < 600:
+            logger.warning("%d test episodes: report numbers with >= 600", options.test_episodes)
         splits = load_fewshot_splits(
-            args.data, args.data_dir, image_size=args.image_size, rotations=args.rotations
+            data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
         )
         runs = None
-        if args.official_runs and args.data == "omniglot":
-            runs = load_omniglot_runs(args.data_dir, image_size=args.image_size)
+        if options.official_runs and data.data == "omniglot":
+            runs = load_omniglot_runs(data.data_dir, image_size=data.image_size)
         in_ch = int(splits.train.images.shape[1])
         results = []
-        for name, factory, info in _backbones(args, config, in_ch):
+        for name, factory, info in _backbones(args, options, config, in_ch):
             t0 = time.time()
             res = evaluate_backbone(name, factory, config, splits, runs=runs)
             row = {**res.to_dict(), **info, "seconds": round(time.time() - t0, 1)}
@@ -226,8 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir=out,
             genotype=args.genotype,
             metrics=metrics,
-            warnings=[f"{args.test_episodes} test episodes: report numbers with >= 600"]
-            if args.test_episodes < 600
+            warnings=[f"{options.test_episodes} test episodes: report numbers with >= 600"]
+            if options.test_episodes < 600
             else [],
         )
     except DataNASError as exc:

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 from datanas_core.cli_options import (
     CONFIG_KEY,
     HelpFormatter,
+    add_dataclass_options,
     add_options,
     cli_config,
+    dataclass_from_args,
+    dataclass_help,
     parse_cli,
     print_summary,
     regularizer_specs,
@@ -36,7 +39,19 @@ from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_core.search import SearchConfig
-from datanas_fewshot.search import add_method_args
+from datanas_fewshot.cli_config import (  # noqa: F401 - the choice tuples: their old import place
+    CLUSTER_DATASET_NAMES as DATASET_NAMES,
+)
+from datanas_fewshot.cli_config import (  # noqa: F401 - the choice tuples: their old import place
+    OBJECTIVE_NAMES,
+    CellNetOptions,
+    ClusterDataOptions,
+    ClusterEvalOptions,
+    ClusterModelOptions,
+    ClusterSearchOptions,
+    ClusterTrainOptions,
+)
+from datanas_fewshot.search import add_cellnet_args, add_method_args
 
 if TYPE_CHECKING:
     from datanas_fewshot.cluster.pipeline import (
@@ -44,12 +59,6 @@ if TYPE_CHECKING:
     )
 
 logger = logging.getLogger("datanas_fewshot.cluster")
-
-
-#: ``--data`` and ``--objective`` choices without importing torch (``--help`` stays fast); a test checks them
-#: against :data:`~datanas_fewshot.cluster.data.CLUSTER_DATASETS` and the ``OBJECTIVES`` registry.
-DATASET_NAMES = ("digits", "mnist", "folder")
-OBJECTIVE_NAMES = ("dec", "iic", "scan")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,34 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and evaluate with k-means (NMI, ARI, Hungarian accuracy).",
         formatter_class=HelpFormatter,
     )
-    d = p.add_argument_group("data")
-    d.add_argument("--data", choices=DATASET_NAMES, default="digits", help="dataset (digits needs no files)")
-    d.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files")
-    d.add_argument(
-        "--clusters", type=int, default=None, help="number of clusters (default: number of classes)"
-    )
-    d.add_argument("--image-size", type=int, default=12, help="resize images to this side (0: keep)")
-    d.add_argument("--invert", action=argparse.BooleanOptionalAction, default=False,
-                   help="image folders: invert (dark strokes on light background)")  # fmt: skip
+    add_dataclass_options(p.add_argument_group("data"), ClusterDataOptions)
     m = p.add_argument_group("model")
-    m.add_argument("--objective", choices=OBJECTIVE_NAMES, default="iic", help="unsupervised objective")
-    m.add_argument("--entropy-weight", type=float, default=None, help="IIC lambda / SCAN entropy weight")
-    m.add_argument(
-        "--ops", default="small", help="op set: small, compact or darts (or a comma-separated list)"
+    add_dataclass_options(m, ClusterModelOptions, ["objective", "entropy_weight"])
+    add_cellnet_args(m)
+    add_dataclass_options(
+        m, ClusterModelOptions, ["embed_dim", "overcluster", "nce_weight", "thickness", "contrast"]
     )
-    m.add_argument("--C", type=int, default=8, help="initial channels")
-    m.add_argument("--layers", type=int, default=3, help="cells")
-    m.add_argument("--steps", type=int, default=3, help="intermediate nodes per cell")
-    m.add_argument("--embed-dim", type=int, default=64, help="embedding width of the head")
-    m.add_argument("--overcluster", type=int, default=0, help="IIC over-clustering head size (0: off)")
-    m.add_argument(
-        "--nce-weight",
-        type=float,
-        default=1.0,
-        help="auxiliary InfoNCE term on the embeddings (0: pure objective)",
-    )
-    m.add_argument("--thickness", type=float, default=0.5, help="stroke-thickness augmentation (0: off)")
-    m.add_argument("--contrast", type=float, default=0.3, help="intensity augmentation (0: off)")
     s = p.add_argument_group("search")
     add_options(
         s,
@@ -105,54 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
         dests={"--epochs": "search_epochs"},
         help={"--epochs": "search epochs (--search-epochs: old name)"},
     )
-    s.add_argument(
-        "--steps-per-epoch",
-        "--search-batches",
-        dest="search_batches",
-        type=int,
-        default=60,
-        help="batches per search epoch (0: all; the budget is --epochs x --steps-per-epoch; --search-batches: "
-        "old name)",
+    add_dataclass_options(
+        s,
+        ClusterSearchOptions,
+        ["search_batches", "search_batch_size"],
+        flags={"search_batches": "--steps-per-epoch"},
+        aliases={"search_batches": ["--search-batches"]},
+        help={
+            "search_batches": dataclass_help(ClusterSearchOptions)["search_batches"]
+            + "; --search-batches: old name"
+        },
     )
-    s.add_argument("--search-batch-size", type=int, default=64, help="batch size of the search")
     add_method_args(s, samples=4, w_lr=3e-3, arch_warmup=2)
-    s.add_argument(
-        "--search-seed",
-        type=int,
-        default=None,
-        help="seed of the search's supernet and architecture draws only (default: the run seed); training "
-        "and evaluation keep the run seed, so searches with several seeds share one training protocol",
-    )
-    t = p.add_argument_group("training")
-    t.add_argument("--train-epochs", type=int, default=3, help="training epochs of the derived network")
-    t.add_argument("--train-batches", type=int, default=100, help="batches per training epoch (0: all)")
-    t.add_argument("--batch-size", type=int, default=64, help="training batch size")
-    t.add_argument("--lr", type=float, default=3e-3, help="training learning rate (Adam)")
+    add_dataclass_options(s, ClusterSearchOptions, ["search_seed"])
+    add_dataclass_options(p.add_argument_group("training"), ClusterTrainOptions)
     e = p.add_argument_group("evaluation")
-    e.add_argument("--kmeans-n-init", type=int, default=10, help="k-means restarts")
-    e.add_argument(
-        "--random-cells", type=int, default=0, help="also train N random cells with the same budget"
-    )
-    e.add_argument("--pixel-baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="k-means on raw pixels")  # fmt: skip
+    add_dataclass_options(e, ClusterEvalOptions)
     add_options(e, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
     add_runtime_args(p)
     return p
 
 
 def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> ClusterConfig:
+    """The :class:`~datanas_fewshot.cluster.pipeline.ClusterConfig` of the parsed options (built from the
+    option dataclasses of :mod:`datanas_fewshot.cli_config`)."""
     from datanas_fewshot.cluster.augment import PairAugment, RandomAffine
     from datanas_fewshot.cluster.pipeline import ClusterConfig
     from datanas_fewshot.cluster.train import TrainConfig
 
-    opts: dict[str, Any] = {}
-    if args.entropy_weight is not None:
-        if args.objective == "dec":
-            raise ConfigError("--entropy-weight applies to iic and scan, not dec")
-        opts["entropy_weight"] = args.entropy_weight
-    ops: str | tuple[str, ...] = args.ops
-    if "," in args.ops:
-        ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+    data = dataclass_from_args(ClusterDataOptions, args)
+    model = dataclass_from_args(ClusterModelOptions, args)
+    net = dataclass_from_args(CellNetOptions, args)
+    search = dataclass_from_args(ClusterSearchOptions, args)
+    train = dataclass_from_args(ClusterTrainOptions, args)
+    evaluation = dataclass_from_args(ClusterEvalOptions, args)
+    ops = net.op_set()
     method: dict[str, Any] = {
         "estimator": args.estimator,
         "estimator_options": {"samples": args.samples} if args.estimator == "egs" else {},
@@ -161,7 +136,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         from datanas_core.search.config import preset_method_fields
         from datanas_fewshot.cellnets import build_space
 
-        method = preset_method_fields(args.preset, build_space(ops, steps=args.steps))
+        method = preset_method_fields(args.preset, build_space(ops, steps=net.steps))
         if method["estimator"] == "egs":
             method["estimator_options"] = {**method["estimator_options"], "samples": args.samples}
     if getattr(args, "executor", None) is not None:
@@ -172,17 +147,17 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         method["rule"] = args.rule
     return ClusterConfig(
         n_clusters=n_clusters,
-        image_size=args.image_size or None,
+        image_size=data.image_size or None,
         ops=ops,
-        steps=args.steps,
-        C=args.C,
-        layers=args.layers,
-        embed_dim=args.embed_dim,
-        objective=args.objective,
-        objective_options=opts,
-        assignment="student_t" if args.objective == "dec" else "linear",
-        overcluster=args.overcluster,
-        nce_weight=args.nce_weight,
+        steps=net.steps,
+        C=net.C,
+        layers=net.layers,
+        embed_dim=model.embed_dim,
+        objective=model.objective,
+        objective_options=model.objective_options(),
+        assignment="student_t" if model.objective == "dec" else "linear",
+        overcluster=model.overcluster,
+        nce_weight=model.nce_weight,
         weight_optimizer=args.w_optimizer,
         search=SearchConfig(
             epochs=args.search_epochs,
@@ -194,19 +169,19 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
             arch_warmup_epochs=args.arch_warmup,
             seed=seed,
         ),
-        search_batch_size=args.search_batch_size,
-        search_max_batches=args.search_batches or None,
+        search_batch_size=search.search_batch_size,
+        search_max_batches=search.search_batches or None,
         train=TrainConfig(
-            epochs=args.train_epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            max_batches=args.train_batches or None,
+            epochs=train.train_epochs,
+            batch_size=train.batch_size,
+            lr=train.lr,
+            max_batches=train.train_batches or None,
             seed=seed,
         ),
-        kmeans_n_init=args.kmeans_n_init,
-        augment=PairAugment(RandomAffine(thickness=args.thickness, contrast=args.contrast)),
+        kmeans_n_init=evaluation.kmeans_n_init,
+        augment=PairAugment(RandomAffine(thickness=model.thickness, contrast=model.contrast)),
         seed=seed,
-        search_seed=args.search_seed,
+        search_seed=search.search_seed,
     )
 
 
@@ -225,8 +200,12 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
     )
     from datanas_fewshot.cluster.report import write_report
 
-    data = load_clustering_data(args.data, args.data_dir, size=args.image_size or 28, invert=args.invert)
-    n_clusters = args.clusters or data.num_classes
+    options = dataclass_from_args(ClusterDataOptions, args)
+    evaluation = dataclass_from_args(ClusterEvalOptions, args)
+    data = load_clustering_data(
+        options.data, options.data_dir, size=options.image_size or 28, invert=options.invert
+    )
+    n_clusters = options.clusters or data.num_classes
     if n_clusters is None:
         raise ConfigError(f"dataset {data.name!r} has no labels: pass --clusters K")
     config = config_from_args(args, n_clusters, seed)
@@ -291,12 +270,12 @@ def run_one(args: argparse.Namespace, opts: Any, seed: int, out: Path) -> dict[s
         )  # fmt: skip
         results["searched"] = ev.to_dict()
         scores = {"searched: k-means": ev.kmeans.to_dict(), "searched: head": ev.head.to_dict()}
-        if args.pixel_baseline:
+        if evaluation.pixel_baseline:
             px = kmeans_on_pixels(data, n_clusters, n_init=config.kmeans_n_init, seed=seed)
             results["pixels_kmeans"] = px.to_dict()
             scores["raw pixels: k-means"] = px.to_dict()
-        if args.random_cells:
-            rnd = evaluate_random_cells(data, config, args.random_cells, seed=seed + 1000)
+        if evaluation.random_cells:
+            rnd = evaluate_random_cells(data, config, evaluation.random_cells, seed=seed + 1000)
             results["random_cells"] = [{"genotype": g.to_dict(), **r.to_dict()} for g, r in rnd]
             nmis = [r.kmeans.nmi for _, r in rnd]
             results["random_median_kmeans_nmi"] = statistics.median(nmis)

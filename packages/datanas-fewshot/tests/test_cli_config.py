@@ -1,0 +1,105 @@
+"""The few-shot and clustering CLIs' domain options come from the dataclasses of
+:mod:`datanas_fewshot.cli_config` (issue 19): one flag per field with its type, default and docstring help, old
+flag names kept, and the parsed options rebuild the library configurations."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import pytest
+
+from datanas_core.cli_options import dataclass_from_args, dataclass_help
+from datanas_core.errors import ConfigError
+from datanas_fewshot import search, train
+from datanas_fewshot.cli_config import (
+    CellNetOptions,
+    ClusterDataOptions,
+    ClusterEvalOptions,
+    ClusterModelOptions,
+    ClusterSearchOptions,
+    ClusterTrainOptions,
+    FewShotDataOptions,
+    FewShotSearchOptions,
+    FewShotTaskOptions,
+    FewShotTrainOptions,
+    MetaLearnerOptions,
+)
+
+cluster_cli = importlib.import_module("datanas_fewshot.cluster.__main__")
+
+COMMON = (FewShotDataOptions, FewShotTaskOptions, MetaLearnerOptions, CellNetOptions)
+CLIS = {
+    "search": (search.build_parser, (*COMMON, FewShotSearchOptions)),
+    "train": (train.build_parser, (*COMMON, FewShotTrainOptions)),
+    "cluster": (
+        cluster_cli.build_parser,
+        (
+            ClusterDataOptions,
+            ClusterModelOptions,
+            CellNetOptions,
+            ClusterSearchOptions,
+            ClusterTrainOptions,
+            ClusterEvalOptions,
+        ),
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("name", list(CLIS))
+def test_every_field_is_a_flag_with_its_default_and_docstring_help(name: str) -> None:
+    build, classes = CLIS[name]
+    parser = build()
+    actions = {a.dest: a for a in parser._actions}
+    for cls in classes:
+        docs = dataclass_help(cls)
+        for f in dataclasses.fields(cls):
+            action = actions.get(f.name)
+            assert action is not None, f"{name}: {cls.__name__}.{f.name} has no flag"
+            assert action.default == f.default, f"{name}: {f.name}"
+            assert action.help.startswith(docs[f.name].rstrip(".")), f"{name}: {f.name}"
+
+
+def test_old_flag_names_still_work() -> None:
+    args = search.build_parser().parse_args(["--episodes", "7", "--arch-warmup", "0"])
+    assert dataclass_from_args(FewShotSearchOptions, args).episodes == 7 and args.arch_warmup == 0
+    args = search.build_parser().parse_args(["--steps-per-epoch", "9"])
+    assert args.episodes == 9
+    args = cluster_cli.build_parser().parse_args(["--search-batches", "5", "--search-epochs", "2"])
+    assert dataclass_from_args(ClusterSearchOptions, args).search_batches == 5 and args.search_epochs == 2
+
+
+def test_fewshot_config_is_built_from_the_options() -> None:
+    argv = ["--ways", "3", "--shots", "2", "--meta-learner", "maml", "--inner-steps", "2", "--ops", "a, b"]
+    args = search.build_parser().parse_args([*argv, "--C", "4", "--distance-scale", "dim"])
+    config = search.fewshot_config(args, 5)
+    assert (config.ways, config.shots, config.queries, config.C, config.seed) == (3, 2, 15, 4, 5)
+    assert config.learner == "maml" and config.maml["inner_steps"] == 2 and config.ops == ("a", "b")
+    assert dataclass_from_args(FewShotSearchOptions, args).scale() == "dim"
+    protonet = search.fewshot_config(search.build_parser().parse_args([]), 0)
+    assert protonet.maml == {} and protonet.ops == "small"
+
+
+def test_cluster_config_is_built_from_the_options() -> None:
+    args = cluster_cli.build_parser().parse_args(
+        ["--objective", "scan", "--entropy-weight", "2", "--train-batches", "0", "--search-batches", "0",
+         "--image-size", "0", "--C", "6", "--search-seed", "3"]
+    )  # fmt: skip
+    config = cluster_cli.config_from_args(args, n_clusters=4, seed=1)
+    assert config.objective == "scan" and config.objective_options == {"entropy_weight": 2.0}
+    assert config.train.max_batches is None and config.search_max_batches is None
+    assert config.image_size is None and config.C == 6 and config.search_seed == 3 and config.seed == 1
+    assert config.search.epochs == 6 and config.train.epochs == ClusterTrainOptions().train_epochs
+
+
+def test_the_option_dataclasses_refuse_bad_values() -> None:
+    with pytest.raises(ConfigError, match="--entropy-weight applies to iic and scan"):
+        ClusterModelOptions(objective="dec", entropy_weight=1.0)
+    with pytest.raises(ConfigError, match="--distance-scale"):
+        FewShotSearchOptions(distance_scale="wide")
+    with pytest.raises(ConfigError, match="--ways must be a positive integer"):
+        FewShotTaskOptions(ways=0)
+    with pytest.raises(ConfigError, match="--kmeans-n-init"):
+        ClusterEvalOptions(kmeans_n_init=0)
+    assert FewShotDataOptions(data_dir=Path("d")).image_size == 28
