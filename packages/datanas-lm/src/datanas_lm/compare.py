@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_options, print_summary
+from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
-from datanas_lm.presets import train_preset
+from datanas_lm.cli_config import TRAIN_SIZES, LMTrainSettings, resolve_settings
 
 if TYPE_CHECKING:
     pass
@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datanas_lm.search import add_data_args, add_model_args, add_size_arg
+    from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.compare",
         description="Train a searched recurrent cell, random cells and an LSTM at the same budget.",
+        formatter_class=HelpFormatter,
     )
     add_options(
         parser,
@@ -46,24 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
         required=["--genotype"],
         help={"--genotype": "the cell to evaluate (bundled name, JSON path or search run directory)"},
     )
-    parser.add_argument("--random", type=int, default=5, help="number of random cells (default 5)")
+    parser.add_argument("--random", type=int, default=5, help="number of random cells")
     parser.add_argument(
         "--lstm", action=argparse.BooleanOptionalAction, default=True, help="train the LSTM too"
     )
     add_data_args(parser)
     add_size_arg(parser)
     add_model_args(parser)
+    add_settings_args(parser, LMTrainSettings, TRAIN_FLAGS, "optimisation (defaults from --size)")
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
     parser.add_argument("--device", type=str, default=None, help="torch device")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="models trained at the same time, in worker processes (default 1)"
+        "--jobs", type=int, default=1, help="models trained at the same time, in worker processes"
     )
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return one_line_errors(parser)  # a bad flag: one line, exit status 2
 
 
-def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: dict[str, Any]) -> str:
+def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: LMTrainSettings) -> str:
     lines = [
         "| model | cell | params | valid ppl | test ppl | train time (s) |",
         "|---|---|---:|---:|---:|---:|",
@@ -76,9 +78,9 @@ def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, setti
     if median is not None:
         lines.append(f"| median of random cells | | | {median['val_ppl']:.2f} | {median['test_ppl']:.2f} | |")
     budget = (
-        f"Budget per model: {settings['epochs']} epochs x "
-        f"{settings['train_tokens'] or 'all'} training tokens, embedding = hidden = {settings['emsize']}, "
-        f"batch {settings['batch_size']}, BPTT {settings['bptt']}."
+        f"Budget per model: {settings.epochs} epochs x "
+        f"{settings.train_tokens or 'all'} training tokens, embedding = hidden = {settings.emsize}, "
+        f"batch {settings.batch_size}, BPTT {settings.bptt}."
     )
     return "\n".join(lines) + "\n\n" + budget + "\n"
 
@@ -96,7 +98,7 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
 
     from datanas_core.runtime import configure_logging, seed_everything
     from datanas_lm.data import load_corpus
-    from datanas_lm.search import data_files
+    from datanas_lm.search import data_files, run_settings
     from datanas_lm.train import build_model, run_training, train_config
 
     if job["threads"] is not None:
@@ -115,7 +117,12 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
         train_config(settings, job["seed"]),
         run_dir=job["out"],
         genotype=genotype,
-        run_config={"model": job["kind"], "name": job["name"], "settings": settings, "data": job["data"]},
+        run_config={
+            "model": job["kind"],
+            "name": job["name"],
+            "settings": run_settings(settings),
+            "data": job["data"],
+        },
         data_files=data_files(job["data"], Path(job["data_dir"])),
         log_every=10**9,
     )
@@ -136,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the process exit code."""
     args = build_parser().parse_args(argv)
     from datanas_core.runtime import configure_logging
-    from datanas_lm.search import apply_threads, load_data, merge_settings
+    from datanas_lm.search import apply_threads, load_data, run_settings
     from datanas_lm.train import resolve_genotype
 
     configure_logging(args.verbose)
@@ -145,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--random must be >= 0, got {args.random}")
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
-        settings = merge_settings(train_preset(args.preset), args)
-        threads = settings.get("threads")
+        settings = resolve_settings(TRAIN_SIZES, args.preset, args)
+        threads = settings.threads
         apply_threads(settings)
         device = args.device or "cpu"
         corpus, data_dir = load_data(args)
@@ -184,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows = list(pool.map(_train_one, jobs))
         rand = [r for r in rows if r["name"].startswith("random_")]
         median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
-        doc = {"rows": rows, "median_random": median, "settings": settings, "seed": args.seed}
+        doc = {"rows": rows, "median_random": median, "settings": run_settings(settings), "seed": args.seed}
         from datanas_core.runtime.rundir import prepare_run_dir
 
         prepare_run_dir(args.out)  # one-line error for a file or a read-only path

@@ -20,124 +20,21 @@ from types import MappingProxyType
 from typing import Any
 
 from datanas_core.errors import ConfigError
+from datanas_lm.cli_config import SEARCH_SIZES, SIZE_NAMES, TRAIN_SIZES
 
 __all__ = ["PRESET_NAMES", "SEARCH_PRESETS", "TRAIN_PRESETS", "search_preset", "train_preset"]
 
 #: Names accepted by ``--size``.
-PRESET_NAMES: tuple[str, ...] = ("cpu", "darts-full")
+PRESET_NAMES: tuple[str, ...] = SIZE_NAMES
 
+#: The search CLI's settings of each size, as mappings (the dataclasses of :data:`SEARCH_SIZES` are the source).
 SEARCH_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        "cpu": MappingProxyType(
-            {
-                "threads": 1,
-                "emsize": 64,
-                "nhid": 64,
-                "batch_size": 32,
-                "eval_batch_size": 10,
-                "bptt": 35,
-                "epochs": 4,
-                "train_tokens": 60_000,
-                "val_tokens": None,
-                "eval_tokens": 7_000,
-                "dropout": 0.1,
-                "dropouth": 0.05,
-                "dropoutx": 0.1,
-                "dropouti": 0.05,
-                "dropoute": 0.0,
-                "wdrop": 0.0,
-                "w_lr": 20.0,
-                "w_weight_decay": 5e-7,
-                "grad_clip": 0.25,
-                "a_lr": 3e-3,
-                "alpha": 0.0,
-                "beta": 1e-3,
-            }
-        ),
-        "darts-full": MappingProxyType(
-            {
-                "threads": None,
-                "emsize": 300,
-                "nhid": 300,
-                "batch_size": 256,
-                "eval_batch_size": 10,
-                "bptt": 35,
-                "epochs": 50,
-                "train_tokens": None,
-                "val_tokens": None,
-                "eval_tokens": None,
-                "dropout": 0.75,
-                "dropouth": 0.25,
-                "dropoutx": 0.75,
-                "dropouti": 0.2,
-                "dropoute": 0.0,
-                "wdrop": 0.0,
-                "w_lr": 20.0,
-                "w_weight_decay": 5e-7,
-                "grad_clip": 0.25,
-                "a_lr": 3e-3,
-                "alpha": 0.0,
-                "beta": 1e-3,
-            }
-        ),
-    }
+    {name: MappingProxyType(s.to_dict()) for name, s in SEARCH_SIZES.items()}
 )
 
+#: The training CLIs' settings of each size, as mappings (from :data:`TRAIN_SIZES`).
 TRAIN_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
-    {
-        "cpu": MappingProxyType(
-            {
-                "threads": 1,
-                "emsize": 64,
-                "nhid": 64,
-                "batch_size": 16,
-                "eval_batch_size": 10,
-                "test_batch_size": 10,
-                "bptt": 35,
-                "epochs": 3,
-                "train_tokens": 60_000,
-                "eval_tokens": 7_000,
-                "lr": 20.0,
-                "weight_decay": 8e-7,
-                "clip": 0.25,
-                "dropout": 0.1,
-                "dropouth": 0.05,
-                "dropoutx": 0.1,
-                "dropouti": 0.05,
-                "dropoute": 0.0,
-                "wdrop": 0.0,
-                "alpha": 0.0,
-                "beta": 1e-3,
-                "nonmono": 5,
-            }
-        ),
-        "darts-full": MappingProxyType(
-            {
-                "threads": None,
-                "emsize": 850,
-                "nhid": 850,
-                "batch_size": 64,
-                "eval_batch_size": 10,
-                "test_batch_size": 1,
-                "bptt": 35,
-                "epochs": 8000,
-                "train_tokens": None,
-                "eval_tokens": None,
-                "lr": 20.0,
-                "weight_decay": 8e-7,
-                "clip": 0.25,
-                "dropout": 0.75,
-                "dropouth": 0.25,
-                "dropoutx": 0.75,
-                "dropouti": 0.2,
-                "dropoute": 0.1,
-                "wdrop": 0.0,
-                "alpha": 0.0,
-                "beta": 1e-3,
-                "nonmono": 5,
-            }
-        ),
-    }
+    {name: MappingProxyType(s.to_dict()) for name, s in TRAIN_SIZES.items()}
 )
 
 

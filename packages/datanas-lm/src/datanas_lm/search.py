@@ -22,14 +22,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
-from datanas_lm.presets import PRESET_NAMES, search_preset, train_preset
+from datanas_lm.cli_config import (  # noqa: F401 - DATASET_NAMES: the old import place
+    DATASET_NAMES,
+    SEARCH_SIZES,
+    SIZE_NAMES,
+    TRAIN_SIZES,
+    LMSearchSettings,
+    LMSettings,
+    LMTrainSettings,
+    resolve_settings,
+)
 
 if TYPE_CHECKING:
     from datanas_lm.data import Corpus
@@ -65,11 +74,6 @@ def resolve_data_dir(data: str, data_dir: Path | None) -> Path:
     return default_data_dir(data)
 
 
-#: ``--data`` choices without importing torch (``--help`` stays fast); a test checks them against
-#: :data:`datanas_lm.data.DATASETS`.
-DATASET_NAMES = ("ptb", "textdir")
-
-
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data``, ``--data-dir``, ``--download`` (shared by the LM CLIs)."""
     g = parser.add_argument_group("data")
@@ -95,86 +99,71 @@ def add_size_arg(parser: argparse.ArgumentParser) -> None:
         "--size",
         *old,
         dest="preset",
-        choices=PRESET_NAMES,
+        choices=SIZE_NAMES,
         default="cpu",
         help="model and data size preset (cpu: two CPU cores; darts-full: DARTS' published sizes)"
         + ("; --preset: old name" if old else ""),
     )
 
 
+#: The :class:`~datanas_lm.cli_config.LMSettings` fields with a flag in every LM CLI (``--epochs`` and
+#: ``--threads`` are shared options of all datanas CLIs).
+MODEL_FLAGS = ("emsize", "nhid", "dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop", "alpha",
+               "beta", "batch_size", "eval_batch_size", "bptt", "train_tokens", "eval_tokens")  # fmt: skip
+
+#: The :class:`~datanas_lm.cli_config.LMTrainSettings` fields with a flag in the training CLIs.
+TRAIN_FLAGS = ("lr", "weight_decay", "clip", "nonmono", "test_batch_size")
+
+
+def add_settings_args(parser: argparse.ArgumentParser, cls: type, fields: Sequence[str], title: str) -> Any:
+    """A group of flags for ``fields`` of the settings dataclass ``cls``, without defaults: the value of
+    ``--size`` applies unless the flag is given (see :func:`~datanas_lm.cli_config.resolve_settings`).
+    Returns the group."""
+    g = parser.add_argument_group(title)
+    cli_options.add_dataclass_options(g, cls, fields, defaults=dict.fromkeys(fields))
+    return g
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Model-size, dropout and optimisation flags shared by the LM CLIs (defaults come from ``--size``)."""
-    g = parser.add_argument_group("model (defaults from --size)")
-    g.add_argument(
-        "--emsize", type=int, default=None, help="embedding size (= hidden size; weights are tied)"
-    )
-    g.add_argument("--nhid", type=int, default=None, help="hidden size")
-    for name, what in (
-        ("dropout", "locked dropout on the cell outputs"),
-        ("dropouth", "variational dropout on the states fed to the recurrent matrices"),
-        ("dropoutx", "variational dropout on the cell input"),
-        ("dropouti", "locked dropout on the embeddings"),
-        ("dropoute", "embedding (word) dropout"),
-        ("wdrop", "DropConnect on the recurrent matrices"),
-    ):
-        g.add_argument(f"--{name}", type=float, default=None, help=what)
-    g.add_argument("--alpha", type=float, default=None, help="activation regularisation (AR) weight")
-    g.add_argument("--beta", type=float, default=None, help="temporal activation regularisation (TAR) weight")
-    g.add_argument("--batch-size", type=int, default=None, help="training batch size (columns)")
-    g.add_argument("--eval-batch-size", type=int, default=None, help="evaluation batch size")
-    g.add_argument("--bptt", type=int, default=None, help="nominal BPTT length (windows vary around it)")
-    cli_options.add_options(g, ["--epochs"], help={"--epochs": "epochs (default from --size)"})
-    g.add_argument(
-        "--train-tokens",
-        type=int,
-        default=None,
-        help="train on a contiguous subset of about this many tokens per epoch (0: the whole training set)",
-    )
-    g.add_argument(
-        "--eval-tokens",
-        type=int,
-        default=None,
-        help="tokens of the validation set used for per-epoch evaluation (0: all)",
-    )
+    """Model-size, dropout and data-budget flags shared by the LM CLIs (defaults come from ``--size``)."""
+    g = add_settings_args(parser, LMSettings, MODEL_FLAGS, "model (defaults from --size)")
     cli_options.add_options(
         g,
-        ["--threads"],
-        help={"--threads": "torch CPU threads (default: 1 with --size cpu, torch's choice with darts-full)"},
+        ["--epochs", "--threads"],
+        help={
+            "--epochs": "epochs (default from --size)",
+            "--threads": "torch CPU threads (default: 1 with --size cpu, torch's choice with darts-full)",
+        },
     )
 
 
-def merge_settings(preset: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Preset values overridden by every flag that was given (``0`` for token caps means "no cap")."""
-    out = dict(preset)
-    for key in list(out):
-        v = getattr(args, key, None)
-        if v is not None:
-            out[key] = v
-    for key in ("train_tokens", "eval_tokens", "val_tokens"):
-        if out.get(key) == 0:
-            out[key] = None
-    if out["emsize"] != out["nhid"]:
-        raise ConfigError(
-            f"--emsize ({out['emsize']}) and --nhid ({out['nhid']}) must be equal: "
-            "the decoder is tied to the embedding"
-        )
-    return out
+def merge_settings(preset: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Preset values overridden by every flag that was given (``0`` for token caps means "no cap"); the old
+    mapping form of :func:`~datanas_lm.cli_config.resolve_settings`."""
+    cls = LMSearchSettings if "w_lr" in preset else LMTrainSettings
+    return resolve_settings({"preset": cls(**preset)}, "preset", args).to_dict()
 
 
-def apply_threads(settings: dict[str, Any]) -> int:
-    """Pop ``threads`` from the settings and apply it (``torch.set_num_threads``); returns the thread count.
+def apply_threads(settings: LMSettings | Mapping[str, Any]) -> int:
+    """Apply the settings' ``threads`` (``torch.set_num_threads``); returns the thread count.
 
     Raises:
         ConfigError: a thread count below 1.
     """
     import torch
 
-    threads = settings.pop("threads", None)
+    threads = settings.threads if isinstance(settings, LMSettings) else settings.get("threads")
     if threads is not None:
         if int(threads) < 1:
             raise ConfigError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+def run_settings(settings: LMSettings) -> dict[str, Any]:
+    """The settings as stored in a run's ``config.json`` (``threads`` is how this machine ran it, not part of
+    the configuration)."""
+    return {k: v for k, v in settings.to_dict().items() if k != "threads"}
 
 
 def load_data(args: argparse.Namespace) -> tuple[Corpus, Path]:
@@ -244,19 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def search_config(settings: dict[str, Any], args: argparse.Namespace, seed: int) -> Any:
+def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse.Namespace, seed: int) -> Any:
     """The core :class:`~datanas_core.search.SearchConfig` of this run."""
     from datanas_core.search import SearchConfig
 
+    s = settings if isinstance(settings, LMSearchSettings) else LMSearchSettings(**settings)
     overrides: dict[str, Any] = {
-        "epochs": int(settings["epochs"]),
-        "w_lr": float(settings["w_lr"]),
-        "w_lr_min": float(settings["w_lr"]),  # constant learning rate, as DARTS' RNN search
+        "epochs": s.epochs,
+        "w_lr": float(s.w_lr),
+        "w_lr_min": float(s.w_lr),  # constant learning rate, as DARTS' RNN search
         "w_momentum": 0.0,
         "w_nesterov": False,
-        "w_weight_decay": float(settings["w_weight_decay"]),
-        "grad_clip": float(settings["grad_clip"]),
-        "a_lr": float(settings["a_lr"]),
+        "w_weight_decay": float(s.w_weight_decay),
+        "grad_clip": float(s.grad_clip),
+        "a_lr": float(s.a_lr),
         "seed": int(seed),
     }
     from datanas_lm.space import RNNSpace
@@ -319,50 +309,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
         configure_logging(opts.verbose)
-        settings = merge_settings(search_preset(args.preset), args)
+        settings = resolve_settings(SEARCH_SIZES, args.preset, args)
         threads = apply_threads(settings)
         corpus, data_dir = load_data(args)
         device = opts.torch_device()
         ntoken = len(corpus.vocab)
-        B, bptt = int(settings["batch_size"]), int(settings["bptt"])
+        B, bptt = settings.batch_size, settings.bptt
         train_loader = BPTTLoader(
-            batchify(corpus.train, B).to(device), bptt, stream="train", max_tokens=settings["train_tokens"]
+            batchify(corpus.train, B).to(device), bptt, stream="train", max_tokens=settings.train_tokens
         )
         val_loader = BPTTLoader(
             batchify(corpus.valid, B).to(device),
             bptt,
             stream="val",
-            max_tokens=settings["val_tokens"],
+            max_tokens=settings.val_tokens,
             seed=1,
         )
         eval_loader = BPTTLoader(
-            batchify(corpus.valid, int(settings["eval_batch_size"])).to(device),
+            batchify(corpus.valid, settings.eval_batch_size).to(device),
             bptt,
             stream="eval",
             variable_length=False,
-            max_tokens=settings["eval_tokens"],
+            max_tokens=settings.eval_tokens,
             random_offset=False,
         )
         space = RNNSpace()
         supernet_kwargs = {
             "ntoken": ntoken,
-            "ninp": int(settings["emsize"]),
-            "nhid": int(settings["nhid"]),
-            **{
-                k: float(settings[k])
-                for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")
-            },
+            "ninp": settings.emsize,
+            "nhid": settings.nhid,
+            **settings.dropouts(),
         }
-        tp = train_preset(args.preset)
-        derived_kwargs = {
-            "ntoken": ntoken,
-            "ninp": int(tp["emsize"]),
-            "nhid": int(tp["nhid"]),
-            **{k: float(tp[k]) for k in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")},
-        }
+        tp = TRAIN_SIZES[args.preset]
+        derived_kwargs = {"ntoken": ntoken, "ninp": tp.emsize, "nhid": tp.nhid, **tp.dropouts()}
 
         def make_searcher(seed: int) -> Searcher:
-            task = LMSearchTask(alpha=float(settings["alpha"]), beta=float(settings["beta"]))
+            task = LMSearchTask(alpha=float(settings.alpha), beta=float(settings.beta))
             return Searcher(
                 space,
                 task,
@@ -378,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "corpus": corpus.summary(),
             "preset": args.preset,
             "method": args.method,
-            "settings": settings,
+            "settings": run_settings(settings),
             "supernet": supernet_kwargs,
             "threads": threads,
             cli_options.CONFIG_KEY: cli_options.cli_config(args),

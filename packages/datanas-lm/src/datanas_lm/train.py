@@ -23,11 +23,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_options, print_summary
+from datanas_core import cli_options
+from datanas_core.cli_options import HelpFormatter, add_options, print_summary
 from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import CheckpointError, ConfigError, DataNASError
+from datanas_core.errors import CheckpointError, ConfigError, DataNASError, RunInterrupted
 from datanas_core.genotype import Genotype
-from datanas_lm.presets import train_preset
+from datanas_lm.cli_config import TRAIN_SIZES, LMTrainSettings, resolve_settings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["build_model", "build_parser", "main", "run_training", "train_config"]
 
 logger = logging.getLogger(__name__)
-
-_DROPOUTS = ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "wdrop")
 
 
 def resolve_genotype(spec: str, seed: int) -> Genotype:
@@ -54,7 +53,13 @@ def resolve_genotype(spec: str, seed: int) -> Genotype:
     return load_genotype(spec)
 
 
-def build_model(kind: str, genotype: Genotype | None, ntoken: int, settings: Mapping[str, Any]) -> nn.Module:
+def _train_settings(settings: LMTrainSettings | Mapping[str, Any]) -> LMTrainSettings:
+    return settings if isinstance(settings, LMTrainSettings) else LMTrainSettings(**settings)
+
+
+def build_model(
+    kind: str, genotype: Genotype | None, ntoken: int, settings: LMTrainSettings | Mapping[str, Any]
+) -> nn.Module:
     """A derived-cell model (``kind="cell"``) or the LSTM baseline (``kind="lstm"``) with the given sizes.
 
     Raises:
@@ -63,40 +68,37 @@ def build_model(kind: str, genotype: Genotype | None, ntoken: int, settings: Map
     from datanas_lm.model import LSTMLanguageModel
     from datanas_lm.space import RNNSpace
 
-    size = {"ntoken": ntoken, "ninp": int(settings["emsize"]), "nhid": int(settings["nhid"])}
+    s = _train_settings(settings)
+    size = {"ntoken": ntoken, "ninp": s.emsize, "nhid": s.nhid}
+    drop = s.dropouts()
     if kind == "lstm":
-        return LSTMLanguageModel(
-            **size,
-            dropout=float(settings["dropout"]),
-            dropouti=float(settings["dropouti"]),
-            dropoute=float(settings["dropoute"]),
-            wdrop=float(settings["wdrop"]),
-        )
+        return LSTMLanguageModel(**size, **{k: drop[k] for k in ("dropout", "dropouti", "dropoute", "wdrop")})
     if kind != "cell":
         raise ConfigError(f"unknown model kind {kind!r}; valid: cell, lstm")
     if genotype is None:
         raise ConfigError("a cell model needs a genotype (--genotype NAME|PATH|random)")
-    return RNNSpace().build_derived(genotype, **size, **{k: float(settings[k]) for k in _DROPOUTS})
+    return RNNSpace().build_derived(genotype, **size, **drop)
 
 
-def train_config(settings: Mapping[str, Any], seed: int) -> Any:
+def train_config(settings: LMTrainSettings | Mapping[str, Any], seed: int) -> Any:
     """The :class:`~datanas_lm.training.TrainConfig` of resolved CLI settings."""
     from datanas_lm.training import TrainConfig
 
+    s = _train_settings(settings)
     return TrainConfig(
-        epochs=int(settings["epochs"]),
-        batch_size=int(settings["batch_size"]),
-        eval_batch_size=int(settings["eval_batch_size"]),
-        test_batch_size=int(settings["test_batch_size"]),
-        bptt=int(settings["bptt"]),
-        lr=float(settings["lr"]),
-        weight_decay=float(settings["weight_decay"]),
-        clip=float(settings["clip"]),
-        alpha=float(settings["alpha"]),
-        beta=float(settings["beta"]),
-        nonmono=int(settings["nonmono"]),
-        train_tokens_per_epoch=settings["train_tokens"],
-        eval_tokens=settings["eval_tokens"],
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        eval_batch_size=s.eval_batch_size,
+        test_batch_size=s.test_batch_size,
+        bptt=s.bptt,
+        lr=float(s.lr),
+        weight_decay=float(s.weight_decay),
+        clip=float(s.clip),
+        alpha=float(s.alpha),
+        beta=float(s.beta),
+        nonmono=s.nonmono,
+        train_tokens_per_epoch=s.train_tokens,
+        eval_tokens=s.eval_tokens,
         seed=int(seed),
     )
 
@@ -193,6 +195,7 @@ def run_training(
         _, state = found
         saved = state.get("config", {})
         ignore = {"out", "resume", "data_dir", "device", "threads", "log_every", "report", "verbose"}
+        ignore.add(cli_options.CONFIG_KEY)  # the options are compared as the resolved settings
         diffs = sorted(
             k for k in set(saved) | set(cfg_doc) if k not in ignore and saved.get(k) != cfg_doc.get(k)
         )
@@ -228,6 +231,9 @@ def run_training(
     try:
         scores = trainer.fit()
         status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise RunInterrupted(str(rd.path)) from None  # resumes from the newest epoch checkpoint
     finally:
         summary: dict[str, Any] = {
             "status": status,
@@ -252,11 +258,12 @@ def run_training(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datanas_lm.search import add_data_args, add_model_args, add_size_arg
+    from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
     parser = argparse.ArgumentParser(
         prog="python -m datanas_lm.train",
         description="Train a word-level language model with a derived recurrent cell (or an LSTM baseline).",
+        formatter_class=HelpFormatter,
     )
     add_options(
         parser,
@@ -266,23 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
             "'random' (drawn from --seed)"
         },
     )
-    parser.add_argument(
-        "--model", choices=("cell", "lstm"), default="cell", help="cell (default) or lstm baseline"
-    )
+    parser.add_argument("--model", choices=("cell", "lstm"), default="cell", help="cell or lstm baseline")
     add_data_args(parser)
     add_size_arg(parser)
     add_model_args(parser)
-    g = parser.add_argument_group("optimisation (defaults from --size)")
-    g.add_argument("--lr", type=float, default=None, help="SGD learning rate")
-    g.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
-    g.add_argument("--clip", type=float, default=None, help="gradient-norm clip")
-    g.add_argument("--nonmono", type=int, default=None, help="NT-ASGD non-monotone interval")
-    g.add_argument("--test-batch-size", type=int, default=None, help="test batch size")
+    add_settings_args(parser, LMTrainSettings, TRAIN_FLAGS, "optimisation (defaults from --size)")
     r = parser.add_argument_group("runtime")
     r.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/lm-train/<timestamp>)"
     )
-    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    r.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its own options (flags given here override them)",
+    )
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument(
         "--device", type=str, default=None, help="torch device (default: cuda when available, else cpu)"
@@ -299,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the training CLI; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = cli_options.parse_cli(parser, argv)  # --resume RUN_DIR alone restores the run's options
     import torch
 
     from datanas_core.runtime import configure_logging, seed_everything
-    from datanas_lm.search import apply_threads, data_files, load_data, merge_settings
+    from datanas_lm.search import apply_threads, data_files, load_data, run_settings
 
     configure_logging(args.verbose)
     try:
@@ -322,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out, resume = args.resume, True
         if out is None:
             out = Path("runs/lm-train") / time.strftime("%Y%m%d-%H%M%S")
-        settings = merge_settings(train_preset(args.preset), args)
+        settings = resolve_settings(TRAIN_SIZES, args.preset, args)
         apply_threads(settings)
         device = (
             torch.device(args.device)
@@ -342,8 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data_dir": str(data_dir),
             "corpus": corpus.summary(),
             "preset": args.preset,
-            "settings": settings,
+            "settings": run_settings(settings),
             "seed": args.seed,
+            cli_options.CONFIG_KEY: cli_options.cli_config(args),
         }
         scores = run_training(
             model,
