@@ -256,3 +256,55 @@ def test_dataclass_options_take_tuples_paths_flags_and_aliases_and_rebuild_the_d
         p.parse_args(["--root", "d", "--split", "0.5", "0.5"])  # exactly three values
     with pytest.raises(SystemExit):
         p.parse_args(["--root", "d", "--classes", "4"])
+
+
+def test_command_parses_runs_and_ends_every_cli_the_same_way(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from datanas_core.cli_options import command, new_parser
+    from datanas_core.errors import RunInterrupted
+
+    def build() -> argparse.ArgumentParser:
+        p = new_parser("python -m demo", "a demo command")
+        p.add_argument("--n", type=int, default=1, help="a number")
+        p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+        return p
+
+    seen: list[int] = []
+
+    def run(args: argparse.Namespace) -> int:
+        seen.append(args.n)
+        if args.n == 2:
+            raise ConfigError("n must not be 2")
+        if args.n == 3:
+            raise RunInterrupted("runs/demo")
+        return 0
+
+    main = command(build, run)
+    assert main.__module__ == run.__module__ and main.__name__ == "main"
+    assert main(["--n", "5"]) == 0 and seen == [5]
+    assert main(["--n", "2"]) == 2 and "n must not be 2" in caplog.text
+    assert main(["--n", "3"]) == 130
+    assert capsys.readouterr().err.strip().endswith("--resume runs/demo")
+    with pytest.raises(SystemExit) as exc:
+        main(["--n", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m demo: error:")
+
+
+def test_check_positive_names_the_flag() -> None:
+    import dataclasses
+
+    from datanas_core.cli_options import check_positive
+
+    @dataclasses.dataclass
+    class Sizes:
+        batch_size: int = 0
+        crop_size: int | None = None
+
+    check_positive(Sizes(batch_size=2), "batch_size", "crop_size", threads=None, jobs=3)
+    with pytest.raises(ConfigError, match="--batch-size must be a positive integer, got 0"):
+        check_positive(Sizes(), "batch_size")
+    with pytest.raises(ConfigError, match="--jobs must be a positive integer, got True"):
+        check_positive(jobs=True)

@@ -41,9 +41,12 @@ __all__ = [
     "add_dataclass_options",
     "dataclass_from_args",
     "add_options",
+    "check_positive",
+    "command",
     "dataclass_help",
     "cli_config",
     "format_summary",
+    "new_parser",
     "parse_cli",
     "parse_kv",
     "parse_reg",
@@ -52,9 +55,11 @@ __all__ = [
     "print_search_summary",
     "print_summary",
     "resolve_genotype",
+    "run_logged",
     "search_metrics",
     "search_warnings",
     "shared_option_names",
+    "torch_device",
 ]
 
 #: The built-in ``--estimator``, ``--reg`` and ``--rule`` names, for option choices and help without importing
@@ -98,6 +103,75 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.option_strings and action.nargs != 0 or isinstance(action, argparse.BooleanOptionalAction):
             return text + " (default: %(default)s)"
         return text
+
+
+# ------------------------------------------------------------------------------------------ the CLI frame
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser every datanas CLI starts from: its ``prog`` (``python -m MODULE``), the description, the
+    :class:`HelpFormatter` (each default once) and one-line errors for a bad flag (exit status 2; see
+    :func:`~datanas_core.entry.one_line_errors`)."""
+    from datanas_core.entry import one_line_errors
+
+    return one_line_errors(
+        argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    )
+
+
+def run_logged(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Configure logging (``args.verbose``), then ``run(args)``; a datanas error is logged as one line and
+    gives exit status 2 (the CLIs' common ending of ``main``)."""
+    import logging
+
+    from datanas_core.errors import DataNASError
+    from datanas_core.runtime import configure_logging
+
+    configure_logging(int(getattr(args, "verbose", 0) or 0))
+    try:
+        return run(args)
+    except DataNASError as exc:
+        logging.getLogger(run.__module__).error("%s", exc)
+        return 2
+
+
+def command(
+    build_parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.Namespace], int]
+) -> Callable[..., int]:
+    """A CLI's ``main(argv=None) -> int``: build the parser, parse with :func:`parse_cli` (``--config`` and
+    ``--resume RUN_DIR`` where the parser has them), then :func:`run_logged`; wrapped in
+    :func:`~datanas_core.entry.cli_entry` (one-line errors, the Ctrl-C resume line naming ``run``'s module).
+
+    Example::
+
+        main = command(build_parser, _run)
+    """
+    from datanas_core.entry import cli_entry
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run_logged(run, parse_cli(build_parser(), argv))
+
+    main.__module__ = run.__module__
+    main.__qualname__ = main.__name__ = "main"
+    main.__doc__ = f"Run the command line of {run.__module__}; returns the process exit status."
+    return cli_entry(main)
+
+
+def torch_device(name: str | None) -> Any:
+    """``--device``: the named torch device, else CUDA when available, else the CPU."""
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def check_positive(owner: Any = None, *names: str, **values: Any) -> None:
+    """Raise :class:`~datanas_core.errors.ConfigError` naming the flag (``--batch-size``) unless every value
+    is ``None`` or a positive integer: the attributes ``names`` of ``owner`` (a dataclass in its
+    ``__post_init__``) and the keyword ``values``."""
+    items = [(n, getattr(owner, n)) for n in names] + list(values.items())
+    for name, v in items:
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
 
 
 # ------------------------------------------------------------------------------------------ the table

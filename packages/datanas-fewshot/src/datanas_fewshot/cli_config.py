@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from datanas_core.cli_options import check_positive
 from datanas_core.errors import ConfigError
 
 __all__ = [
@@ -43,13 +44,6 @@ CLUSTER_DATASET_NAMES: tuple[str, ...] = get_args(ClusterDataset)
 OBJECTIVE_NAMES: tuple[str, ...] = get_args(Objective)
 
 
-def _positive(owner: object, *names: str) -> None:
-    for name in names:
-        v = getattr(owner, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-
-
 def _non_negative(owner: object, *names: str) -> None:
     for name in names:
         v = getattr(owner, name)
@@ -74,7 +68,7 @@ class CellNetOptions:
     steps: int = 3
 
     def __post_init__(self) -> None:
-        _positive(self, "C", "layers", "steps")
+        check_positive(self, "C", "layers", "steps")
 
     def op_set(self) -> str | tuple[str, ...]:
         """``ops`` as the space builders take it: a set name, or a tuple of op names."""
@@ -101,7 +95,7 @@ class FewShotDataOptions:
     rotations: bool = True
 
     def __post_init__(self) -> None:
-        _positive(self, "image_size")
+        check_positive(self, "image_size")
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,7 @@ class FewShotTaskOptions:
     queries: int = 15
 
     def __post_init__(self) -> None:
-        _positive(self, "ways", "shots", "queries")
+        check_positive(self, "ways", "shots", "queries")
 
 
 @dataclass(frozen=True)
@@ -166,7 +160,7 @@ class FewShotSearchOptions:
     distance_scale: str = "1"
 
     def __post_init__(self) -> None:
-        _positive(self, "episodes")
+        check_positive(self, "episodes")
         self.scale()
 
     def scale(self) -> float | str:
@@ -205,7 +199,7 @@ class FewShotTrainOptions:
     official_runs: bool = True
 
     def __post_init__(self) -> None:
-        _positive(self, "train_episodes", "meta_batch", "test_episodes")
+        check_positive(self, "train_episodes", "meta_batch", "test_episodes")
 
 
 # ------------------------------------------------------------------------------------------ clustering
@@ -230,7 +224,7 @@ class ClusterDataOptions:
     def __post_init__(self) -> None:
         _non_negative(self, "image_size")
         if self.clusters is not None:
-            _positive(self, "clusters")
+            check_positive(self, "clusters")
 
 
 @dataclass(frozen=True)
@@ -256,7 +250,7 @@ class ClusterModelOptions:
     contrast: float = 0.3
 
     def __post_init__(self) -> None:
-        _positive(self, "embed_dim")
+        check_positive(self, "embed_dim")
         _non_negative(self, "overcluster", "nce_weight", "thickness", "contrast", "entropy_weight")
         if self.entropy_weight is not None and self.objective == "dec":
             raise ConfigError("--entropy-weight applies to iic and scan, not dec")
@@ -283,7 +277,7 @@ class ClusterSearchOptions:
 
     def __post_init__(self) -> None:
         _non_negative(self, "search_batches")
-        _positive(self, "search_batch_size")
+        check_positive(self, "search_batch_size")
 
 
 @dataclass(frozen=True)
@@ -303,7 +297,7 @@ class ClusterTrainOptions:
     lr: float = 3e-3
 
     def __post_init__(self) -> None:
-        _positive(self, "train_epochs", "batch_size")
+        check_positive(self, "train_epochs", "batch_size")
         _non_negative(self, "train_batches")
 
 
@@ -322,5 +316,5 @@ class ClusterEvalOptions:
     pixel_baseline: bool = True
 
     def __post_init__(self) -> None:
-        _positive(self, "kmeans_n_init")
+        check_positive(self, "kmeans_n_init")
         _non_negative(self, "random_cells")

@@ -117,11 +117,9 @@ def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShot
 def build_parser() -> argparse.ArgumentParser:
     from datanas_core.runtime import add_runtime_args
 
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_fewshot.search",
-        description="Differentiable cell search for few-shot learning "
-        "(learn2learn episodes; ProtoNet or MAML).",
-        formatter_class=cli_options.HelpFormatter,
+    p = cli_options.new_parser(
+        "python -m datanas_fewshot.search",
+        "Differentiable cell search for few-shot learning (learn2learn episodes; ProtoNet or MAML).",
     )
     add_fewshot_args(p)
     s = p.add_argument_group("search")

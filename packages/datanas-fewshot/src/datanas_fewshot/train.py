@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
-from datanas_core.cli_options import HelpFormatter, add_options, print_summary, resolve_genotype
-from datanas_core.entry import cli_entry, one_line_errors
+from datanas_core.cli_options import add_options, print_summary, resolve_genotype
+from datanas_core.entry import cli_entry
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import Genotype
 from datanas_fewshot.cli_config import FewShotDataOptions, FewShotTrainOptions
@@ -45,11 +45,10 @@ logger = logging.getLogger("datanas_fewshot.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_fewshot.train",
-        description="Meta-train a searched cell (or Conv-4, or random cells) and report 5-way accuracy "
+    p = cli_options.new_parser(
+        "python -m datanas_fewshot.train",
+        "Meta-train a searched cell (or Conv-4, or random cells) and report 5-way accuracy "
         "with a 95%% confidence interval plus the 20 official one-shot runs.",
-        formatter_class=HelpFormatter,
     )
     add_options(
         p,
@@ -70,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, episodes, random cells)")
     t.add_argument("--out", type=Path, default=None, help="output folder (default runs/fewshot-train/<time>)")
     t.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(p)  # a bad flag: one line, exit status 2
+    return p
 
 
 def _check_spec(spec: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from datanas_core.cli_options import check_positive
 from datanas_core.errors import ConfigError
 
 __all__ = [
@@ -80,12 +81,7 @@ class LMSettings:
     beta: float = 1e-3
 
     def __post_init__(self) -> None:
-        for name in ("emsize", "nhid", "batch_size", "eval_batch_size", "bptt", "epochs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        if self.threads is not None and int(self.threads) < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        check_positive(self, "emsize", "nhid", "batch_size", "eval_batch_size", "bptt", "epochs", "threads")
         if self.emsize != self.nhid:
             raise ConfigError(
                 f"--emsize ({self.emsize}) and --nhid ({self.nhid}) must be equal: "

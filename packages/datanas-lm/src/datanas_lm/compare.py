@@ -15,13 +15,11 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import HelpFormatter, add_options, print_summary
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.cli_options import add_options, command, new_parser, print_summary
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_lm.cli_config import TRAIN_SIZES, LMTrainSettings, resolve_settings
 
@@ -36,10 +34,9 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
-    parser = argparse.ArgumentParser(
-        prog="python -m datanas_lm.compare",
-        description="Train a searched recurrent cell, random cells and an LSTM at the same budget.",
-        formatter_class=HelpFormatter,
+    parser = new_parser(
+        "python -m datanas_lm.compare",
+        "Train a searched recurrent cell, random cells and an LSTM at the same budget.",
     )
     add_options(
         parser,
@@ -62,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=1, help="models trained at the same time, in worker processes"
     )
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(parser)  # a bad flag: one line, exit status 2
+    return parser
 
 
 def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: LMTrainSettings) -> str:
@@ -138,97 +135,90 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the comparison; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    from datanas_core.runtime import configure_logging
+def _run(args: argparse.Namespace) -> int:
+    """The comparison of the parsed options."""
     from datanas_lm.search import apply_threads, load_data, run_settings
     from datanas_lm.train import resolve_genotype
 
-    configure_logging(args.verbose)
-    try:
-        if args.random < 0:
-            raise ConfigError(f"--random must be >= 0, got {args.random}")
-        if args.jobs < 1:
-            raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
-        settings = resolve_settings(TRAIN_SIZES, args.preset, args)
-        threads = settings.threads
-        apply_threads(settings)
-        device = args.device or "cpu"
-        corpus, data_dir = load_data(args)
-        models: list[tuple[str, str, Any]] = [
-            ("searched", "cell", resolve_genotype(args.genotype, args.seed))
-        ]
-        models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, args.random + 1)]
-        if args.lstm:
-            models.append(("lstm", "lstm", None))
-        jobs = [
-            {
-                "name": name,
-                "kind": kind,
-                "genotype": None if g is None else g.to_dict(),
-                "settings": settings,
-                "seed": args.seed,
-                "data": args.data,
-                "data_dir": str(data_dir),
-                "device": device,
-                "out": str(args.out / name),
-                "threads": threads,
-                "verbose": args.verbose,
-                "worker": args.jobs > 1,
-                "corpus": corpus if args.jobs == 1 else None,
-            }
-            for name, kind, g in models
-        ]
-        if args.jobs == 1:
-            rows = [_train_one(job) for job in jobs]
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+    if args.random < 0:
+        raise ConfigError(f"--random must be >= 0, got {args.random}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    settings = resolve_settings(TRAIN_SIZES, args.preset, args)
+    threads = settings.threads
+    apply_threads(settings)
+    device = args.device or "cpu"
+    corpus, data_dir = load_data(args)
+    models: list[tuple[str, str, Any]] = [("searched", "cell", resolve_genotype(args.genotype, args.seed))]
+    models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, args.random + 1)]
+    if args.lstm:
+        models.append(("lstm", "lstm", None))
+    jobs = [
+        {
+            "name": name,
+            "kind": kind,
+            "genotype": None if g is None else g.to_dict(),
+            "settings": settings,
+            "seed": args.seed,
+            "data": args.data,
+            "data_dir": str(data_dir),
+            "device": device,
+            "out": str(args.out / name),
+            "threads": threads,
+            "verbose": args.verbose,
+            "worker": args.jobs > 1,
+            "corpus": corpus if args.jobs == 1 else None,
+        }
+        for name, kind, g in models
+    ]
+    if args.jobs == 1:
+        rows = [_train_one(job) for job in jobs]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-                rows = list(pool.map(_train_one, jobs))
-        rand = [r for r in rows if r["name"].startswith("random_")]
-        median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
-        doc = {"rows": rows, "median_random": median, "settings": run_settings(settings), "seed": args.seed}
-        from datanas_core.runtime.rundir import prepare_run_dir
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            rows = list(pool.map(_train_one, jobs))
+    rand = [r for r in rows if r["name"].startswith("random_")]
+    median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
+    doc = {"rows": rows, "median_random": median, "settings": run_settings(settings), "seed": args.seed}
+    from datanas_core.runtime.rundir import prepare_run_dir
 
-        prepare_run_dir(args.out)  # one-line error for a file or a read-only path
-        (args.out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        md = _markdown(rows, median, settings)
-        (args.out / "comparison.md").write_text(md, encoding="utf-8")
-        sys.stdout.write(md)
-        searched_row = next((r for r in rows if r["name"] == "searched"), None)
-        print_summary(
-            "lm compare",
-            run_dir=args.out,
-            genotype=args.genotype,
-            metrics={
-                **{
-                    f"searched_{k}": searched_row[k]
-                    for k in ("val_ppl", "test_ppl")
-                    if searched_row and k in searched_row
-                },
-                **{f"random_median_{k}": v for k, v in (median or {}).items()},
+    prepare_run_dir(args.out)  # one-line error for a file or a read-only path
+    (args.out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    md = _markdown(rows, median, settings)
+    (args.out / "comparison.md").write_text(md, encoding="utf-8")
+    sys.stdout.write(md)
+    searched_row = next((r for r in rows if r["name"] == "searched"), None)
+    print_summary(
+        "lm compare",
+        run_dir=args.out,
+        genotype=args.genotype,
+        metrics={
+            **{
+                f"searched_{k}": searched_row[k]
+                for k in ("val_ppl", "test_ppl")
+                if searched_row and k in searched_row
             },
-            extra={"table": args.out / "comparison.md"},
+            **{f"random_median_{k}": v for k, v in (median or {}).items()},
+        },
+        extra={"table": args.out / "comparison.md"},
+    )
+    searched = next((r for r in rows if r["name"] == "searched"), None)
+    if searched is not None and args.genotype:
+        from datanas_core.runtime import record_retraining
+
+        metrics = {f"searched_{k}": searched[k] for k in ("val_ppl", "test_ppl") if k in searched}
+        metrics.update({f"random_median_{k}": v for k, v in (median or {}).items()})
+        metrics["num_random"] = len(rand)
+        record_retraining(
+            args.genotype, f"compare ({args.data}, {len(rand)} random cells)", metrics, source=args.out
         )
-        searched = next((r for r in rows if r["name"] == "searched"), None)
-        if searched is not None and args.genotype:
-            from datanas_core.runtime import record_retraining
+    return 0
 
-            metrics = {f"searched_{k}": searched[k] for k in ("val_ppl", "test_ppl") if k in searched}
-            metrics.update({f"random_median_{k}": v for k, v in (median or {}).items()})
-            metrics["num_random"] = len(rand)
-            record_retraining(
-                args.genotype, f"compare ({args.data}, {len(rand)} random cells)", metrics, source=args.out
-            )
-        return 0
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
 
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

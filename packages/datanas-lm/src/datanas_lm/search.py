@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
-from datanas_core.entry import cli_entry
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.errors import ConfigError
 from datanas_lm.cli_config import (  # noqa: F401 - DATASET_NAMES: the old import place
     DATASET_NAMES,
     SEARCH_SIZES,
@@ -186,10 +185,9 @@ def data_files(data: str, data_dir: Path) -> list[Path]:
 def build_parser() -> argparse.ArgumentParser:
     from datanas_core.runtime import add_runtime_args
 
-    parser = argparse.ArgumentParser(
-        prog="python -m datanas_lm.search",
-        description="Differentiable search of a DARTS recurrent cell for word-level language modelling.",
-        formatter_class=cli_options.HelpFormatter,
+    parser = cli_options.new_parser(
+        "python -m datanas_lm.search",
+        "Differentiable search of a DARTS recurrent cell for word-level language modelling.",
     )
     add_data_args(parser)
     add_size_arg(parser)
@@ -292,128 +290,123 @@ def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse
     return SearchConfig.preset(args.method, RNNSpace(), **overrides)
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the search CLI; returns the process exit code."""
-    parser = build_parser()
-    args = cli_options.parse_cli(parser, argv)
+def _run(args: argparse.Namespace) -> int:
+    """The search of the parsed options."""
     import torch
 
-    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+    from datanas_core.runtime import RuntimeOptions, dry_run, run_search, run_seeds
     from datanas_core.runtime.runner import DEFAULT_RESUME_IGNORE
     from datanas_core.search import Searcher
     from datanas_lm.data import BPTTLoader, batchify
     from datanas_lm.space import RNNSpace
     from datanas_lm.task import LMSearchTask, PerplexityFromLoss
 
-    try:
-        opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
-        configure_logging(opts.verbose)
-        settings = resolve_settings(SEARCH_SIZES, args.preset, args)
-        threads = apply_threads(settings)
-        corpus, data_dir = load_data(args)
-        device = opts.torch_device()
-        ntoken = len(corpus.vocab)
-        B, bptt = settings.batch_size, settings.bptt
-        train_loader = BPTTLoader(
-            batchify(corpus.train, B).to(device), bptt, stream="train", max_tokens=settings.train_tokens
+    opts = RuntimeOptions.from_args(args, default_out="runs/lm-search")
+    settings = resolve_settings(SEARCH_SIZES, args.preset, args)
+    threads = apply_threads(settings)
+    corpus, data_dir = load_data(args)
+    device = opts.torch_device()
+    ntoken = len(corpus.vocab)
+    B, bptt = settings.batch_size, settings.bptt
+    train_loader = BPTTLoader(
+        batchify(corpus.train, B).to(device), bptt, stream="train", max_tokens=settings.train_tokens
+    )
+    val_loader = BPTTLoader(
+        batchify(corpus.valid, B).to(device),
+        bptt,
+        stream="val",
+        max_tokens=settings.val_tokens,
+        seed=1,
+    )
+    eval_loader = BPTTLoader(
+        batchify(corpus.valid, settings.eval_batch_size).to(device),
+        bptt,
+        stream="eval",
+        variable_length=False,
+        max_tokens=settings.eval_tokens,
+        random_offset=False,
+    )
+    space = RNNSpace()
+    supernet_kwargs = {
+        "ntoken": ntoken,
+        "ninp": settings.emsize,
+        "nhid": settings.nhid,
+        **settings.dropouts(),
+    }
+    tp = TRAIN_SIZES[args.preset]
+    derived_kwargs = {"ntoken": ntoken, "ninp": tp.emsize, "nhid": tp.nhid, **tp.dropouts()}
+
+    def make_searcher(seed: int) -> Searcher:
+        task = LMSearchTask(alpha=float(settings.alpha), beta=float(settings.beta))
+        return Searcher(
+            space,
+            task,
+            search_config(settings, args, seed),
+            supernet_kwargs=supernet_kwargs,
+            device=device,
         )
-        val_loader = BPTTLoader(
-            batchify(corpus.valid, B).to(device),
-            bptt,
-            stream="val",
-            max_tokens=settings.val_tokens,
-            seed=1,
+
+    base_config = {
+        "command": "datanas_lm.search",
+        "data": args.data,
+        "data_dir": str(data_dir),
+        "corpus": corpus.summary(),
+        "preset": args.preset,
+        "method": args.method,
+        "settings": run_settings(settings),
+        "supernet": supernet_kwargs,
+        "threads": threads,
+        cli_options.CONFIG_KEY: cli_options.cli_config(args),
+    }
+    if opts.dry_run:
+        from datanas_lm.data.text import LMBatch
+
+        def make_batch(bsz: int) -> LMBatch:
+            x = torch.randint(0, ntoken, (bptt + 1, bsz), device=device)
+            return LMBatch(x[:-1], x[1:], "dry", True, 0, bptt)
+
+        report = dry_run(
+            make_searcher(opts.seeds[0]), make_batch, batch_size=B, memory_budget=opts.memory_budget
         )
-        eval_loader = BPTTLoader(
-            batchify(corpus.valid, settings.eval_batch_size).to(device),
-            bptt,
-            stream="eval",
-            variable_length=False,
-            max_tokens=settings.eval_tokens,
-            random_offset=False,
-        )
-        space = RNNSpace()
-        supernet_kwargs = {
-            "ntoken": ntoken,
-            "ninp": settings.emsize,
-            "nhid": settings.nhid,
-            **settings.dropouts(),
-        }
-        tp = TRAIN_SIZES[args.preset]
-        derived_kwargs = {"ntoken": ntoken, "ninp": tp.emsize, "nhid": tp.nhid, **tp.dropouts()}
-
-        def make_searcher(seed: int) -> Searcher:
-            task = LMSearchTask(alpha=float(settings.alpha), beta=float(settings.beta))
-            return Searcher(
-                space,
-                task,
-                search_config(settings, args, seed),
-                supernet_kwargs=supernet_kwargs,
-                device=device,
-            )
-
-        base_config = {
-            "command": "datanas_lm.search",
-            "data": args.data,
-            "data_dir": str(data_dir),
-            "corpus": corpus.summary(),
-            "preset": args.preset,
-            "method": args.method,
-            "settings": run_settings(settings),
-            "supernet": supernet_kwargs,
-            "threads": threads,
-            cli_options.CONFIG_KEY: cli_options.cli_config(args),
-        }
-        if opts.dry_run:
-            from datanas_lm.data.text import LMBatch
-
-            def make_batch(bsz: int) -> LMBatch:
-                x = torch.randint(0, ntoken, (bptt + 1, bsz), device=device)
-                return LMBatch(x[:-1], x[1:], "dry", True, 0, bptt)
-
-            report = dry_run(
-                make_searcher(opts.seeds[0]), make_batch, batch_size=B, memory_budget=opts.memory_budget
-            )
-            sys.stdout.write(report.to_text() + "\n")
-            return 0
-
-        def run_one(seed: int, out: Path) -> Any:
-            result = run_search(
-                make_searcher(seed),
-                train_loader,
-                val_loader,
-                run_dir=out,
-                config={
-                    **base_config,
-                    "seed": seed,
-                    "search_config": search_config(settings, args, seed).to_dict(),
-                },
-                eval_loader=eval_loader,
-                callbacks=[PerplexityFromLoss()],
-                collapse=False,
-                data_files=data_files(args.data, data_dir),
-                derived_kwargs=derived_kwargs,
-                resume_ignore=DEFAULT_RESUME_IGNORE | {"threads"},
-                **opts.run_kwargs(),
-            )
-            cli_options.print_search_summary(
-                "lm search",
-                out,
-                result,
-                extra={
-                    "retrain with": f"python -m datanas_lm.train --genotype {out} --data {args.data} "
-                    f"--data-dir {data_dir}"
-                },
-            )
-            return result
-
-        run_seeds(run_one, opts.seeds, opts.out)
+        sys.stdout.write(report.to_text() + "\n")
         return 0
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
 
+    def run_one(seed: int, out: Path) -> Any:
+        result = run_search(
+            make_searcher(seed),
+            train_loader,
+            val_loader,
+            run_dir=out,
+            config={
+                **base_config,
+                "seed": seed,
+                "search_config": search_config(settings, args, seed).to_dict(),
+            },
+            eval_loader=eval_loader,
+            callbacks=[PerplexityFromLoss()],
+            collapse=False,
+            data_files=data_files(args.data, data_dir),
+            derived_kwargs=derived_kwargs,
+            resume_ignore=DEFAULT_RESUME_IGNORE | {"threads"},
+            **opts.run_kwargs(),
+        )
+        cli_options.print_search_summary(
+            "lm search",
+            out,
+            result,
+            extra={
+                "retrain with": f"python -m datanas_lm.train --genotype {out} --data {args.data} "
+                f"--data-dir {data_dir}"
+            },
+        )
+        return result
+
+    run_seeds(run_one, opts.seeds, opts.out)
+    return 0
+
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = cli_options.command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
-from datanas_core.cli_options import HelpFormatter, add_options, print_summary
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import CheckpointError, ConfigError, DataNASError, RunInterrupted
+from datanas_core.cli_options import add_options, print_summary
+from datanas_core.errors import CheckpointError, ConfigError, RunInterrupted
 from datanas_core.genotype import Genotype
 from datanas_lm.cli_config import TRAIN_SIZES, LMTrainSettings, resolve_settings
 
@@ -260,10 +259,9 @@ def run_training(
 def build_parser() -> argparse.ArgumentParser:
     from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
-    parser = argparse.ArgumentParser(
-        prog="python -m datanas_lm.train",
-        description="Train a word-level language model with a derived recurrent cell (or an LSTM baseline).",
-        formatter_class=HelpFormatter,
+    parser = cli_options.new_parser(
+        "python -m datanas_lm.train",
+        "Train a word-level language model with a derived recurrent cell (or an LSTM baseline).",
     )
     add_options(
         parser,
@@ -298,97 +296,81 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html/.md"
     )
     r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(parser)  # a bad flag: one line, exit status 2
+    return parser
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the training CLI; returns the process exit code."""
-    parser = build_parser()
-    args = cli_options.parse_cli(parser, argv)  # --resume RUN_DIR alone restores the run's options
-    import torch
+def _run(args: argparse.Namespace) -> int:
+    """The training run of the parsed options."""
 
-    from datanas_core.runtime import configure_logging, seed_everything
+    from datanas_core.runtime import seed_everything
     from datanas_lm.search import apply_threads, data_files, load_data, run_settings
 
-    configure_logging(args.verbose)
-    try:
-        if args.model == "cell" and args.genotype is None:
-            raise ConfigError(
-                "--genotype is required with --model cell (bundled name, JSON path or 'random')"
-            )
-        if args.model == "lstm" and args.genotype is not None:
-            raise ConfigError("--genotype does not apply to --model lstm")
-        out, resume = args.out, False
-        if args.resume is not None:
-            if out is not None and Path(out).resolve() != Path(args.resume).resolve():
-                raise ConfigError(
-                    f"--resume {args.resume} and --out {out} disagree; pass only --resume RUN_DIR"
-                )
-            out, resume = args.resume, True
-        if out is None:
-            out = Path("runs/lm-train") / time.strftime("%Y%m%d-%H%M%S")
-        settings = resolve_settings(TRAIN_SIZES, args.preset, args)
-        apply_threads(settings)
-        device = (
-            torch.device(args.device)
-            if args.device
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        seed_everything(args.seed)
-        corpus, data_dir = load_data(args)
-        genotype = resolve_genotype(args.genotype, args.seed) if args.model == "cell" else None
-        model = build_model(args.model, genotype, len(corpus.vocab), settings).to(device)
-        config = train_config(settings, args.seed)
-        run_config = {
-            "command": "datanas_lm.train",
-            "model": args.model,
-            "genotype": None if genotype is None else genotype.to_dict(),
-            "data": args.data,
-            "data_dir": str(data_dir),
-            "corpus": corpus.summary(),
-            "preset": args.preset,
-            "settings": run_settings(settings),
-            "seed": args.seed,
-            cli_options.CONFIG_KEY: cli_options.cli_config(args),
-        }
-        scores = run_training(
-            model,
-            corpus,
-            config,
-            run_dir=out,
-            genotype=genotype,
-            run_config=run_config,
-            resume=resume,
-            data_files=data_files(args.data, data_dir),
-            log_every=args.log_every,
-            report=args.report,
-        )
-        print_summary(
-            "lm train",
-            run_dir=out,
-            genotype=genotype if genotype is not None else args.model,
-            metrics={
-                k: scores[k]
-                for k in ("val_ppl", "test_ppl", "val_loss", "test_loss", "params")
-                if k in scores
-            },
-        )
-        if args.genotype is not None:
-            from datanas_core.runtime import record_retraining
+    if args.model == "cell" and args.genotype is None:
+        raise ConfigError("--genotype is required with --model cell (bundled name, JSON path or 'random')")
+    if args.model == "lstm" and args.genotype is not None:
+        raise ConfigError("--genotype does not apply to --model lstm")
+    out, resume = args.out, False
+    if args.resume is not None:
+        if out is not None and Path(out).resolve() != Path(args.resume).resolve():
+            raise ConfigError(f"--resume {args.resume} and --out {out} disagree; pass only --resume RUN_DIR")
+        out, resume = args.resume, True
+    if out is None:
+        out = Path("runs/lm-train") / time.strftime("%Y%m%d-%H%M%S")
+    settings = resolve_settings(TRAIN_SIZES, args.preset, args)
+    apply_threads(settings)
+    device = cli_options.torch_device(args.device)
+    seed_everything(args.seed)
+    corpus, data_dir = load_data(args)
+    genotype = resolve_genotype(args.genotype, args.seed) if args.model == "cell" else None
+    model = build_model(args.model, genotype, len(corpus.vocab), settings).to(device)
+    config = train_config(settings, args.seed)
+    run_config = {
+        "command": "datanas_lm.train",
+        "model": args.model,
+        "genotype": None if genotype is None else genotype.to_dict(),
+        "data": args.data,
+        "data_dir": str(data_dir),
+        "corpus": corpus.summary(),
+        "preset": args.preset,
+        "settings": run_settings(settings),
+        "seed": args.seed,
+        cli_options.CONFIG_KEY: cli_options.cli_config(args),
+    }
+    scores = run_training(
+        model,
+        corpus,
+        config,
+        run_dir=out,
+        genotype=genotype,
+        run_config=run_config,
+        resume=resume,
+        data_files=data_files(args.data, data_dir),
+        log_every=args.log_every,
+        report=args.report,
+    )
+    print_summary(
+        "lm train",
+        run_dir=out,
+        genotype=genotype if genotype is not None else args.model,
+        metrics={
+            k: scores[k] for k in ("val_ppl", "test_ppl", "val_loss", "test_loss", "params") if k in scores
+        },
+    )
+    if args.genotype is not None:
+        from datanas_core.runtime import record_retraining
 
-            keep = ("test_ppl", "val_ppl", "test_loss", "val_loss", "params", "epochs")
-            record_retraining(
-                args.genotype,
-                f"retrain ({args.data})",
-                {k: scores[k] for k in keep if k in scores},
-                source=out,
-            )
-        return 0
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+        keep = ("test_ppl", "val_ppl", "test_loss", "val_loss", "params", "epochs")
+        record_retraining(
+            args.genotype,
+            f"retrain ({args.data})",
+            {k: scores[k] for k in keep if k in scores},
+            source=out,
+        )
+    return 0
 
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = cli_options.command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

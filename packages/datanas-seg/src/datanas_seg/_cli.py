@@ -7,8 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_dataclass_options, dataclass_from_args
-from datanas_core.errors import ConfigError
+from datanas_core.cli_options import add_dataclass_options, check_positive, dataclass_from_args
 from datanas_seg.cli_config import (  # noqa: F401 - the choice tuples: old import place
     DATASET_NAMES,
     DECODE_HEAD_NAMES,
@@ -20,7 +19,6 @@ from datanas_seg.cli_config import (  # noqa: F401 - the choice tuples: old impo
 from datanas_seg.genotypes import GenotypeRef
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from datanas_seg.data import SegImages
@@ -202,20 +200,6 @@ def predict_fn(
         return lambda x: model(x)
     st = stride if stride is not None else max(1, 3 * crop_size // 4)
     return lambda x: sliding_window_logits(model, x, crop_size, st)
-
-
-def pick_device(name: str | None) -> torch.device:
-    import torch
-
-    if name:
-        return torch.device(name)
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def check_positive(**values: Any) -> None:
-    for k, v in values.items():
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")
 
 
 def set_threads(threads: int | None) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from datanas_core.cli_options import check_positive
 from datanas_core.errors import ConfigError
 
 __all__ = [
@@ -36,13 +37,6 @@ DATASET_NAMES: tuple[str, ...] = get_args(DatasetName)
 FRAMEWORKS: tuple[str, ...] = get_args(Framework)
 DECODE_HEAD_NAMES: tuple[str, ...] = get_args(DecodeHead)
 HEAD_INPUT_NAMES: tuple[str, ...] = get_args(HeadInputs)
-
-
-def _positive(owner: object, *names: str) -> None:
-    for name in names:
-        v = getattr(owner, name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ class SegDataConfig:
     class_weight: Literal["balanced", "none"] = "none"
 
     def __post_init__(self) -> None:
-        _positive(self, "batch_size", "crop_size", "num_classes")
+        check_positive(self, "batch_size", "crop_size", "num_classes")
 
     @property
     def crop(self) -> int:
@@ -109,7 +103,7 @@ class SegModelConfig:
     auxiliary: bool = False
 
     def __post_init__(self) -> None:
-        _positive(self, "C", "head_channels")
+        check_positive(self, "C", "head_channels")
 
     @property
     def stages(self) -> int | tuple[int, ...]:
@@ -150,7 +144,7 @@ class SegTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive(self, "test_stride")
+        check_positive(self, "test_stride")
         if self.iters < 0 or (self.iters == 0 and self.init_weights is None):
             raise ConfigError(
                 f"--iters must be >= 1 (or 0 with --init-weights to only evaluate), got {self.iters}"
@@ -175,7 +169,7 @@ class SegSearchBudget:
     val_batches: int = 8
 
     def __post_init__(self) -> None:
-        _positive(self, "steps_per_epoch", "val_batches")
+        check_positive(self, "steps_per_epoch", "val_batches")
 
 
 @dataclass(frozen=True)
@@ -196,6 +190,6 @@ class SegCompareConfig:
     jobs: int = 1
 
     def __post_init__(self) -> None:
-        _positive(self, "jobs")
+        check_positive(self, "jobs")
         if self.random < 0 or not self.tolerance > 0:
             raise ConfigError(f"need --random >= 0 and --tolerance > 0, got {self.random}, {self.tolerance}")

@@ -20,13 +20,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_dataclass_options, dataclass_from_args, print_summary
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.cli_options import (
+    add_dataclass_options,
+    command,
+    dataclass_from_args,
+    print_summary,
+    torch_device,
+)
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_seg import _cli
 from datanas_seg.cli_config import SegCompareConfig, SegDataConfig, SegModelConfig, SegTrainConfig
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-evaluate the models already trained in --out (OUT/<name>/model.pt) with the current "
         "evaluation options (e.g. --test-mode) instead of training",
     )
-    return one_line_errors(p)  # a bad flag: one line, exit status 2
+    return p
 
 
 def _reevaluate(
@@ -186,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     splits = _cli.load_splits(data)
     out = args.out or Path("runs/seg-compare") / time.strftime("%Y%m%d-%H%M%S")
     crop = data.crop
-    device = _cli.pick_device(args.device)
+    device = torch_device(args.device)
     if args.evaluate_only:
         rows = _reevaluate(args, compare.random, out, splits, crop, device)
     else:
@@ -249,19 +253,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m datanas_seg.compare``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    from datanas_core.runtime import configure_logging
-
-    configure_logging(args.verbose)
-    try:
-        return _run(args)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
-
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

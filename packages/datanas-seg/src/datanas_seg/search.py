@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
-from datanas_core.entry import cli_entry
-from datanas_core.errors import DataNASError
 from datanas_seg import _cli
 from datanas_seg.cli_config import SegSearchBudget
 
@@ -46,10 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     from datanas_core.runtime import add_runtime_args
     from datanas_core.search import PRESETS
 
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_seg.search",
-        description="Search a segmentation backbone of DARTS cells (space seg.darts).",
-        formatter_class=cli_options.HelpFormatter,
+    p = cli_options.new_parser(
+        "python -m datanas_seg.search", "Search a segmentation backbone of DARTS cells (space seg.darts)."
     )
     _cli.add_data_args(p, class_weight="balanced")
     _cli.add_model_args(p, C=8, head_channels=16)
@@ -122,7 +117,7 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
     from datanas_seg.data import CropLoader, RandomCropDataset
     from datanas_seg.space import SegDartsSpace
 
-    _cli.check_positive(epochs=args.epochs)
+    cli_options.check_positive(epochs=args.epochs)
     _cli.set_threads(args.threads)
     data = _cli.data_config(args)
     model_cfg = _cli.model_config(args)
@@ -207,24 +202,14 @@ def _run(args: argparse.Namespace, opts: RuntimeOptions) -> int:
     return 0
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m datanas_seg.search``; returns the process exit code."""
-    args = cli_options.parse_cli(build_parser(), argv)
-    from datanas_core.runtime import RuntimeOptions, configure_logging
+def _run_search(args: argparse.Namespace) -> int:
+    from datanas_core.runtime import RuntimeOptions
 
-    try:
-        opts = RuntimeOptions.from_args(args, default_out="runs/seg-search")
-    except DataNASError as exc:
-        logging.getLogger(__name__).error("%s", exc)
-        return 2
-    configure_logging(opts.verbose)
-    try:
-        return _run(args, opts)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+    return _run(args, RuntimeOptions.from_args(args, default_out="runs/seg-search"))
 
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = cli_options.command(build_parser, _run_search)
 
 if __name__ == "__main__":
     raise SystemExit(main())

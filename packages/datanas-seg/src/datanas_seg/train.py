@@ -25,19 +25,19 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import (
-    HelpFormatter,
     add_dataclass_options,
     add_options,
+    command,
     dataclass_from_args,
+    new_parser,
     print_summary,
+    torch_device,
 )
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_seg import _cli
 from datanas_seg.cli_config import SegDataConfig, SegModelConfig, SegTrainConfig
@@ -56,10 +56,9 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_seg.train``."""
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_seg.train",
-        description="Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
-        formatter_class=HelpFormatter,
+    p = new_parser(
+        "python -m datanas_seg.train",
+        "Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
     )
     add_options(
         p,
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--export-config", type=Path, default=None, help="also write an mmseg config for the genotype"
     )
     g.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(p)  # a bad flag: one line, exit status 2
+    return p
 
 
 def parse_genotype(text: str, space: SegDartsSpace) -> Genotype:
@@ -243,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         splits,
         batch_size=data.batch_size,
         crop=crop,
-        device=_cli.pick_device(args.device),
+        device=torch_device(args.device),
         out=out,
     )
     genotype.save(out / "genotype.json")
@@ -305,19 +304,8 @@ def _segfolder_for_export(args: argparse.Namespace, splits: _cli.Splits) -> Path
     return write_segfolder(splits.data, target).resolve()
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m datanas_seg.train``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    from datanas_core.runtime import configure_logging
-
-    configure_logging(args.verbose)
-    try:
-        return _run(args)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
-
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
+main = command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from datanas_core.cli_options import (
     CONFIG_KEY,
-    HelpFormatter,
     add_dataclass_options,
     add_options,
     cli_config,
     dataclass_from_args,
     dataclass_help,
+    new_parser,
     parse_cli,
     print_summary,
     regularizer_specs,
@@ -64,11 +64,10 @@ logger = logging.getLogger("datanas_fewshot.cluster")
 def build_parser() -> argparse.ArgumentParser:
     from datanas_core.runtime import add_runtime_args
 
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_fewshot.cluster",
-        description="Search a cell for unsupervised clustering (no labels in search or training), train it, "
+    p = new_parser(
+        "python -m datanas_fewshot.cluster",
+        "Search a cell for unsupervised clustering (no labels in search or training), train it, "
         "and evaluate with k-means (NMI, ARI, Hungarian accuracy).",
-        formatter_class=HelpFormatter,
     )
     add_dataclass_options(p.add_argument_group("data"), ClusterDataOptions)
     m = p.add_argument_group("model")
