@@ -133,3 +133,13 @@ def test_ctrl_c_in_lm_train_resumes_from_the_run_dir_alone(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epoch"] == 2
     assert json.loads((run / "config.json").read_text())["settings"]["emsize"] == 6
+
+
+def test_compare_options_come_from_their_dataclass(caplog: pytest.LogCaptureFixture) -> None:
+    from datanas_core.cli_options import dataclass_from_args
+    from datanas_lm.cli_config import LMCompareOptions
+
+    args = compare.build_parser().parse_args(["--genotype", "darts_v2", "--no-lstm", "--random", "2"])
+    assert dataclass_from_args(LMCompareOptions, args) == LMCompareOptions(random=2, lstm=False)
+    assert compare.main(["--genotype", "darts_v2", "--random", "-1"]) == 2
+    assert "--random must be >= 0" in caplog.text

@@ -21,6 +21,7 @@ from datanas_core.errors import ConfigError
 
 __all__ = [
     "DATASET_NAMES",
+    "LMCompareOptions",
     "LMSearchSettings",
     "LMSettings",
     "LMTrainSettings",
@@ -183,3 +184,23 @@ def resolve_settings(sizes: Mapping[str, S], size: str, args: argparse.Namespace
         if given.get(key) == 0:
             given[key] = None
     return dataclasses.replace(base, **given)
+
+
+@dataclass(frozen=True)
+class LMCompareOptions:
+    """What ``python -m datanas_lm.compare`` trains besides the searched cell, and how.
+
+    Attributes:
+        random: number of random cells.
+        lstm: train the LSTM too.
+        jobs: models trained at the same time, in worker processes.
+    """
+
+    random: int = 5
+    lstm: bool = True
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive(self, "jobs")
+        if self.random < 0:
+            raise ConfigError(f"--random must be >= 0, got {self.random}")

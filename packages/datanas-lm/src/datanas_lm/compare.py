@@ -18,10 +18,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import add_options, command, new_parser, print_summary
-from datanas_core.errors import ConfigError
+from datanas_core.cli_options import (
+    add_dataclass_options,
+    add_options,
+    command,
+    dataclass_from_args,
+    new_parser,
+    print_summary,
+)
 from datanas_core.genotype import Genotype
-from datanas_lm.cli_config import TRAIN_SIZES, LMTrainSettings, resolve_settings
+from datanas_lm.cli_config import TRAIN_SIZES, LMCompareOptions, LMTrainSettings, resolve_settings
 
 if TYPE_CHECKING:
     pass
@@ -44,10 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=["--genotype"],
         help={"--genotype": "the cell to evaluate (bundled name, JSON path or search run directory)"},
     )
-    parser.add_argument("--random", type=int, default=5, help="number of random cells")
-    parser.add_argument(
-        "--lstm", action=argparse.BooleanOptionalAction, default=True, help="train the LSTM too"
-    )
+    add_dataclass_options(parser, LMCompareOptions, ["random", "lstm"])
     add_data_args(parser)
     add_size_arg(parser)
     add_model_args(parser)
@@ -55,9 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
     parser.add_argument("--device", type=str, default=None, help="torch device")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="models trained at the same time, in worker processes"
-    )
+    add_dataclass_options(parser, LMCompareOptions, ["jobs"])
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return parser
 
@@ -140,18 +141,15 @@ def _run(args: argparse.Namespace) -> int:
     from datanas_lm.search import apply_threads, load_data, run_settings
     from datanas_lm.train import resolve_genotype
 
-    if args.random < 0:
-        raise ConfigError(f"--random must be >= 0, got {args.random}")
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    options = dataclass_from_args(LMCompareOptions, args)
     settings = resolve_settings(TRAIN_SIZES, args.preset, args)
     threads = settings.threads
     apply_threads(settings)
     device = args.device or "cpu"
     corpus, data_dir = load_data(args)
     models: list[tuple[str, str, Any]] = [("searched", "cell", resolve_genotype(args.genotype, args.seed))]
-    models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, args.random + 1)]
-    if args.lstm:
+    models += [(f"random_{k}", "cell", resolve_genotype("random", k)) for k in range(1, options.random + 1)]
+    if options.lstm:
         models.append(("lstm", "lstm", None))
     jobs = [
         {
@@ -166,18 +164,18 @@ def _run(args: argparse.Namespace) -> int:
             "out": str(args.out / name),
             "threads": threads,
             "verbose": args.verbose,
-            "worker": args.jobs > 1,
-            "corpus": corpus if args.jobs == 1 else None,
+            "worker": options.jobs > 1,
+            "corpus": corpus if options.jobs == 1 else None,
         }
         for name, kind, g in models
     ]
-    if args.jobs == 1:
+    if options.jobs == 1:
         rows = [_train_one(job) for job in jobs]
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=mp.get_context("spawn")) as pool:
             rows = list(pool.map(_train_one, jobs))
     rand = [r for r in rows if r["name"].startswith("random_")]
     median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
