@@ -103,3 +103,23 @@ def test_the_option_dataclasses_refuse_bad_values() -> None:
     with pytest.raises(ConfigError, match="--kmeans-n-init"):
         ClusterEvalOptions(kmeans_n_init=0)
     assert FewShotDataOptions(data_dir=Path("d")).image_size == 28
+
+
+def test_one_search_config_for_the_few_shot_and_clustering_searches() -> None:
+    cfg = search.search_config(search.build_parser().parse_args([]), 0, epochs=3)
+    assert cfg.estimator == "egs" and cfg.estimator_options == {"samples": 2} and cfg.epochs == 3
+    assert cfg.w_lr_min == pytest.approx(cfg.w_lr / 10) and cfg.w_weight_decay == 0.0
+    args = cluster_cli.build_parser().parse_args(["--arch-warmup-epochs", "1"])
+    config = cluster_cli.config_from_args(args, n_clusters=3, seed=2)
+    assert config.search.estimator_options["samples"] == 4 and config.search.arch_warmup_epochs == 1
+    assert config.search.seed == 2
+    cfg = search.search_config(search.build_parser().parse_args(["--preset", "darts"]), 0, epochs=1)
+    assert cfg.estimator == "softmax" and "samples" not in cfg.estimator_options
+    cfg = search.search_config(
+        search.build_parser().parse_args(["--estimator", "gumbel", "--samples", "3"]), 0, epochs=1
+    )
+    assert cfg.estimator_options == {"samples": 3}
+    cfg = search.search_config(
+        search.build_parser().parse_args(["--rule", "argmax_edge", "--reg", "none"]), 0, epochs=1
+    )
+    assert cfg.rule == "argmax_edge" and list(cfg.regularizers) == []

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.cli_options import dataclass_help
-from datanas_core.entry import cli_entry
-from datanas_core.errors import DataNASError
+from datanas_core.errors import ConfigError
 from datanas_core.search import SearchConfig
 from datanas_fewshot.cli_config import (  # noqa: F401 - DATASET_NAMES: the old import place
     DATASET_NAMES,
@@ -138,113 +136,114 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = cli_options.parse_cli(parser, argv)
-    import torch
+def search_config(args: argparse.Namespace, seed: int, *, epochs: int) -> SearchConfig:
+    """The core :class:`~datanas_core.search.SearchConfig` of the few-shot and clustering searches.
 
-    from datanas_core.runtime import RuntimeOptions, configure_logging, run_search
+    The method is ``--preset``'s recipe for the cell space (or ``--estimator``), with ``--samples`` (for the
+    estimators that draw samples: egs, gumbel; EGS without a preset draws 2), ``--executor``, ``--reg`` and
+    ``--rule`` applied; the optimiser is this CLI's (``--w-lr`` with a cosine floor of a tenth, no weight
+    decay, ``--a-lr``, ``--arch-warmup-epochs``).
+    """
+    method: dict[str, Any] = {"estimator": args.estimator, "estimator_options": {}}
+    if args.preset:
+        from datanas_core.search.config import preset_method_fields
+        from datanas_fewshot.cellnets import build_space
+
+        net = cli_options.dataclass_from_args(CellNetOptions, args)
+        method = preset_method_fields(args.preset, build_space(net.op_set(), steps=net.steps))
+    if args.samples is not None and method["estimator"] in ("egs", "gumbel"):
+        method["estimator_options"] = {**dict(method.get("estimator_options") or {}), "samples": args.samples}
+    elif not args.preset and method["estimator"] == "egs":
+        method["estimator_options"] = {"samples": 2}
+    if args.executor is not None:
+        method["executor"] = args.executor
+    if args.reg is not None:
+        method["regularizers"] = cli_options.regularizer_specs(args.reg)
+    if args.rule is not None:
+        method["rule"] = args.rule
+    return SearchConfig(
+        epochs=epochs,
+        **method,
+        w_lr=args.w_lr,
+        w_lr_min=args.w_lr / 10,
+        w_weight_decay=0.0,
+        a_lr=args.a_lr,
+        arch_warmup_epochs=args.arch_warmup,
+        seed=seed,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The few-shot search of the parsed options."""
+    from datanas_core.runtime import RuntimeOptions, run_search
     from datanas_fewshot.fewshot import build_fewshot_searcher
     from datanas_fewshot.meta import MetaTrainConfig
     from datanas_fewshot.sources import load_fewshot_splits
 
     if args.data_dir is None:
-        parser.error("--data-dir is required (the folder with the dataset files)")
-    try:
-        data = cli_options.dataclass_from_args(FewShotDataOptions, args)
-        budget = cli_options.dataclass_from_args(FewShotSearchOptions, args)
-        opts = RuntimeOptions.from_args(args, default_out="runs/fewshot-search")
-    except DataNASError as exc:
-        parser.error(str(exc))
-    configure_logging(opts.verbose)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        raise ConfigError("--data-dir is required (the folder with the dataset files)")
+    data = cli_options.dataclass_from_args(FewShotDataOptions, args)
+    budget = cli_options.dataclass_from_args(FewShotSearchOptions, args)
+    opts = RuntimeOptions.from_args(args, default_out="runs/fewshot-search")
     if opts.dry_run:
-        parser.error("--dry-run is not supported by the few-shot search CLI")
-    try:
-        splits = load_fewshot_splits(
-            data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
+        raise ConfigError("--dry-run is not supported by the few-shot search CLI")
+    set_threads(args.threads)
+    splits = load_fewshot_splits(
+        data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
+    )
+    for seed in opts.seeds:
+        config = fewshot_config(
+            args,
+            seed,
+            search=search_config(args, seed, epochs=args.epochs),
+            search_episodes=budget.episodes,
+            train=MetaTrainConfig(episodes=1),
+            search_distance_scale=budget.scale(),
+            weight_optimizer=args.w_optimizer,
         )
-        for seed in opts.seeds:
-            method: dict[str, Any] = {
-                "estimator": args.estimator,
-                "estimator_options": {"samples": 2} if args.estimator == "egs" else {},
-            }
-            if args.preset:
-                from datanas_core.search.config import preset_method_fields
-                from datanas_fewshot.cellnets import build_space
-
-                net = cli_options.dataclass_from_args(CellNetOptions, args)
-                method = preset_method_fields(args.preset, build_space(net.op_set(), steps=net.steps))
-            if args.executor is not None:
-                method["executor"] = args.executor
-            if args.samples is not None:
-                method["estimator_options"] = {
-                    **dict(method.get("estimator_options") or {}),
-                    "samples": args.samples,
-                }
-            if args.reg is not None:
-                method["regularizers"] = cli_options.regularizer_specs(args.reg)
-            if args.rule is not None:
-                method["rule"] = args.rule
-            search = SearchConfig(
-                epochs=args.epochs,
-                **method,
-                w_lr=args.w_lr,
-                w_lr_min=args.w_lr / 10,
-                w_weight_decay=0.0,
-                a_lr=args.a_lr,
-                arch_warmup_epochs=args.arch_warmup,
-                seed=seed,
-            )
-            config = fewshot_config(
-                args,
-                seed,
-                search=search,
-                search_episodes=budget.episodes,
-                train=MetaTrainConfig(episodes=1),
-                search_distance_scale=budget.scale(),
-                weight_optimizer=args.w_optimizer,
-            )
-            searcher, train_loader, val_loader = build_fewshot_searcher(config, splits)
-            out = opts.run_dir_for(seed)
-            in_ch = int(splits.train.images.shape[1])
-            result = run_search(
-                searcher,
-                train_loader,
-                val_loader,
-                run_dir=out,
-                config={
-                    "data": args.data,
-                    "data_dir": str(args.data_dir),
-                    "splits": dict(splits.info),
-                    **config.to_dict(),
-                    cli_options.CONFIG_KEY: cli_options.cli_config(args),
-                },  # fmt: skip
-                consistency_batches=4,
-                derived_kwargs={
-                    "C": config.C,
-                    "layers": config.layers,
-                    "num_classes": 0,
-                    "in_channels": in_ch,
-                },
-                derived_input_shape=(in_ch, data.image_size, data.image_size),
-                **opts.run_kwargs(),
-            )
-            cli_options.print_search_summary(
-                "fewshot search",
-                out,
-                result,
-                searcher,
-                extra={
-                    "train with": f"python -m datanas_fewshot.train --genotype {out} --data-dir {args.data_dir}"
-                },
-            )
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+        searcher, train_loader, val_loader = build_fewshot_searcher(config, splits)
+        out = opts.run_dir_for(seed)
+        in_ch = int(splits.train.images.shape[1])
+        result = run_search(
+            searcher,
+            train_loader,
+            val_loader,
+            run_dir=out,
+            config={
+                "data": args.data,
+                "data_dir": str(args.data_dir),
+                "splits": dict(splits.info),
+                **config.to_dict(),
+                cli_options.CONFIG_KEY: cli_options.cli_config(args),
+            },  # fmt: skip
+            consistency_batches=4,
+            derived_kwargs={"C": config.C, "layers": config.layers, "num_classes": 0, "in_channels": in_ch},
+            derived_input_shape=(in_ch, data.image_size, data.image_size),
+            **opts.run_kwargs(),
+        )
+        cli_options.print_search_summary(
+            "fewshot search",
+            out,
+            result,
+            searcher,
+            extra={
+                "train with": f"python -m datanas_fewshot.train --genotype {out} --data-dir {args.data_dir}"
+            },
+        )
     return 0
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch CPU threads (``None``: torch's choice)."""
+    cli_options.check_positive(threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume``), run, one-line errors.
+main = cli_options.command(build_parser, _run)
 
 
 if __name__ == "__main__":

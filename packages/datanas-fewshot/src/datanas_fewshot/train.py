@@ -24,17 +24,15 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.cli_options import add_options, print_summary, resolve_genotype
-from datanas_core.entry import cli_entry
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_fewshot.cli_config import FewShotDataOptions, FewShotTrainOptions
-from datanas_fewshot.search import add_fewshot_args, fewshot_config
+from datanas_fewshot.search import add_fewshot_args, fewshot_config, set_threads
 
 if TYPE_CHECKING:
     from datanas_fewshot.fewshot import (
@@ -154,82 +152,74 @@ def _backbones(
     ]
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    import torch
-
+def _run(args: argparse.Namespace) -> int:
+    """Meta-train and evaluate the networks of the parsed options."""
     from datanas_core.io import atomic_write_text
-    from datanas_core.runtime import configure_logging
     from datanas_fewshot.fewshot import evaluate_backbone
     from datanas_fewshot.meta import MetaTrainConfig
     from datanas_fewshot.sources import load_fewshot_splits, load_omniglot_runs
 
     if args.data_dir is None:
-        parser.error("--data-dir is required (the folder with the dataset files)")
-    configure_logging(args.verbose)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        raise ConfigError("--data-dir is required (the folder with the dataset files)")
+    set_threads(args.threads)
     out = args.out or Path("runs/fewshot-train") / time.strftime("%Y%m%d-%H%M%S")
-    try:
-        options = cli_options.dataclass_from_args(FewShotTrainOptions, args)
-        data = cli_options.dataclass_from_args(FewShotDataOptions, args)
-        train = MetaTrainConfig(
-            episodes=options.train_episodes,
-            meta_batch=options.meta_batch,
-            lr=options.lr,
-            lr_min=options.lr / 10,
-        )
-        config = fewshot_config(args, args.seed, train=train, test_episodes=options.test_episodes)
-        _check_spec(args.genotype)
-        if options.test_episodes < 600:
-            logger.warning("%d test episodes: report numbers with >= 600", options.test_episodes)
-        splits = load_fewshot_splits(
-            data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
-        )
-        runs = None
-        if options.official_runs and data.data == "omniglot":
-            runs = load_omniglot_runs(data.data_dir, image_size=data.image_size)
-        in_ch = int(splits.train.images.shape[1])
-        results = []
-        for name, factory, info in _backbones(args, options, config, in_ch):
-            t0 = time.time()
-            res = evaluate_backbone(name, factory, config, splits, runs=runs)
-            row = {**res.to_dict(), **info, "seconds": round(time.time() - t0, 1)}
-            results.append(row)
-            print(json.dumps({k: row[k] for k in ("name", "parameters", "meta_test", "official_runs_mean")}))
-        doc: dict[str, Any] = {"config": config.to_dict(), "data": args.data, "splits": dict(splits.info),
-                               "results": results}  # fmt: skip
-        if len(results) > 1:
-            accs = [r["meta_test"]["mean"] for r in results]
-            doc["median_meta_test"] = statistics.median(accs)
-            runs_acc = [r["official_runs_mean"] for r in results if r["official_runs_mean"] is not None]
-            doc["median_official_runs"] = statistics.median(runs_acc) if runs_acc else None
-            print(json.dumps({"median_meta_test": doc["median_meta_test"],
-                              "median_official_runs": doc["median_official_runs"]}))  # fmt: skip
-        from datanas_core.runtime.rundir import prepare_run_dir
+    options = cli_options.dataclass_from_args(FewShotTrainOptions, args)
+    data = cli_options.dataclass_from_args(FewShotDataOptions, args)
+    train = MetaTrainConfig(
+        episodes=options.train_episodes,
+        meta_batch=options.meta_batch,
+        lr=options.lr,
+        lr_min=options.lr / 10,
+    )
+    config = fewshot_config(args, args.seed, train=train, test_episodes=options.test_episodes)
+    _check_spec(args.genotype)
+    if options.test_episodes < 600:
+        logger.warning("%d test episodes: report numbers with >= 600", options.test_episodes)
+    splits = load_fewshot_splits(
+        data.data, data.data_dir, image_size=data.image_size, rotations=data.rotations
+    )
+    runs = None
+    if options.official_runs and data.data == "omniglot":
+        runs = load_omniglot_runs(data.data_dir, image_size=data.image_size)
+    in_ch = int(splits.train.images.shape[1])
+    results = []
+    for name, factory, info in _backbones(args, options, config, in_ch):
+        t0 = time.time()
+        res = evaluate_backbone(name, factory, config, splits, runs=runs)
+        row = {**res.to_dict(), **info, "seconds": round(time.time() - t0, 1)}
+        results.append(row)
+        print(json.dumps({k: row[k] for k in ("name", "parameters", "meta_test", "official_runs_mean")}))
+    doc: dict[str, Any] = {"config": config.to_dict(), "data": args.data, "splits": dict(splits.info),
+                           "results": results}  # fmt: skip
+    if len(results) > 1:
+        accs = [r["meta_test"]["mean"] for r in results]
+        doc["median_meta_test"] = statistics.median(accs)
+        runs_acc = [r["official_runs_mean"] for r in results if r["official_runs_mean"] is not None]
+        doc["median_official_runs"] = statistics.median(runs_acc) if runs_acc else None
+        print(json.dumps({"median_meta_test": doc["median_meta_test"],
+                          "median_official_runs": doc["median_official_runs"]}))  # fmt: skip
+    from datanas_core.runtime.rundir import prepare_run_dir
 
-        prepare_run_dir(out)  # one-line error for a file or a read-only path
-        atomic_write_text(out / "results.json", json.dumps(doc, indent=2, default=float) + "\n")
-        logger.info("results written to %s", out / "results.json")
-        metrics = {f"{r['name']}_meta_test": r["meta_test"]["mean"] for r in results}
-        if "median_meta_test" in doc:
-            metrics["median_meta_test"] = doc["median_meta_test"]
-        print_summary(
-            "fewshot train",
-            run_dir=out,
-            genotype=args.genotype,
-            metrics=metrics,
-            warnings=[f"{options.test_episodes} test episodes: report numbers with >= 600"]
-            if options.test_episodes < 600
-            else [],
-        )
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+    prepare_run_dir(out)  # one-line error for a file or a read-only path
+    atomic_write_text(out / "results.json", json.dumps(doc, indent=2, default=float) + "\n")
+    logger.info("results written to %s", out / "results.json")
+    metrics = {f"{r['name']}_meta_test": r["meta_test"]["mean"] for r in results}
+    if "median_meta_test" in doc:
+        metrics["median_meta_test"] = doc["median_meta_test"]
+    print_summary(
+        "fewshot train",
+        run_dir=out,
+        genotype=args.genotype,
+        metrics=metrics,
+        warnings=[f"{options.test_episodes} test episodes: report numbers with >= 600"]
+        if options.test_episodes < 600
+        else [],
+    )
     return 0
 
+
+#: ``main(argv=None) -> int``: parse, run, one-line errors.
+main = cli_options.command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

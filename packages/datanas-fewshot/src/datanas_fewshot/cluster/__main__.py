@@ -18,7 +18,6 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,18 +26,15 @@ from datanas_core.cli_options import (
     add_dataclass_options,
     add_options,
     cli_config,
+    command,
     dataclass_from_args,
     dataclass_help,
     new_parser,
-    parse_cli,
     print_summary,
-    regularizer_specs,
     resolve_genotype,
 )
-from datanas_core.entry import cli_entry
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
-from datanas_core.search import SearchConfig
 from datanas_fewshot.cli_config import (  # noqa: F401 - the choice tuples: their old import place
     CLUSTER_DATASET_NAMES as DATASET_NAMES,
 )
@@ -51,7 +47,7 @@ from datanas_fewshot.cli_config import (  # noqa: F401 - the choice tuples: thei
     ClusterSearchOptions,
     ClusterTrainOptions,
 )
-from datanas_fewshot.search import add_cellnet_args, add_method_args
+from datanas_fewshot.search import add_cellnet_args, add_method_args, search_config, set_threads
 
 if TYPE_CHECKING:
     from datanas_fewshot.cluster.pipeline import (
@@ -127,23 +123,6 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
     train = dataclass_from_args(ClusterTrainOptions, args)
     evaluation = dataclass_from_args(ClusterEvalOptions, args)
     ops = net.op_set()
-    method: dict[str, Any] = {
-        "estimator": args.estimator,
-        "estimator_options": {"samples": args.samples} if args.estimator == "egs" else {},
-    }
-    if getattr(args, "preset", None):
-        from datanas_core.search.config import preset_method_fields
-        from datanas_fewshot.cellnets import build_space
-
-        method = preset_method_fields(args.preset, build_space(ops, steps=net.steps))
-        if method["estimator"] == "egs":
-            method["estimator_options"] = {**method["estimator_options"], "samples": args.samples}
-    if getattr(args, "executor", None) is not None:
-        method["executor"] = args.executor
-    if getattr(args, "reg", None) is not None:
-        method["regularizers"] = regularizer_specs(args.reg)
-    if getattr(args, "rule", None) is not None:
-        method["rule"] = args.rule
     return ClusterConfig(
         n_clusters=n_clusters,
         image_size=data.image_size or None,
@@ -158,16 +137,7 @@ def config_from_args(args: argparse.Namespace, n_clusters: int, seed: int) -> Cl
         overcluster=model.overcluster,
         nce_weight=model.nce_weight,
         weight_optimizer=args.w_optimizer,
-        search=SearchConfig(
-            epochs=args.search_epochs,
-            **method,
-            w_lr=args.w_lr,
-            w_lr_min=args.w_lr / 10,
-            w_weight_decay=0.0,
-            a_lr=args.a_lr,
-            arch_warmup_epochs=args.arch_warmup,
-            seed=seed,
-        ),
+        search=search_config(args, seed, epochs=args.search_epochs),
         search_batch_size=search.search_batch_size,
         search_max_batches=search.search_batches or None,
         train=TrainConfig(
@@ -319,44 +289,33 @@ def _headline(res: dict[str, Any]) -> dict[str, Any]:
     return _rounded(out)
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_cli(parser, argv)
-    import torch
+def _run(args: argparse.Namespace) -> int:
+    """The clustering run of the parsed options (one per seed)."""
+    from datanas_core.runtime import RuntimeOptions
 
-    from datanas_core.runtime import RuntimeOptions, configure_logging
-
-    try:
-        opts = RuntimeOptions.from_args(args, default_out="runs/cluster")
-    except DataNASError as exc:
-        parser.error(str(exc))
-    configure_logging(opts.verbose)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    opts = RuntimeOptions.from_args(args, default_out="runs/cluster")
     if opts.dry_run:
-        parser.error("--dry-run is not supported by the clustering CLI")
-    try:
-        summaries = []
-        for seed in opts.seeds:
-            out = opts.run_dir_for(seed)
-            res = run_one(args, opts, seed, out)
-            summaries.append(res)
-            print_summary(
-                "cluster",
-                run_dir=out,
-                genotype=Genotype.from_dict(res["genotype"]),
-                metrics=_headline(res),
-                extra={
-                    "seed": seed,
-                    "parameters": res.get("parameters"),
-                    "report": out / "clustering" / "report.html",
-                },
-            )
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+        raise ConfigError("--dry-run is not supported by the clustering CLI")
+    set_threads(args.threads)
+    for seed in opts.seeds:
+        out = opts.run_dir_for(seed)
+        res = run_one(args, opts, seed, out)
+        print_summary(
+            "cluster",
+            run_dir=out,
+            genotype=Genotype.from_dict(res["genotype"]),
+            metrics=_headline(res),
+            extra={
+                "seed": seed,
+                "parameters": res.get("parameters"),
+                "report": out / "clustering" / "report.html",
+            },
+        )
     return 0
+
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume``), run, one-line errors.
+main = command(build_parser, _run)
 
 
 if __name__ == "__main__":
