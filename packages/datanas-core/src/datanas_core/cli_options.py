@@ -1,10 +1,14 @@
 """The options every datanas command line shares, defined once: flags, types, defaults and help.
 
-Domain CLIs build their parsers with :func:`add_options` (the shared method, budget and run flags, typed
-from :class:`~datanas_core.search.SearchConfig`'s fields), parse with :func:`parse_cli` (``--config FILE``
-and ``--resume RUN_DIR`` read a run's saved options, flags given with them override), resolve
-``--genotype`` with :func:`resolve_genotype` and end with :func:`print_summary` (one block on stdout and
-``summary.json``). :class:`HelpFormatter` shows every default once.
+Domain CLIs start from :func:`new_parser`, add the shared method, budget and run flags with
+:func:`add_options` (typed from :class:`~datanas_core.search.SearchConfig`'s fields) and their domain options
+(data, task, retraining) with :func:`add_dataclass_options` from frozen dataclasses (type, default and
+docstring help in one place; :func:`dataclass_from_args` rebuilds them after parsing). ``main =
+command(build_parser, run)`` parses with :func:`parse_cli` (``--config FILE`` and ``--resume RUN_DIR`` read a
+run's saved options, flags given with them override), runs with :func:`run_logged` and turns failures into
+one line (:func:`~datanas_core.entry.cli_entry`). They resolve ``--genotype`` with :func:`resolve_genotype`
+and end with :func:`print_summary` (one block on stdout and ``summary.json``). :class:`HelpFormatter` shows
+every default once.
 
 Why not jsonargparse: it names options after the fields (``--arch_warmup_epochs``); dash-style names
 need an ``add_argument`` override that its nested-dataclass default resolution does not follow, and it
