@@ -18,14 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import (
-    add_dataclass_options,
-    add_options,
-    command,
-    dataclass_from_args,
-    new_parser,
-    print_summary,
-)
+from datanas_core import cli_options
 from datanas_core.genotype import Genotype
 from datanas_lm.cli_config import TRAIN_SIZES, LMCompareOptions, LMTrainSettings, resolve_settings
 
@@ -40,17 +33,17 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
-    parser = new_parser(
+    parser = cli_options.new_parser(
         "python -m datanas_lm.compare",
         "Train a searched recurrent cell, random cells and an LSTM at the same budget.",
     )
-    add_options(
+    cli_options.add_options(
         parser,
         ["--genotype"],
         required=["--genotype"],
         help={"--genotype": "the cell to evaluate (bundled name, JSON path or search run directory)"},
     )
-    add_dataclass_options(parser, LMCompareOptions, ["random", "lstm"])
+    cli_options.add_dataclass_options(parser, LMCompareOptions, ["random", "lstm"])
     add_data_args(parser)
     add_size_arg(parser)
     add_model_args(parser)
@@ -58,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
     parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
     parser.add_argument("--device", type=str, default=None, help="torch device")
-    add_dataclass_options(parser, LMCompareOptions, ["jobs"])
+    cli_options.add_dataclass_options(parser, LMCompareOptions, ["jobs"])
     parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return parser
 
@@ -141,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from datanas_lm.search import apply_threads, load_data, run_settings
     from datanas_lm.train import resolve_genotype
 
-    options = dataclass_from_args(LMCompareOptions, args)
+    options = cli_options.dataclass_from_args(LMCompareOptions, args)
     settings = resolve_settings(TRAIN_SIZES, args.preset, args)
     threads = settings.threads
     apply_threads(settings)
@@ -188,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     (args.out / "comparison.md").write_text(md, encoding="utf-8")
     sys.stdout.write(md)
     searched_row = next((r for r in rows if r["name"] == "searched"), None)
-    print_summary(
+    cli_options.print_summary(
         "lm compare",
         run_dir=args.out,
         genotype=args.genotype,
@@ -216,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 #: ``main(argv=None) -> int``: parse (``--config``/``--resume`` where offered), run, one-line errors.
-main = command(build_parser, _run)
+main = cli_options.command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

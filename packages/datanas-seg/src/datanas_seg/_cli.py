@@ -108,17 +108,10 @@ def build_search_model(
         model = build_search_segmentor(
             space,
             data.num_classes,
-            C=args.C,
-            cells_per_stage=args.stages,
-            num_stages=args.num_stages,
             in_channels=data.in_channels,
-            decode_head=args.decode_head,
-            head_channels=args.head_channels,
-            head_inputs=args.head_inputs,
-            auxiliary=args.auxiliary,
             ignore_index=data.ignore_index,
-            head_options=args.head_options(),
             class_weight=class_weight,
+            **args.segmentor_kwargs(),
         )
         return model, MMSegSearchTask(data.num_classes, data.ignore_index)
     from datanas_seg.task import SegSearchTask
@@ -153,18 +146,11 @@ def build_derived_model(
         model = build_derived_segmentor(
             genotype,
             data.num_classes,
-            C=args.C,
-            cells_per_stage=args.stages,
-            num_stages=args.num_stages,
             in_channels=data.in_channels,
-            decode_head=args.decode_head,
-            head_channels=args.head_channels,
-            head_inputs=args.head_inputs,
-            auxiliary=args.auxiliary,
             drop_path_prob=drop_path_prob,
             ignore_index=data.ignore_index,
-            head_options=args.head_options(),
             class_weight=class_weight,
+            **args.segmentor_kwargs(),
         )
         return (
             model,

@@ -114,6 +114,20 @@ class SegModelConfig:
     def head_options(self) -> dict[str, Any]:
         return {"dilations": tuple(self.dilations)}
 
+    def segmentor_kwargs(self) -> dict[str, Any]:
+        """The keywords of the mmseg builders and of :func:`~datanas_seg.export.export_mmseg_config`
+        (backbone size, decode head and its options)."""
+        return {
+            "C": self.C,
+            "cells_per_stage": self.stages,
+            "num_stages": self.num_stages,
+            "decode_head": self.decode_head,
+            "head_channels": self.head_channels,
+            "head_inputs": self.head_inputs,
+            "auxiliary": self.auxiliary,
+            "head_options": self.head_options(),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

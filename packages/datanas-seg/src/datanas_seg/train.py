@@ -251,16 +251,8 @@ def _run(args: argparse.Namespace) -> int:
         path = export_mmseg_config(
             genotype,
             args.export_config,
-            decode_head=model_config.decode_head,
             num_classes=splits.data.num_classes,
             class_names=splits.data.class_names,
-            C=model_config.C,
-            cells_per_stage=model_config.stages,
-            num_stages=model_config.num_stages,
-            head_channels=model_config.head_channels,
-            head_inputs=model_config.head_inputs,
-            auxiliary=model_config.auxiliary,
-            head_options=model_config.head_options(),
             class_weight=splits.class_weight,
             crop_size=(crop, crop),
             batch_size=data.batch_size,
@@ -268,6 +260,7 @@ def _run(args: argparse.Namespace) -> int:
             lr=train.lr,
             data_root=data_root,
             splits=splits.names(),
+            **model_config.segmentor_kwargs(),
         )
         logger.info(
             "mmseg config written to %s (data_root %s, the same train/val/test split)", path, data_root
