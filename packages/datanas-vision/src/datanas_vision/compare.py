@@ -35,7 +35,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import HelpFormatter, add_dataclass_options, add_options, print_summary
+from datanas_core.cli_options import (
+    HelpFormatter,
+    add_dataclass_options,
+    add_options,
+    dataclass_from_args,
+    print_summary,
+)
 from datanas_core.entry import cli_entry, one_line_errors
 from datanas_core.errors import ConfigError, DataNASError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
@@ -452,19 +458,7 @@ def _run(args: argparse.Namespace) -> int:
     names = ["searched"] + [f"random_{i:02d}" for i in range(args.random)]
     if args.only is not None and args.only not in ("search", *names):
         raise ConfigError(f"--only {args.only!r}: valid: search, {', '.join(names)}")
-    config = RetrainConfig(
-        epochs=args.train_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        C=args.C,
-        layers=args.layers,
-        auxiliary=args.auxiliary,
-        drop_path=args.drop_path,
-        cutout=args.cutout,
-        augment=args.augment,
-        seed=args.seed,
-        num_workers=args.num_workers,
-    )
+    config = dataclass_from_args(RetrainConfig, args, epochs=args.train_epochs)  # its flags; the rest default
     cell_dir = out / "cells"
     cell_dir.mkdir(exist_ok=True)
 

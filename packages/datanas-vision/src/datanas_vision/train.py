@@ -188,25 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     set_threads(args.threads, data.image_size, device)
     for note in data.notes:
         logger.info("data: %s", note)
-    config = RetrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        min_lr=args.min_lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        C=args.C,
-        layers=args.layers,
-        auxiliary=args.auxiliary,
-        auxiliary_weight=args.auxiliary_weight,
-        drop_path=args.drop_path,
-        cutout=args.cutout,
-        augment=args.augment,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        num_workers=args.num_workers,
-    )
+    config = cli_options.dataclass_from_args(RetrainConfig, args)  # every field has its flag
     from datanas_core.runtime.rundir import prepare_run_dir
 
     prepare_run_dir(out)  # one-line error for a file or a read-only path
