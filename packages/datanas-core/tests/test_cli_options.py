@@ -308,3 +308,20 @@ def test_check_positive_names_the_flag() -> None:
         check_positive(Sizes(), "batch_size")
     with pytest.raises(ConfigError, match="--jobs must be a positive integer, got True"):
         check_positive(jobs=True)
+
+
+def test_resume_alone_supplies_required_options(tmp_path: Path) -> None:
+    def build() -> argparse.ArgumentParser:
+        p = _parser()
+        p.add_argument("--data-dir", type=Path, required=True, help="the data")
+        return p
+
+    with pytest.raises(SystemExit):
+        parse_cli(build(), [])  # still required without a saved run
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = cli_config(build().parse_args(["--data-dir", "d", "--width", "4"]))
+    (run / "config.json").write_text(json.dumps({CONFIG_KEY: saved}))
+    args = parse_cli(build(), ["--resume", str(run)])
+    assert str(args.data_dir) == "d" and args.width == 4
+    assert str(parse_cli(build(), ["--resume", str(run), "--data-dir", "e"]).data_dir) == "e"

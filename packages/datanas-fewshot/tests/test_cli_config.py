@@ -123,3 +123,29 @@ def test_one_search_config_for_the_few_shot_and_clustering_searches() -> None:
         search.build_parser().parse_args(["--rule", "argmax_edge", "--reg", "none"]), 0, epochs=1
     )
     assert cfg.rule == "argmax_edge" and list(cfg.regularizers) == []
+
+
+@pytest.mark.slow
+def test_cluster_ctrl_c_prints_the_package_resume_command_and_resume_alone_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from datanas_core.search import Searcher
+
+    def interrupted(self: object, *a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    argv = ["--data", "digits", "--image-size", "8", "--C", "5", "--steps", "2", "--epochs", "1",
+            "--steps-per-epoch", "2", "--search-batch-size", "16", "--train-epochs", "1", "--train-batches", "2",
+            "--batch-size", "16", "--kmeans-n-init", "1", "--no-pixel-baseline", "--no-progress", "--no-report"]  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(Searcher, "fit", interrupted)
+        assert cluster_cli.main([*argv, "--out", str(run)]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"interrupted: resume with: python -m datanas_fewshot.cluster --resume {run}"
+    assert cluster_cli.main(["--resume", str(run)]) == 0
+    results = json.loads((run / "clustering" / "results.json").read_text())
+    assert results["n_clusters"] == 10 and "pixels_kmeans" not in results  # the run's own options
+    assert json.loads((run / "config.json").read_text())["C"] == 5

@@ -93,3 +93,40 @@ def test_search_defaults_and_weight_sampling_reach_the_config():
     assert cfg.weight_sampling == "uniform" and cfg.estimator_options["samples"] == 2  # 0: the preset's M
     cfg = search_config(build_parser().parse_args([*base, "--preset", "darts"]), seed=0)
     assert cfg.estimator == "softmax" and "samples" not in cfg.estimator_options
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_alone_continues_with_the_runs_options(
+    segfolder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from datanas_core.search import Searcher
+
+    def interrupted(self: object, *a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    run = tmp_path / "search"
+    argv = ["--data", "segfolder", "--data-dir", str(segfolder), "--framework", "torch", "--C", "4"]
+    argv += [
+        "--crop-size",
+        "16",
+        "--batch-size",
+        "2",
+        "--head-channels",
+        "4",
+        "--threads",
+        "1",
+        "--epochs",
+        "2",
+    ]
+    argv += ["--steps-per-epoch", "1", "--val-batches", "1", "--arch-warmup-epochs", "0", "--no-report"]
+    with monkeypatch.context() as m:
+        m.setattr(Searcher, "fit", interrupted)
+        assert search.main([*argv, "--out", str(run), "--no-progress"]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"interrupted: resume with: python -m datanas_seg.search --resume {run}"
+    command = shlex.split(line.removeprefix("interrupted: resume with: "))
+    assert search.main(command[3:]) == 0  # --data-dir and the rest come from the run
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert json.loads((run / "config.json").read_text())["C"] == 4

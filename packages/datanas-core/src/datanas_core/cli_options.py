@@ -699,6 +699,8 @@ def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
                 f"option {dest!r} = {value!r} in the config is not one of {', '.join(map(str, action.choices))}"
             )
         parser.set_defaults(**{dest: value})
+        if action.required and value is not None:
+            action.required = False  # the saved run supplies it (``--resume RUN_DIR`` alone)
     args = parser.parse_args(argv)
     for dest, value in later.items():
         if getattr(args, dest, None) is None:
