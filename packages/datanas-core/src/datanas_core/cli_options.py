@@ -415,6 +415,7 @@ def add_dataclass_options(
     aliases: Mapping[str, Sequence[str]] | None = None,
     metavars: Mapping[str, Any] | None = None,
     required: Iterable[str] = (),
+    actions: Mapping[str, str] | None = None,
 ) -> None:
     """Add one option per field of the dataclass ``cls``: type, default and help all come from the dataclass.
 
@@ -432,9 +433,12 @@ def add_dataclass_options(
         aliases: per-field extra (old) flag names.
         metavars: per-field metavar.
         required: fields that must be given.
+        actions: per-field argparse action instead of the type's: ``"append"`` (a repeatable flag of a
+            ``tuple[T, ...]`` field, one value each time), ``"store_true"`` (a ``bool`` field without a
+            ``--no-`` form) or ``"count"`` (an ``int`` field, e.g. ``-vv``).
 
     Raises:
-        ConfigError: a field without help or of a type that has no flag form.
+        ConfigError: a field without help, of a type that has no flag form, or an unknown action.
     """
     import dataclasses
     import typing
@@ -443,15 +447,19 @@ def add_dataclass_options(
     known = {f.name: f for f in dataclasses.fields(cls)}
     docs = {**dataclass_help(cls), **dict(help or {})}
     defaults, flags, aliases, metavars = defaults or {}, flags or {}, aliases or {}, metavars or {}
+    actions = actions or {}
     required = set(required)
     for name in known if fields is None else fields:
         f = known[name]
         if not docs.get(name):
             raise ConfigError(f"{cls.__name__}.{name} has no help (document it under Attributes:)")
+        form = _flag_form(cls.__name__, name, hints[name])
+        if name in actions:
+            form = _action_form(cls.__name__, name, actions[name], form)
         kw: dict[str, Any] = {
             "default": defaults[name] if name in defaults else _field_default(f),
             "help": docs[name].rstrip("."),
-            **_flag_form(cls.__name__, name, hints[name]),
+            **form,
         }
         if name in metavars:
             kw["metavar"] = metavars[name]
@@ -459,6 +467,20 @@ def add_dataclass_options(
             kw["required"] = True
         names = (flags.get(name, "--" + name.replace("_", "-")), *aliases.get(name, ()))
         parser.add_argument(*names, dest=name, **kw)
+
+
+#: The actions :func:`add_dataclass_options` takes instead of a field type's own flag form.
+_ACTIONS = ("append", "store_true", "count")
+
+
+def _action_form(owner: str, name: str, action: str, form: Mapping[str, Any]) -> dict[str, Any]:
+    """``add_argument`` keywords of a field added with another ``action`` than its type's: ``append`` keeps the
+    item type and choices (one value per flag), ``store_true`` and ``count`` take no value."""
+    if action not in _ACTIONS:
+        raise ConfigError(f"{owner}.{name}: unknown action {action!r}; valid: {', '.join(_ACTIONS)}")
+    if action == "append":
+        return {**{k: v for k, v in form.items() if k != "nargs"}, "action": "append"}
+    return {"action": action}
 
 
 def _flag_form(owner: str, name: str, hint: Any) -> dict[str, Any]:

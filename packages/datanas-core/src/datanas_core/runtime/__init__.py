@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     )
     from datanas_core.runtime.runner import (
         RESUME_OVERRIDES,
+        RuntimeArgs,
         RuntimeOptions,
         add_runtime_args,
         configure_logging,
@@ -125,6 +126,7 @@ _LAZY = {
     "collect_data_files": ("datanas_core.runtime.rundir", "collect_data_files"),
     "register_data_files": ("datanas_core.runtime.rundir", "register_data_files"),
     "RESUME_OVERRIDES": ("datanas_core.runtime.runner", "RESUME_OVERRIDES"),
+    "RuntimeArgs": ("datanas_core.runtime.cli_args", "RuntimeArgs"),
     "RuntimeOptions": ("datanas_core.runtime.runner", "RuntimeOptions"),
     "add_runtime_args": ("datanas_core.runtime.cli_args", "add_runtime_args"),
     "configure_logging": ("datanas_core.runtime.runner", "configure_logging"),
@@ -153,6 +155,7 @@ __all__ = [
     "RESUME_OVERRIDES",
     "RunDir",
     "RunLock",
+    "RuntimeArgs",
     "RuntimeOptions",
     "add_runtime_args",
     "append_result",

@@ -39,7 +39,7 @@ from datanas_core.errors import CheckpointError, ConfigError, NumericalError, Ru
 from datanas_core.runtime._jsonutil import to_jsonable
 from datanas_core.runtime.callbacks import CheckpointCallback, MetricsLogger, StepCounter
 from datanas_core.runtime.checkpoint import ALL_DAMAGED_ADVICE, CheckpointManager, describe_mismatch
-from datanas_core.runtime.cli_args import add_runtime_args
+from datanas_core.runtime.cli_args import RuntimeArgs, add_runtime_args
 from datanas_core.runtime.data import EpochStream
 from datanas_core.runtime.distributed import (
     DistributedContext,
@@ -56,6 +56,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_RESUME_IGNORE",
     "RESUME_OVERRIDES",
+    "RuntimeArgs",
     "RuntimeOptions",
     "add_runtime_args",
     "configure_logging",
@@ -810,23 +811,24 @@ def parse_memory(text: str | float | int | None) -> int | None:
 
 @dataclass
 class RuntimeOptions:
-    """The parsed runtime flags (see :func:`add_runtime_args`)."""
+    """The runtime flags interpreted (see :func:`add_runtime_args`): the run directory, the resume mode, the
+    seed list and the memory budget in bytes; the other defaults are :class:`RuntimeArgs`' (the flags')."""
 
     out: Path
     resume: bool | str = False
-    seeds: list[int] = field(default_factory=lambda: [0])
-    dry_run: bool = False
+    seeds: list[int] = field(default_factory=lambda: [RuntimeArgs.seed])
+    dry_run: bool = RuntimeArgs.dry_run
     memory_budget: int | None = None
-    checkpoint_every: int | None = None
-    keep_last: int = 3
-    progress: bool | None = None
-    log_every: int = 50
-    early_stop_collapse: bool = False
-    device: str | None = None
-    report: bool = True
-    verbose: int = 0
-    restart: bool = False
-    debug: bool = False
+    checkpoint_every: int | None = RuntimeArgs.checkpoint_every
+    keep_last: int = RuntimeArgs.keep_last
+    progress: bool | None = RuntimeArgs.progress
+    log_every: int = RuntimeArgs.log_every
+    early_stop_collapse: bool = RuntimeArgs.early_stop_collapse
+    device: str | None = RuntimeArgs.device
+    report: bool = RuntimeArgs.report
+    verbose: int = RuntimeArgs.verbose
+    restart: bool = RuntimeArgs.restart
+    debug: bool = RuntimeArgs.debug
 
     @property
     def multi_seed(self) -> bool:
@@ -842,46 +844,44 @@ class RuntimeOptions:
         Raises:
             ConfigError: ``--resume`` together with a different ``--out``; bad seeds or memory budget.
         """
+        from datanas_core.cli_options import dataclass_from_args
+
+        flags: RuntimeArgs = dataclass_from_args(RuntimeArgs, args)  # refuses a bad count (--keep-last 0)
         resume: bool | str = False
-        out = args.out
-        if args.resume is not None:
-            if out is not None and Path(out).resolve() != Path(args.resume).resolve():
+        out = flags.out
+        if flags.resume is not None:
+            if out is not None and Path(out).resolve() != Path(flags.resume).resolve():
                 raise ConfigError(
-                    f"--resume {args.resume} and --out {out} disagree; pass only --resume RUN_DIR"
+                    f"--resume {flags.resume} and --out {out} disagree; pass only --resume RUN_DIR"
                 )
-            if getattr(args, "restart", False):
+            if flags.restart:
                 raise ConfigError(
                     "--restart starts over and --resume continues: pass one of them "
-                    f"(--out {args.resume} --restart, or --resume {args.resume})"
+                    f"(--out {flags.resume} --restart, or --resume {flags.resume})"
                 )
-            if not Path(args.resume).is_dir():
-                raise ConfigError(f"--resume {args.resume}: no such run directory")
-            out, resume = args.resume, True
+            if not Path(flags.resume).is_dir():
+                raise ConfigError(f"--resume {flags.resume}: no such run directory")
+            out, resume = flags.resume, True
         elif int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0:
             resume = "auto"
         if out is None:
             out = Path(default_out) / time.strftime("%Y%m%d-%H%M%S")
-        seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else [int(getattr(args, "seed", 0))]
-        if getattr(args, "keep_last", 3) < 1:
-            raise ConfigError(f"--keep-last must be >= 1, got {args.keep_last}")
-        if args.checkpoint_every is not None and args.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
         return cls(
             out=Path(out),
             resume=resume,
-            seeds=seeds,
-            dry_run=bool(args.dry_run),
-            memory_budget=parse_memory(args.memory_budget),
-            checkpoint_every=args.checkpoint_every,
-            keep_last=args.keep_last,
-            progress=args.progress,
-            log_every=args.log_every,
-            early_stop_collapse=bool(args.early_stop_collapse),
-            device=args.device,
-            report=bool(args.report),
-            verbose=int(args.verbose or 0),
-            restart=bool(getattr(args, "restart", False)),
-            debug=bool(getattr(args, "debug", False)),
+            seeds=parse_seeds(flags.seeds) if flags.seeds else [int(flags.seed)],
+            dry_run=bool(flags.dry_run),
+            memory_budget=parse_memory(flags.memory_budget),
+            checkpoint_every=flags.checkpoint_every,
+            keep_last=flags.keep_last,
+            progress=flags.progress,
+            log_every=flags.log_every,
+            early_stop_collapse=bool(flags.early_stop_collapse),
+            device=flags.device,
+            report=bool(flags.report),
+            verbose=int(flags.verbose or 0),
+            restart=bool(flags.restart),
+            debug=bool(flags.debug),
         )
 
     def run_dir_for(self, seed: int) -> Path:
