@@ -34,6 +34,7 @@ from datanas_vision._cli import (
     set_threads,
     write_out,
 )
+from datanas_vision.cli_config import SPACE_CHOICES, VisionMethodOptions, VisionSearchSettings
 
 if TYPE_CHECKING:
     import torch
@@ -44,17 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "build_searcher", "main"]
 
 logger = logging.getLogger(__name__)
-
-#: Core spaces usable for images: DARTS (+ extended), NB201, and the method spaces of DrNAS and EnTranNAS.
-SPACE_CHOICES = (
-    "darts",
-    "darts_ext",
-    "nb201",
-    "drnas_darts",
-    "drnas_nb201",
-    "entrannas_darts",
-    "entrannas_nb201",
-)
 
 
 def _registry_names() -> tuple[list[str], list[str], list[str]]:
@@ -67,27 +57,30 @@ def _registry_names() -> tuple[list[str], list[str], list[str]]:
     )
 
 
+#: How the :class:`~datanas_vision.cli_config.VisionMethodOptions` flags are given: the ``KEY=VALUE`` lists one
+#: item per flag (repeatable), with metavars.
+_METHOD_ACTIONS = {name: "append" for name in VisionMethodOptions.REPEATED}
+_METHOD_METAVARS = {"estimator_option": "KEY=VALUE", "rule_option": "KEY=VALUE", "stages": "EPOCHS:K:OPS,..."}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m datanas_vision.search`` (built on demand, never at import)."""
+    """The argument parser of ``python -m datanas_vision.search`` (built on demand, never at import).
+
+    The no-argument search: :class:`~datanas_vision.cli_config.VisionSearchSettings`' defaults (space,
+    supernet size, batch size), the data's (:class:`~datanas_vision.cli_config.VisionDataConfig`), ``--epochs``
+    below, and :class:`~datanas_core.search.SearchConfig`'s method defaults (flags left ``None`` keep them).
+    """
     from datanas_core.runtime import add_runtime_args
     from datanas_core.search import PRESETS
 
     estimators, regularizers, rules = _registry_names()
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_vision.search",
-        description="Differentiable architecture search for image classification (datanas).",
-        formatter_class=cli_options.HelpFormatter,
+    p = cli_options.new_parser(
+        "python -m datanas_vision.search",
+        "Differentiable architecture search for image classification (datanas).",
     )
     add_data_args(p)
-    p.add_argument(
-        "--train-fraction", type=float, default=0.5, help="share of the training split that trains weights"
-    )
     s = p.add_argument_group("search space and network")
-    s.add_argument("--space", choices=SPACE_CHOICES, default="darts", help="search space")
-    s.add_argument("--C", type=int, default=8, help="supernet width (initial channels)")
-    s.add_argument(
-        "--layers", type=int, default=5, help="supernet cells (DARTS) or cells per stage N (NB201)"
-    )
+    cli_options.add_dataclass_options(s, VisionSearchSettings, ["space", "C", "layers", "train_fraction"])
     m = p.add_argument_group("method")
     cli_options.add_options(
         m,
@@ -101,13 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
             "--estimator": "architecture estimator (default: egs)",
         },
     )
-    m.add_argument(
-        "--estimator-option",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="extra estimator option, e.g. tau=linear:5:1 (repeatable)",
-    )
     cli_options.add_options(
         m,
         ["--executor", "--reg", "--rule"],
@@ -120,57 +106,37 @@ def build_parser() -> argparse.ArgumentParser:
             "--reg": f"regularizer, repeatable ({', '.join(regularizers)}, or 'none'); default: adc:0.1",
         },
     )
-    m.add_argument(
-        "--stages",
-        default=None,
-        metavar="EPOCHS:K:OPS,...",
-        help="DrNAS progressive search stages, e.g. 25:6:7,25:4:4 (epochs, partial-channel K, kept ops per "
-        "edge); the stage epochs must add up to --epochs",
-    )
-    m.add_argument(
-        "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
+    cli_options.add_dataclass_options(
+        m,
+        VisionMethodOptions,
+        ["estimator_option", "stages", "rule_option"],
+        actions=_METHOD_ACTIONS,
+        metavars=_METHOD_METAVARS,
     )
     cli_options.add_options(m, ["--order"])
     o = p.add_argument_group("optimisation")
     cli_options.add_options(o, ["--epochs"], defaults={"--epochs": 10})
-    o.add_argument("--batch-size", type=int, default=64, help="batch size (each of the two bilevel halves)")
+    cli_options.add_dataclass_options(o, VisionSearchSettings, ["batch_size"])
     cli_options.add_options(
         o,
-        ["--w-optimizer", "--w-lr"],
+        ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
         help={
             "--w-optimizer": "supernet weight optimiser (default sgd)",
             "--w-lr": "weight learning rate (cosine schedule; default 0.025)",
         },
     )
-    o.add_argument("--w-weight-decay", type=float, default=None, help="weight decay of the weights")
-    cli_options.add_options(o, ["--a-lr"])
-    o.add_argument("--a-weight-decay", type=float, default=None, help="architecture weight decay")
-    o.add_argument("--grad-clip", type=float, default=None, help="weight gradient-norm clip")
-    cli_options.add_options(o, ["--arch-warmup-epochs"])
-    o.add_argument(
-        "--schedule-unit",
-        choices=("epoch", "step"),
-        default=None,
-        help="what the temperature / M / arch-lr schedules progress over: epochs (published) or "
-        "architecture steps (every step; ends at the last step whatever the budget)",
-    )
-    o.add_argument(
-        "--arch-travel",
-        type=float,
-        default=None,
-        help="budget-aware architecture lr: a_lr = ARCH_TRAVEL / number of architecture steps (DATA's "
-        "published run: about 12); replaces --a-lr",
-    )
-    o.add_argument(
-        "--a-lr-warmup",
-        type=float,
-        default=None,
-        help="fraction of the architecture steps over which the architecture lr ramps up linearly",
-    )
-    o.add_argument(
-        "--a-lr-schedule",
-        default=None,
-        help="schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see datanas_core.schedules)",
+    cli_options.add_dataclass_options(
+        o,
+        VisionMethodOptions,
+        [
+            "w_weight_decay",
+            "a_weight_decay",
+            "grad_clip",
+            "schedule_unit",
+            "arch_travel",
+            "a_lr_warmup",
+            "a_lr_schedule",
+        ],
     )
     cli_options.add_options(
         o,
@@ -180,22 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
             "uniform logits (fair path sampling; see SearchConfig.weight_sampling)"
         },
     )
-    o.add_argument(
-        "--consistency-batches",
-        type=int,
-        default=None,
-        help="validation batches for the per-epoch search/child consistency check (default: the first "
-        "2,048 validation images, or all of them if fewer)",
-    )
-    o.add_argument(
-        "--benchmark",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="NB201 spaces: score every epoch's derived cell against NAS-Bench-201 / NATS-Bench results "
-        "(a CSV export with ArchitectureString,CIFAR10TestAccuracy200Epochs,..., a simple "
-        "'arch,<metric>,...' CSV, or an official benchmark file read with nats_bench / nas_201_api when "
-        "installed); read-only: the search is the same with and without it",
+    cli_options.add_dataclass_options(
+        o, VisionSearchSettings, ["consistency_batches", "benchmark"], metavars={"benchmark": "PATH"}
     )
     cli_options.add_options(
         p,
@@ -207,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_runtime_args(p)
     return p
+
+
+#: The shared flags (:data:`datanas_core.cli_options.SHARED_OPTIONS`) that set the SearchConfig field of their
+#: name as given; ``--epochs`` and ``--estimator`` are resolved together with the preset.
+_CONFIG_FLAGS = tuple(
+    (o.dest, o.config_field)
+    for o in cli_options.SHARED_OPTIONS.values()
+    if o.config_field is not None and o.config_field not in ("epochs", "estimator")
+)
 
 
 def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
@@ -225,32 +186,18 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         est_opts = {}
     if args.samples is not None:
         est_opts["samples"] = args.samples
-    est_opts.update(parse_kv(args.estimator_option, "--estimator-option"))
+    method = cli_options.dataclass_from_args(VisionMethodOptions, args)
+    est_opts.update(parse_kv(method.estimator_option, "--estimator-option"))
     changes["estimator_options"] = est_opts
     if args.reg is not None:
         changes["regularizers"] = cli_options.regularizer_specs(args.reg)
-    for flag, key in (
-        ("executor", "executor"),
-        ("rule", "rule"),
-        ("order", "order"),
-        ("w_lr", "w_lr"),
-        ("w_weight_decay", "w_weight_decay"),
-        ("a_lr", "a_lr"),
-        ("a_weight_decay", "a_weight_decay"),
-        ("grad_clip", "grad_clip"),
-        ("arch_warmup_epochs", "arch_warmup_epochs"),
-        ("weight_sampling", "weight_sampling"),
-        ("w_optimizer", "w_optimizer"),
-        ("schedule_unit", "schedule_unit"),
-        ("arch_travel", "arch_travel"),
-        ("a_lr_warmup", "a_lr_warmup"),
-        ("a_lr_schedule", "a_lr_schedule"),
-    ):
-        value = getattr(args, flag)
+    for dest, key in _CONFIG_FLAGS:
+        value = getattr(args, dest, None)
         if value is not None:
             changes[key] = value
-    if args.rule_option:
-        changes["rule_options"] = parse_kv(args.rule_option, "--rule-option")
+    changes.update(method.search_config_changes())
+    if method.rule_option:
+        changes["rule_options"] = parse_kv(method.rule_option, "--rule-option")
     saved = cli_options.resumed_search_config(args)
     if args.preset and args.arch_warmup_epochs is None and saved and "arch_warmup_epochs" in saved:
         changes["arch_warmup_epochs"] = saved["arch_warmup_epochs"]  # extending keeps the run's warm-up
@@ -266,10 +213,9 @@ def _space(name: str) -> Any:
 
 
 def supernet_kwargs(args: argparse.Namespace, data: VisionData) -> dict[str, Any]:
-    common = {"C": args.C, "num_classes": data.num_classes, "in_channels": data.in_channels}
-    if args.space.endswith("nb201"):
-        return {**common, "N": args.layers}
-    return {**common, "layers": args.layers}
+    """The supernet's size keywords from the parsed :class:`~datanas_vision.cli_config.VisionSearchSettings`."""
+    settings = cli_options.dataclass_from_args(VisionSearchSettings, args)
+    return settings.supernet_kwargs(data.num_classes, data.in_channels)
 
 
 def build_searcher(
@@ -325,11 +271,9 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
     from datanas_vision.data import BatchTransform, ImageLoader, make_search_loaders
     from datanas_vision.data.base import subset
 
-    for name in ("epochs", "batch_size", "C", "layers"):
-        if getattr(args, name) < 1:
-            raise _config_error(
-                f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}"
-            )
+    cli_options.check_positive(epochs=args.epochs)
+    cli_options.dataclass_from_args(VisionSearchSettings, args)  # refuses --C 0, --train-fraction 2, ...
+    cli_options.dataclass_from_args(VisionMethodOptions, args)
     table = _load_benchmark(args)  # fail fast, before the data are read
     device = opts.torch_device()
     data = load_data_from_args(args)
@@ -466,10 +410,6 @@ def _benchmark_kwargs(table: Any) -> dict[str, Any]:
         "callbacks": [BenchmarkCallback(table)],
         "resume_ignore": DEFAULT_RESUME_IGNORE | {"benchmark"},
     }
-
-
-def _config_error(msg: str) -> DataNASError:
-    return ConfigError(msg)
 
 
 if __name__ == "__main__":
