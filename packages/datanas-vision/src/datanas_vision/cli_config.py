@@ -28,6 +28,7 @@ __all__ = [
     "VisionDataConfig",
     "VisionMethodOptions",
     "VisionSearchSettings",
+    "VisionTrainOptions",
 ]
 
 DatasetName = Literal["cifar10", "digits", "imagefolder", "imagezip", "mnist"]
@@ -191,6 +192,24 @@ class VisionMethodOptions:
             for f in fields(self)
             if f.name not in skip and getattr(self, f.name) is not None
         }
+
+
+@dataclass(frozen=True)
+class VisionTrainOptions:
+    """The retraining CLI's own options (``python -m datanas_vision.train``; the hyper-parameters are
+    :class:`~datanas_vision.retrain_config.RetrainConfig`'s).
+
+    Attributes:
+        eval_every: also test every N epochs (0: at the end only).
+        overwrite: replace results already in --out.
+    """
+
+    eval_every: int = 0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every!r}")
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datanas_core.cli_options import (
-    HelpFormatter,
-    add_dataclass_options,
-    add_options,
-    dataclass_from_args,
-    print_summary,
-)
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core import cli_options
+from datanas_core.cli_options import add_dataclass_options, add_options, dataclass_from_args, print_summary
+from datanas_core.entry import cli_entry
+from datanas_core.errors import ConfigError
 from datanas_core.genotype import CellGenotype, EdgeChoice, Genotype
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads, write_out
+from datanas_vision.cli_config import VisionCompareConfig, VisionCompareSearch, VisionMethodOptions
 
 if TYPE_CHECKING:
     import torch
@@ -162,17 +158,15 @@ def to_markdown(rows: Sequence[dict[str, Any]], summary: dict[str, Any], header:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_vision.compare`` (built on demand)."""
+    from datanas_core.runtime import add_runtime_args
     from datanas_vision.retrain_config import RetrainConfig
 
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_vision.compare",
-        description="Searched cell vs random cells of the same space at equal retraining budget (datanas).",
-        formatter_class=HelpFormatter,
+    p = cli_options.new_parser(
+        "python -m datanas_vision.compare",
+        "Searched cell vs random cells of the same space at equal retraining budget (datanas).",
     )
     add_data_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output directory (re-running continues it)")
-    p.add_argument("--space", choices=("darts", "darts_ext", "nb201"), default="darts", help="search space")
-    p.add_argument("--random", type=int, default=10, help="number of random cells")
+    add_dataclass_options(p, VisionCompareConfig, ["space", "random"])
     add_options(
         p,
         ["--genotype"],
@@ -182,17 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     s = p.add_argument_group("search (skipped with --genotype)")
-    s.add_argument("--search-epochs", type=int, default=10, help="search epochs")
-    s.add_argument("--search-C", type=int, default=8, help="supernet width")
-    s.add_argument("--search-layers", type=int, default=5, help="supernet cells (NB201: per stage)")
-    s.add_argument("--search-batch-size", type=int, default=64, help="search batch size")
-    s.add_argument(
-        "--search-seed",
-        type=int,
-        default=None,
-        help="seed of the search only (default: --seed); the random cells and retraining keep --seed, so "
-        "searches with several seeds are compared against the same random cells",
-    )
+    add_dataclass_options(s, VisionCompareSearch)
     add_options(
         s,
         [
@@ -215,13 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
             "--arch-warmup-epochs": "search epochs before the architecture is updated",
         },
     )
-    s.add_argument(
-        "--estimator-option",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="extra estimator option of the search, e.g. tau=linear:5:1 (repeatable)",
-    )
     add_options(
         s,
         ["--rule", "--weight-sampling"],
@@ -230,17 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--weight-sampling": "where the search's weight step draws its architecture (see datanas_vision.search)",
         },
     )
-    s.add_argument(
-        "--rule-option", action="append", default=None, metavar="KEY=VALUE", help="derivation rule option"
-    )
-    s.add_argument(
-        "--search-train-fraction",
-        type=float,
-        default=None,
-        help="share of the training images for the weights; the rest update the architecture (search default 0.5)",
+    add_dataclass_options(
+        s,
+        VisionMethodOptions,
+        VisionMethodOptions.REPEATED,
+        actions={name: "append" for name in VisionMethodOptions.REPEATED},
+        metavars={name: "KEY=VALUE" for name in VisionMethodOptions.REPEATED},
     )
     t = p.add_argument_group("retraining (the same for every cell)")
-    t.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
+    add_dataclass_options(t, VisionCompareConfig, ["train_epochs"])
     add_dataclass_options(
         t,
         RetrainConfig,
@@ -248,27 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
         defaults={"C": 8, "layers": 5},
         help={"C": "retraining width", "layers": "retraining cells (NB201: cells per stage)"},
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the search, the random cells and retraining")
     add_options(p, ["--threads"], help={"--threads": "CPU threads for torch (default: torch's)"})
-    p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="run the search and the retrainings in up to this many child processes at once (default 1: "
-        "everything in this process, one after the other)",
-    )
-    p.add_argument(
-        "--benchmark",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="--space nb201: also score the search's epochs and every cell against NAS-Bench-201 / NATS-Bench "
-        "results (see python -m datanas_vision.search --benchmark)",
-    )
+    add_dataclass_options(p, VisionCompareConfig, ["jobs", "benchmark"], metavars={"benchmark": "PATH"})
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # child process: one task, no summary
-    p.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(p)  # a bad flag: one line, exit status 2
+    add_runtime_args(
+        p,
+        ["out", "seed", "device", "verbose"],
+        required=["out"],
+        help={
+            "out": "output directory (re-running continues it)",
+            "seed": "seed of the search, the random cells and retraining",
+            "device": "torch device (default: cuda if available, else cpu)",
+            "verbose": "more log output",
+        },
+    )
+    return p
 
 
 def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch.device) -> Genotype:
@@ -334,18 +303,10 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison CLI; returns the process exit status."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.argv = argv
-    from datanas_core.runtime import configure_logging
-
-    configure_logging(args.verbose)
-    try:
-        return _run(args)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # the child processes of --jobs get the same options
+    return cli_options.run_logged(_run, args)
 
 
 def _child_argv(argv: Sequence[str], only: str) -> list[str]:
@@ -422,14 +383,9 @@ def _run(args: argparse.Namespace) -> int:
     from datanas_vision.models import resolve_genotype
     from datanas_vision.retrain import RetrainConfig, retrain
 
-    if args.random < 0:
-        raise ConfigError(f"--random must be >= 0, got {args.random}")
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.device:
-        device = torch.device(args.device)
-    else:
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    dataclass_from_args(VisionCompareConfig, args)  # refuses --random -1, --jobs 0, ...
+    dataclass_from_args(VisionCompareSearch, args)
+    device = cli_options.torch_device(args.device)
     out: Path = args.out
     table = None
     if args.benchmark is not None:

@@ -21,19 +21,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datanas_core import cli_options
-from datanas_core.cli_options import HelpFormatter, add_options, print_summary
-from datanas_core.entry import cli_entry, one_line_errors
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.cli_options import add_options, print_summary
+from datanas_core.errors import ConfigError
 from datanas_vision._cli import add_data_args, data_config, load_data_from_args, set_threads
-
-if TYPE_CHECKING:
-    import torch
-
+from datanas_vision.cli_config import VisionTrainOptions
 
 __all__ = ["build_parser", "main"]
 
@@ -42,12 +38,12 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_vision.train`` (built on demand)."""
+    from datanas_core.runtime import add_runtime_args
     from datanas_vision.retrain_config import RetrainConfig
 
-    p = argparse.ArgumentParser(
-        prog="python -m datanas_vision.train",
-        description="Retrain a derived architecture from scratch and evaluate top-1 (datanas).",
-        formatter_class=HelpFormatter,
+    p = cli_options.new_parser(
+        "python -m datanas_vision.train",
+        "Retrain a derived architecture from scratch and evaluate top-1 (datanas).",
     )
     add_options(p, ["--genotype"], required=["--genotype"])
     add_data_args(p)
@@ -77,27 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     cli_options.add_dataclass_options(o, RetrainConfig, ["label_smoothing"])
-    o.add_argument("--eval-every", type=int, default=0, help="also test every N epochs (0: at the end only)")
-    r = p.add_argument_group("runtime")
-    r.add_argument("--out", type=Path, default=None, help="output directory (default: RUN_DIR/train-<data>)")
-    r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    r.add_argument("--seed", type=int, default=0, help="random seed")
-    r.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available)")
+    cli_options.add_dataclass_options(o, VisionTrainOptions, ["eval_every"])
     add_options(
-        r,
+        p,
         ["--threads"],
         help={
             "--threads": "CPU threads for torch (default: 1 for images below 32x32 on the CPU, else torch's)"
         },
     )
-    r.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: on a tty)",
+    add_runtime_args(
+        p,
+        ["out", "seed", "device", "progress", "verbose"],
+        help={
+            "out": "output directory (default: RUN_DIR/train-<data>)",
+            "seed": "random seed (weights, data order, augmentation, drop-path masks)",
+            "device": "torch device (default: cuda if available, else cpu)",
+            "progress": "progress bar (default: on a terminal; one log line per epoch otherwise)",
+            "verbose": "more log output",
+        },
     )
-    r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
-    return one_line_errors(p)  # a bad flag: one line, exit status 2
+    cli_options.add_dataclass_options(
+        p, VisionTrainOptions, ["overwrite"], actions={"overwrite": "store_true"}
+    )
+    return p
 
 
 def _default_out(genotype_arg: str, data: str) -> Path:
@@ -107,14 +105,6 @@ def _default_out(genotype_arg: str, data: str) -> Path:
     if path.is_file():
         return path.parent / f"train-{data}"
     return Path("runs") / f"train-{genotype_arg}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _device(name: str | None) -> torch.device:
-    import torch
-
-    if name:
-        return torch.device(name)
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 class _Progress:
@@ -155,21 +145,6 @@ class _Progress:
             self.bar.close()
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the retraining CLI; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from datanas_core.runtime import configure_logging
-
-    configure_logging(args.verbose)
-    try:
-        return _run(args)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
-
-
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -177,18 +152,19 @@ def _run(args: argparse.Namespace) -> int:
     from datanas_vision.models import resolve_genotype
     from datanas_vision.retrain import RetrainConfig, retrain
 
+    options = cli_options.dataclass_from_args(VisionTrainOptions, args)
+    config = cli_options.dataclass_from_args(RetrainConfig, args)  # every field has its flag
     genotype = resolve_genotype(args.genotype)
     out = args.out or _default_out(args.genotype, args.data)
-    if (out / "results.json").exists() and not args.overwrite:
+    if (out / "results.json").exists() and not options.overwrite:
         raise ConfigError(
             f"{str(out)!r} already holds results.json; pass --overwrite or choose another --out"
         )
     data = load_data_from_args(args)
-    device = _device(args.device)
+    device = cli_options.torch_device(args.device)
     set_threads(args.threads, data.image_size, device)
     for note in data.notes:
         logger.info("data: %s", note)
-    config = cli_options.dataclass_from_args(RetrainConfig, args)  # every field has its flag
     from datanas_core.runtime.rundir import prepare_run_dir
 
     prepare_run_dir(out)  # one-line error for a file or a read-only path
@@ -217,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             device=device,
             on_epoch_end=on_epoch,
             on_step_end=progress.step,
-            eval_every=args.eval_every,
+            eval_every=options.eval_every,
         )
     finally:
         progress.close()
@@ -261,6 +237,9 @@ def _append_to_search_run(genotype_arg: str, results: Mapping[str, Any], out: Pa
         metrics["epochs"] = epochs
     record_retraining(genotype_arg, f"retrain ({results.get('data', 'data')})", metrics, source=out)
 
+
+#: ``main(argv=None) -> int``: parse, run, one-line errors (exit status 2), the Ctrl-C line.
+main = cli_options.command(build_parser, _run)
 
 if __name__ == "__main__":
     raise SystemExit(main())
