@@ -146,6 +146,8 @@ def test_the_dataclasses_refuse_bad_values() -> None:
         VisionCompareConfig(jobs=0)
     with pytest.raises(ConfigError, match="--search-epochs"):
         VisionCompareSearch(search_epochs=0)
+    with pytest.raises(ConfigError, match="--epochs must be a positive integer, got 0"):
+        RetrainConfig(epochs=0)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from datanas_core.cli_options import check_positive
 from datanas_core.errors import ConfigError
 
 __all__ = ["RetrainConfig"]
@@ -51,10 +52,7 @@ class RetrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "C", "layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive(self, "epochs", "batch_size", "C", "layers")
         if not self.lr > 0 or self.min_lr < 0 or self.weight_decay < 0:
             raise ConfigError(
                 f"need lr > 0, min_lr >= 0 and weight_decay >= 0; got lr={self.lr}, min_lr={self.min_lr}, "
