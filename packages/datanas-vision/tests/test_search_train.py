@@ -248,7 +248,7 @@ def test_compare_rejects_bad_jobs_and_only(tmp_path, caplog):
     base = ["--out", str(tmp_path), "--genotype", "darts_v2", "--random", "1", "--max-per-class", "2",
             "--test-max-per-class", "1"]  # fmt: skip
     assert compare_main([*base, "--jobs", "0"]) == 2
-    assert "--jobs must be >= 1, got 0" in caplog.text
+    assert "--jobs must be a positive integer, got 0" in caplog.text
     assert compare_main([*base, "--only", "random_07"]) == 2
     assert "valid: search, searched, random_00" in caplog.text
 
