@@ -60,10 +60,34 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "--estimator egs --samples 4 --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0 "
         "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
     ),
+    "egs_m4_t8": (
+        "EGS (DATA)",
+        "egs_m4 with a shorter budget-aware travel (arch_travel 8 over the architecture steps, cosine decay)",
+        "--estimator egs --samples 4 --schedule-unit step --arch-travel 8 --a-lr-schedule cosine:1:0 "
+        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+    ),
+    "egs_m4_t8_w5": (
+        "EGS (DATA)",
+        "egs_m4_t8 with 5 weights-only warm-up epochs (decisions start on a better-trained supernet)",
+        "--estimator egs --samples 4 --schedule-unit step --arch-travel 8 --a-lr-schedule cosine:1:0 "
+        "--arch-warmup-epochs 5 --reg adc:0.1 --executor exact".split(),
+    ),
+    "egs_m4_t12_ramp": (
+        "EGS (DATA)",
+        "travel 12 with the architecture lr ramped over the first 40 % of architecture steps, then cosine",
+        "--estimator egs --samples 4 --schedule-unit step --arch-travel 12 --a-lr-warmup 0.4 "
+        "--a-lr-schedule cosine:1:0 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+    ),
     "data_short": (
         "EGS (DATA)",
         "--preset data_short (per-step schedules, budget-aware a_lr, uniform weight sampling)",
         "--preset data_short --executor exact".split(),
+    ),
+    "data_decide": (
+        "EGS (DATA)",
+        "--preset data_decide (data_short + progressive edge decisions between 10 % and 50 % of the "
+        "architecture steps)",
+        "--preset data_decide --executor exact".split(),
     ),
     "data_m4": (
         "EGS (DATA)",

@@ -40,6 +40,7 @@ SUPPORTED = {
     "data_m4": {"darts_ext", "nb201", "drnas_nb201"},
     "data_m7": {"darts_ext", "nb201", "drnas_nb201"},
     "data_short": {"darts_ext", "nb201", "drnas_nb201"},
+    "data_decide": {"darts_ext", "nb201", "drnas_nb201"},
     "darts": {"darts", "darts_ext", "nb201", "drnas_darts", "drnas_nb201"},
     "darts2": {"darts", "darts_ext", "nb201", "drnas_darts", "drnas_nb201"},
     "gdas": {"darts", "darts_ext", "nb201", "drnas_darts", "drnas_nb201"},

@@ -147,6 +147,11 @@ class SearchConfig:
             learning rate is ``arch_travel / S`` (``S``: architecture steps of this run), so short and long
             searches move the logits equally far; ``a_lr`` is then ignored. DATA's published run (100 epochs
             of 391 steps at 3e-4) travels about 12. ``None``: use ``a_lr``.
+        progressive_decisions: ``(start, end)`` fractions of the architecture steps: between them the edges
+            are decided one at a time, the most certain first (largest top-op probability margin), each fixed
+            to its top op; after ``end`` only the chosen cell's weights train, so the derived cell is final
+            (SGAS-style sequential greedy decisions, :mod:`datanas_core.search.decisions`). Not part of any
+            published recipe of the DATA family; ``None`` (default): off.
     """
 
     epochs: int = 50
@@ -177,6 +182,7 @@ class SearchConfig:
     a_lr_schedule: Any = None
     a_lr_warmup: float = 0.0
     arch_travel: float | None = None
+    progressive_decisions: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "estimator_options", dict(self.estimator_options))
@@ -203,6 +209,20 @@ class SearchConfig:
             isinstance(self.arch_travel, (int, float)) and self.arch_travel > 0
         ):
             raise ConfigError(f"arch_travel must be > 0 or None, got {self.arch_travel!r}")
+        if self.progressive_decisions is not None:
+            window = self.progressive_decisions
+            ok = (
+                isinstance(window, (tuple, list))
+                and len(window) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+                and 0.0 <= float(window[0]) < float(window[1]) <= 1.0
+            )
+            if not ok:
+                raise ConfigError(
+                    "progressive_decisions must be (start, end) fractions of the architecture steps with "
+                    f"0 <= start < end <= 1, or None; got {window!r}"
+                )
+            object.__setattr__(self, "progressive_decisions", (float(window[0]), float(window[1])))
         if self.a_lr_schedule is not None:
             from datanas_core.schedules import BaseSchedule, parse_schedule
 
@@ -303,6 +323,8 @@ class SearchConfig:
         d = dataclasses.asdict(self)
         d["regularizers"] = [dict(r) for r in self.regularizers]
         d["a_betas"] = list(self.a_betas)
+        if self.progressive_decisions is not None:
+            d["progressive_decisions"] = list(self.progressive_decisions)
         d["approximations"] = self.approximations
         return d
 
@@ -380,6 +402,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "a_lr_warmup": 0.2,
         "a_lr_schedule": "cosine:1:0",
         "weight_sampling": "uniform",
+    },
+    # data_short plus SGAS-style progressive edge decisions between 10 % and 50 % of the architecture steps
+    # (SearchConfig.progressive_decisions): decided early, on the first moves of the distribution, before the
+    # supernet drifts to parameter-free ops; stable after 50 %
+    "data_decide": {
+        **_DATA,
+        "schedule_unit": "step",
+        "arch_travel": 24.0,
+        "a_lr_warmup": 0.2,
+        "a_lr_schedule": "cosine:1:0",
+        "weight_sampling": "uniform",
+        "progressive_decisions": (0.1, 0.5),
     },
     "darts": {
         "epochs": 50,
@@ -529,6 +563,15 @@ PRESET_SPECS: Mapping[str, PresetSpec] = MappingProxyType(
             notes="DATA for short budgets (not published): tau/M per architecture step, arch lr = 24 / arch "
             "steps with a 20% linear ramp and a cosine decay to 0, uniform weight sampling; see "
             "docs/results/short-budget",
+        ),
+        "data_decide": PresetSpec(
+            "data_decide",
+            "DATA",
+            _DATA_KINDS,
+            published=False,
+            notes="data_short with progressive edge decisions (not published): the most certain edge is fixed "
+            "to its top op, one at a time, between 10% and 50% of the architecture steps; the cell is final "
+            "after 50%",
         ),
         "darts": PresetSpec("darts", "DARTS", _DARTS_KINDS, notes="first-order DARTS"),
         "darts2": PresetSpec("darts2", "DARTS", _DARTS_KINDS, notes="second-order DARTS"),
@@ -719,6 +762,7 @@ METHOD_FIELDS = (
     "a_lr_schedule",
     "a_lr_warmup",
     "arch_travel",
+    "progressive_decisions",
     "weight_sampling",
 )
 

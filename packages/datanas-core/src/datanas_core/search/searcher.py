@@ -375,6 +375,10 @@ class Searcher:
 
             logs.update(apply_step_schedules(self))
         arch_on = self.epoch >= cfg.arch_warmup_epochs
+        if cfg.progressive_decisions is not None and arch_on:
+            from datanas_core.search.decisions import progressive_decide
+
+            logs.update(progressive_decide(self))
         if cfg.order == "single_level":
             logs.update(self._single_level_step(train_batch))
         else:
