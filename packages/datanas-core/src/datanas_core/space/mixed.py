@@ -45,8 +45,16 @@ import torch
 from torch import Tensor, nn
 
 from datanas_core.errors import ConfigError, SearchSpaceError
-from datanas_core.ops import OPS, AvgPool3x3, Pool, avg_pool3x3_adjoint, out_size, with_pool_bn
+from datanas_core.ops import OPS, AvgPool3x3, MaxPool3x3, Pool, avg_pool3x3_adjoint, out_size, with_pool_bn
 from datanas_core.sample import CellSample
+from datanas_core.space.fused import (
+    batch_norm_with_stats,
+    bn_trick_ok,
+    dw_blocks,
+    dw_chain,
+    max_pool3x3,
+    relu_layout,
+)
 
 __all__ = ["MixedOp", "PreparedCellSample", "forward_only_blocker", "zero_weight_terms"]
 
@@ -65,6 +73,38 @@ def forward_only_blocker(module: nn.Module) -> str | None:
         if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
             return f"{type(m).__name__} {name or '(the op)'} draws random numbers (dropout)"
     return None
+
+
+def _dense(t: Tensor) -> Tensor:
+    """``t`` if it is dense in the default or the channels-last layout, else a dense copy (channels-last
+    when ``t`` is a channels-last view, e.g. a channel slice of a channels-last tensor)."""
+    if t.is_contiguous():
+        return t
+    if t.dim() == 4:
+        if t.is_contiguous(memory_format=torch.channels_last):
+            return t
+        if t.stride(1) == 1:
+            return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
+
+
+def _memory_flat(t: Tensor) -> Tensor | None:
+    """The elements of ``t`` in memory order as a 1-d view (default or channels-last layout), else ``None``."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)
+    return None
+
+
+def _inner(a: Tensor, b: Tensor) -> Tensor:
+    """``<a, b>`` (same shape) in ``b``'s dtype: a dot product over memory order when both have the same
+    dense layout (no copies), else over the logical order."""
+    if a.stride() == b.stride():
+        fa, fb = _memory_flat(a), _memory_flat(b)
+        if fa is not None and fb is not None:
+            return torch.dot(fa.to(fb.dtype), fb)
+    return torch.dot(a.reshape(-1).to(b.dtype), b.reshape(-1))
 
 
 class _ZeroWeightTerms(torch.autograd.Function):
@@ -92,11 +132,14 @@ class _ZeroWeightTerms(torch.autograd.Function):
         need = ctx.needs_input_grad
         gw: list[Tensor | None] = [None] * n
         if any(need[2 : 2 + n]):
-            flat = g.reshape(-1)
             for i, o in enumerate(outs):
                 if need[2 + i]:
                     shape = ctx.wshapes[i]
-                    gw[i] = torch.mv(o.reshape(-1, flat.numel()).to(flat.dtype), flat).reshape(shape)
+                    if o.shape == g.shape and not (o.is_contiguous() and g.is_contiguous()):
+                        gw[i] = _inner(o, g).reshape(shape)
+                    else:
+                        flat = g.reshape(-1)
+                        gw[i] = torch.mv(o.reshape(-1, flat.numel()).to(flat.dtype), flat).reshape(shape)
         gc = [
             torch.zeros((), dtype=dt, device=dev).expand(shape) if need[2 + 2 * n + i] else None
             for i, (shape, dt, dev) in enumerate(ctx.carried)
@@ -148,8 +191,7 @@ class _MixedSum(torch.autograd.Function):
         bnsrc = saved[ng + nk : ng + nk + nb]
         zouts = saved[ng + nk + nb :]
         need = ctx.needs_input_grad
-        g = g.contiguous()
-        flat = g.reshape(-1)
+        g = _dense(g)
         gws: list[Tensor | None] = [None] * ng
         gos: list[Tensor | None] = [None] * ng
         gsum: Tensor | None = None
@@ -161,7 +203,7 @@ class _MixedSum(torch.autograd.Function):
                 j += 2
                 if need[3 + i]:
                     gx = avg_pool3x3_adjoint(g, rc, -kd, tuple(x.shape[-2:]))
-                    gws[i] = torch.dot(x.reshape(-1).to(flat.dtype), gx.reshape(-1)).reshape(ws[i].shape)
+                    gws[i] = _inner(x, gx).reshape(ws[i].shape)
             elif kd == 1:
                 c, mean, invstd = bnsrc[j : j + 3]
                 j += 3
@@ -172,14 +214,14 @@ class _MixedSum(torch.autograd.Function):
                     gc = (g * c).sum(dims)
                     gws[i] = (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ws[i].shape)
             elif need[3 + i] and i in kept:
-                gws[i] = torch.dot(kept[i].reshape(-1).to(flat.dtype), flat).reshape(ws[i].shape)
+                gws[i] = _inner(kept[i], g).reshape(ws[i].shape)
             if need[3 + ng + i]:
                 gos[i] = g * ws[i]
         base = 3 + 2 * ng + nb
         gzw: list[Tensor | None] = [None] * nz
         for i in range(nz):
             if need[base + i]:
-                gzw[i] = torch.dot(zouts[i].reshape(-1).to(flat.dtype), flat).reshape(ctx.zshapes[i])
+                gzw[i] = _inner(zouts[i], g).reshape(ctx.zshapes[i])
         gc_ = [
             torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
             for i, (shape, dt, dev) in enumerate(ctx.carried)
@@ -214,36 +256,20 @@ def _chain(op: nn.Module) -> list[nn.Module] | None:
     return out or None
 
 
-def _bn_trick_ok(bn: nn.BatchNorm2d) -> bool:
-    """A plain non-affine BatchNorm2d without hooks in training mode (batch statistics)."""
-    return (
-        type(bn) is nn.BatchNorm2d
-        and bn.training
-        and not bn.affine
-        and not (bn._forward_hooks or bn._forward_pre_hooks)
-    )
+_bn_trick_ok = bn_trick_ok
+_batch_norm_with_stats = batch_norm_with_stats
 
 
-def _batch_norm_with_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``bn(c)`` in training mode (running statistics updated as ``nn.BatchNorm2d`` does) and the batch
-    mean and inverse standard deviation it normalised with (detached)."""
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    track = bn.track_running_stats and bn.running_mean is not None
-    if track and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    y, mean, invstd = torch.native_batch_norm(
-        c,
-        None,
-        None,
-        bn.running_mean if track else None,
-        bn.running_var if track else None,
-        True,
-        momentum,
-        bn.eps,
-    )
-    return y, mean.detach(), invstd.detach()
+def _run_leaf(m: nn.Module, z: Tensor) -> Tensor:
+    """``m(z)``; a hook-free 3x3 max pool (:class:`MaxPool3x3`, or a :class:`Pool` of it without channel
+    change) runs as :func:`~datanas_core.space.fused.max_pool3x3`, which keeps only its input."""
+    if isinstance(m, Pool) and m.preprocess is None and not (m._forward_hooks or m._forward_pre_hooks):
+        inner = m.pool
+        if isinstance(inner, MaxPool3x3) and not (inner._forward_hooks or inner._forward_pre_hooks):
+            return max_pool3x3(z, inner.stride)
+    elif isinstance(m, MaxPool3x3) and not (m._forward_hooks or m._forward_pre_hooks):
+        return max_pool3x3(z, m.stride)
+    return m(z)
 
 
 def relu_tail(op: nn.Module) -> Any:
@@ -465,6 +491,7 @@ class MixedOp(nn.Module):
         bnsrc: list[tuple[Any, ...] | None] = []  # (kind, tensors for the weight's inner product)
         zcols: list[int] = []
         rx: Tensor | None = None
+        rxl: Tensor | None = None  # relu(x) in the depthwise convolutions' layout, shared
         for k in active:
             slot = slots[k]
             if slot < 0:
@@ -481,6 +508,12 @@ class MixedOp(nn.Module):
             elif chain is None:
                 go.append(op(x))
                 bnsrc.append(None)
+            elif (blocks := dw_blocks(chain)) is not None:
+                if rxl is None:
+                    with torch.no_grad():
+                        rxl = relu_layout(x)
+                go.append(dw_chain(x, rxl, blocks))
+                bnsrc.append(None)
             else:
                 z = x
                 if isinstance(chain[0], nn.ReLU):
@@ -490,13 +523,13 @@ class MixedOp(nn.Module):
                 last = chain[-1] if chain else None
                 if isinstance(last, nn.BatchNorm2d) and _bn_trick_ok(last) and w[k].requires_grad:
                     for m in chain[:-1]:
-                        z = m(z)
+                        z = _run_leaf(m, z)
                     y, mean, invstd = _batch_norm_with_stats(last, z)
                     go.append(y)
                     bnsrc.append((1, z, mean, invstd))
                 else:
                     for m in chain:
-                        z = m(z)
+                        z = _run_leaf(m, z)
                     go.append(z)
                     bnsrc.append(None)
             gw.append(w[k])
@@ -510,8 +543,20 @@ class MixedOp(nn.Module):
             if arch_grad and any(t.requires_grad for t in ws):
                 with torch.no_grad():
                     for k, m in zip(zcols, mods, strict=True):
+                        chain = _chain(m)
+                        blocks = None if chain is None else dw_blocks(chain)
+                        if blocks is not None:
+                            if rxl is None:
+                                rxl = relu_layout(x)
+                            zo.append(dw_chain(x, rxl, blocks))
+                            continue
                         tail = self._relu_tail(k)
-                        if tail is not None and not (m._forward_hooks or m._forward_pre_hooks):
+                        if chain is not None and not isinstance(chain[0], nn.ReLU):
+                            z = x
+                            for leaf in chain:
+                                z = _run_leaf(leaf, z)
+                            zo.append(z)
+                        elif tail is not None and not (m._forward_hooks or m._forward_pre_hooks):
                             if rx is None:
                                 rx = torch.relu(x)
                             zo.append(tail(rx))

@@ -1,0 +1,370 @@
+"""Fused, memory-lean building blocks of the lean mixed edge (issue 17).
+
+* :func:`dw_blocks` recognises DARTS' separable and dilated convolutions (chains of ``ReLU -> depthwise conv
+  -> pointwise 1x1 conv -> BatchNorm(affine=False)`` blocks) and :class:`ReluDwPwBnFn` runs one block as a
+  single autograd function. Its depthwise convolution runs in channels-last layout (on CPU several times
+  faster than PyTorch's default path, most of all for 5x5 and dilated kernels), its pointwise convolution is
+  a batched matrix product that writes a contiguous output; for backward it keeps only its input and its
+  BatchNorm output (plus per-channel statistics) and recomputes the ReLU and the depthwise convolution: the
+  BatchNorm backward is computed from the normalised output, the ReLU mask from the input. The plain module
+  chain keeps four or five activations per block.
+* :class:`MaxPool3x3Fn`: 3x3 max pooling (channels-last on CPU) that keeps nothing but its input and
+  recomputes the argmax in backward (the module path keeps a channels-last copy and int64 indices).
+
+Same functions as the module chains (values and gradients up to rounding); the float64 tests in
+``tests/test_lean_exact.py`` hold them to the plain path at relative error 1e-10.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "MaxPool3x3Fn",
+    "ReluDwPwBnFn",
+    "batch_norm_with_stats",
+    "dw_block_forward",
+    "dw_blocks",
+    "max_pool3x3",
+    "relu_layout",
+]
+
+DwBlock = tuple[nn.Conv2d, nn.Conv2d, nn.BatchNorm2d]
+
+
+def _no_hooks(m: nn.Module) -> bool:
+    return not (m._forward_hooks or m._forward_pre_hooks)
+
+
+def bn_trick_ok(bn: nn.Module) -> bool:
+    """A plain non-affine BatchNorm2d without hooks in training mode (batch statistics)."""
+    return type(bn) is nn.BatchNorm2d and bn.training and not bn.affine and _no_hooks(bn)
+
+
+def _is_depthwise(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d
+        and m.bias is None
+        and m.groups == m.in_channels == m.out_channels
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+        and _no_hooks(m)
+    )
+
+
+def _is_pointwise(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d
+        and m.bias is None
+        and m.groups == 1
+        and tuple(m.kernel_size) == (1, 1)
+        and tuple(m.stride) == (1, 1)
+        and tuple(m.dilation) == (1, 1)
+        and not isinstance(m.padding, str)
+        and tuple(m.padding) == (0, 0)
+        and _no_hooks(m)
+    )
+
+
+def dw_blocks(chain: list[nn.Module]) -> list[DwBlock] | None:
+    """The ``(depthwise, pointwise, bn)`` blocks of ``chain`` when it is exactly a sequence of ``ReLU ->
+    depthwise conv -> 1x1 conv -> non-affine BatchNorm (training)`` blocks without hooks, else ``None``."""
+    if not chain or len(chain) % 4:
+        return None
+    out: list[DwBlock] = []
+    for i in range(0, len(chain), 4):
+        relu, dw, pw, bn = chain[i : i + 4]
+        if not (type(relu) is nn.ReLU and _no_hooks(relu)):
+            return None
+        if not (_is_depthwise(dw) and _is_pointwise(pw) and bn_trick_ok(bn)):
+            return None
+        if pw.in_channels != dw.out_channels:
+            return None
+        out.append((dw, pw, bn))  # type: ignore[arg-type]
+    return out
+
+
+def _layout(t: Tensor) -> torch.memory_format:
+    return (
+        torch.channels_last
+        if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+        else (torch.contiguous_format)
+    )
+
+
+def _dense_like(t: Tensor, ref: Tensor) -> Tensor:
+    """``t`` if it has the dense layout of ``ref`` (default or channels-last), else a copy in it."""
+    fmt = _layout(ref)
+    return t if t.is_contiguous(memory_format=fmt) else t.contiguous(memory_format=fmt)
+
+
+def relu_layout(a: Tensor) -> Tensor:
+    """``relu(a)`` in the layout the depthwise convolutions run fastest in: channels-last on CPU (4-d),
+    the input's layout elsewhere."""
+    if a.device.type == "cpu" and a.dim() == 4 and not a.is_contiguous(memory_format=torch.channels_last):
+        r = a.contiguous(memory_format=torch.channels_last)
+        return r.relu_()
+    return torch.relu(a)
+
+
+def batch_norm_with_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``bn(c)`` in training mode (running statistics updated as ``nn.BatchNorm2d`` does) and the batch
+    mean and inverse standard deviation it normalised with (detached)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    track = bn.track_running_stats and bn.running_mean is not None
+    if track and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    y, mean, invstd = torch.native_batch_norm(
+        c,
+        None,
+        None,
+        bn.running_mean if track else None,
+        bn.running_var if track else None,
+        True,
+        momentum,
+        bn.eps,
+    )
+    return y, mean.detach(), invstd.detach()
+
+
+def _rows(t: Tensor) -> Tensor:
+    """``t`` ``[B, C, H, W]`` as the ``[B*H*W, C]`` matrix of its pixels (a view when channels-last)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _from_rows(m: Tensor, B: int, H: int, W: int) -> Tensor:
+    """Inverse of :func:`_rows`: a channels-last ``[B, C, H, W]`` view of the ``[B*H*W, C]`` matrix ``m``."""
+    return m.view(B, H, W, m.shape[1]).permute(0, 3, 1, 2)
+
+
+def _pointwise(d: Tensor, w: Tensor) -> Tensor:
+    """1x1 convolution of ``d`` with weight ``w`` ``[O, C, 1, 1]`` as one matrix product over the pixels
+    (channels-last output)."""
+    B, C, H, W = d.shape
+    return _from_rows(torch.mm(_rows(d), w.view(w.shape[0], C).t()), B, H, W)
+
+
+def dw_block_forward(a: Tensor, r: Tensor | None, dw: nn.Conv2d, pw: nn.Conv2d) -> Tensor:
+    """Pointwise(depthwise(relu(a))) (no BatchNorm); ``r``: ``relu_layout(a)`` if already computed."""
+    if r is None:
+        r = relu_layout(a)
+    d = F.conv2d(r, dw.weight, None, dw.stride, dw.padding, dw.dilation, dw.groups)
+    return _pointwise(d, pw.weight)
+
+
+class ReluDwPwBnFn(torch.autograd.Function):
+    """``bn(pw(dw(relu(a))))`` for one DARTS separable-conv block, keeping one input and the output.
+
+    Inputs: ``a``; ``r``: ``relu_layout(a)`` when the caller shares it between the ops of an edge (then ``r``
+    is kept for backward, not ``a``), else ``None`` (``a`` is kept and ``relu(a)`` recomputed); the depthwise
+    and pointwise weights, the two conv modules (geometry) and the BatchNorm module (its running statistics
+    are updated as ``nn.BatchNorm2d`` does). Backward recomputes the depthwise output; the BatchNorm input
+    gradient comes from the normalised output ``y`` (``(g - mean(g) - y mean(g y)) invstd``, PyTorch's own
+    kernel with ``y`` as input, mean 0, scale ``invstd``).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        a: Tensor,
+        r: Tensor | None,
+        w_dw: Tensor,
+        w_pw: Tensor,
+        dw: nn.Conv2d,
+        pw: nn.Conv2d,
+        bn: nn.BatchNorm2d,
+    ) -> Tensor:
+        p = dw_block_forward(a, r, dw, pw)
+        y, _mean, invstd = batch_norm_with_stats(bn, p)
+        ctx.geom = (tuple(dw.stride), tuple(dw.padding), tuple(dw.dilation), dw.groups)
+        ctx.shared = r is not None
+        ctx.save_for_backward(r if r is not None else a, w_dw, w_pw, y, invstd)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        src, w_dw, w_pw, y, invstd = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.geom
+        need = ctx.needs_input_grad
+        need_a, need_dw, need_pw = need[0], need[2], need[3]
+        if not (need_a or need_dw or need_pw):
+            return (None,) * 7
+        C_out = y.shape[1]
+        gp = torch.ops.aten.native_batch_norm_backward(
+            _dense_like(gy, y),
+            y,
+            invstd,
+            None,
+            None,
+            invstd.new_zeros(C_out),
+            invstd.new_ones(C_out),
+            True,
+            0.0,
+            [True, False, False],
+        )[0]
+        r = src if ctx.shared else relu_layout(src)
+        d = F.conv2d(r, w_dw, None, stride, padding, dilation, groups)
+        B, C, H, W = d.shape
+        gp2 = _rows(gp)
+        g_pw = torch.mm(gp2.t(), _rows(d)).view_as(w_pw) if need_pw else None
+        g_a = g_dw = None
+        if need_a or need_dw:
+            gd = _from_rows(torch.mm(gp2, w_pw.view(C_out, C)), B, H, W)  # dL/dd, channels-last
+            if not r.is_contiguous(memory_format=torch.channels_last):
+                gd = gd.contiguous(memory_format=_layout(r))
+            gr, g_dw = depthwise_backward(gd, r, w_dw, stride, padding, dilation, need_a, need_dw)
+            if need_a:
+                g_a = torch.ops.aten.threshold_backward(gr, r, 0)
+        return g_a, None, g_dw, g_pw, None, None, None
+
+
+def _conv_wgrad(gd: Tensor, r: Tensor, w: Tensor, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    return torch.ops.aten.convolution_backward(
+        gd,
+        r,
+        w,
+        None,
+        list(stride),
+        list(padding),
+        list(dilation),
+        False,
+        [0, 0],
+        r.shape[1],
+        [False, True, False],
+    )[1]
+
+
+def _phases(t: Tensor) -> Tensor:
+    """``[B, C, H, W]`` (``H``, ``W`` even) -> ``[4B, C, H/2, W/2]``: the four (row, column) parity
+    sub-images stacked along the batch (channels-last)."""
+    B, C, H, W = t.shape
+    rows = t.permute(0, 2, 3, 1).reshape(B, H // 2, 2, W // 2, 2, C).permute(2, 4, 0, 1, 3, 5)
+    return rows.reshape(4 * B, H // 2, W // 2, C).permute(0, 3, 1, 2)
+
+
+def depthwise_wgrad(gd: Tensor, r: Tensor, w: Tensor, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    """Weight gradient of the depthwise ``conv2d(r, w, stride, padding, dilation, groups=C)`` for output
+    gradient ``gd``. A dilation-2 kernel with "same" padding on even sizes is an undilated kernel on the
+    four parity sub-images (PyTorch's undilated 3x3 kernel is many times faster)."""
+    k = tuple(w.shape[-2:])
+    H, W = r.shape[-2:]
+    if (
+        tuple(stride) == (1, 1)
+        and tuple(dilation) == (2, 2)
+        and tuple(padding) == (k[0] - 1, k[1] - 1)
+        and H % 2 == 0
+        and W % 2 == 0
+    ):
+        half = ((k[0] - 1) // 2, (k[1] - 1) // 2)
+        return _conv_wgrad(_phases(gd), _phases(r), w, (1, 1), half, (1, 1))
+    if tuple(stride) == (2, 2) and tuple(dilation) == (2, 2) and tuple(padding) == (k[0] - 1, k[1] - 1):
+        # stride 2, dilation 2: only the even pixels are ever read; an undilated stride-1 kernel on them
+        half = ((k[0] - 1) // 2, (k[1] - 1) // 2)
+        even = r[:, :, ::2, ::2].contiguous(memory_format=_layout(r))
+        return _conv_wgrad(gd, even, w, (1, 1), half, (1, 1))
+    return _conv_wgrad(gd, r, w, stride, padding, dilation)
+
+
+def depthwise_backward(
+    gd: Tensor,
+    r: Tensor,
+    w: Tensor,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    need_in: bool,
+    need_w: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Input and weight gradients of the depthwise convolution ``conv2d(r, w, stride, padding, dilation,
+    groups=C)`` for output gradient ``gd``, through the fastest exact formulation: the input gradient of a
+    stride-1 "same" convolution is the convolution with the flipped kernel; a stride-2 dilation-2 one reads
+    only the even pixels (an undilated stride-1 convolution of them, scattered back); weight gradients as in
+    :func:`depthwise_wgrad`."""
+    C = r.shape[1]
+    k = tuple(w.shape[-2:])
+    same = all(2 * p == dl * (kk - 1) for p, dl, kk in zip(padding, dilation, k, strict=True))
+    gr = None
+    if need_in:
+        if same and tuple(stride) == (1, 1):
+            gr = F.conv2d(gd, w.flip(-1, -2), None, 1, padding, dilation, C)
+        elif tuple(stride) == (2, 2) and tuple(dilation) == (2, 2) and tuple(padding) == (k[0] - 1, k[1] - 1):
+            half = ((k[0] - 1) // 2, (k[1] - 1) // 2)
+            ge = F.conv2d(gd, w.flip(-1, -2), None, 1, half, 1, C)
+            gr = torch.zeros_like(r)
+            gr[:, :, ::2, ::2] = ge
+        else:
+            gr = torch.ops.aten.convolution_backward(
+                gd,
+                r,
+                w,
+                None,
+                list(stride),
+                list(padding),
+                list(dilation),
+                False,
+                [0, 0],
+                C,
+                [True, False, False],
+            )[0]
+    gw = depthwise_wgrad(gd, r, w, stride, padding, dilation) if need_w else None
+    return gr, gw
+
+
+def dw_chain(x: Tensor, r: Tensor | None, blocks: list[DwBlock]) -> Tensor:
+    """Run the blocks of a separable/dilated conv on ``x`` (``r``: shared ``relu_layout(x)`` or ``None``):
+    with autograd through :class:`ReluDwPwBnFn` when gradients are enabled, else plain forward."""
+    z = x
+    for dw, pw, bn in blocks:
+        if torch.is_grad_enabled():
+            z = ReluDwPwBnFn.apply(z, r, dw.weight, pw.weight, dw, pw, bn)
+        else:
+            z = batch_norm_with_stats(bn, dw_block_forward(z, r, dw, pw))[0]
+        r = None
+    return z
+
+
+class MaxPool3x3Fn(torch.autograd.Function):
+    """3x3 max pooling (padding 1) that keeps only its input and recomputes the argmax in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, stride: int) -> Tensor:  # type: ignore[override]
+        ctx.stride = stride
+        ctx.save_for_backward(x)
+        return _max_pool_cl(x, stride)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        (x,) = ctx.saved_tensors
+        s = ctx.stride
+        xc = _to_cl(x)
+        _, idx = torch.ops.aten.max_pool2d_with_indices(xc, [3, 3], [s, s], [1, 1], [1, 1], False)
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(
+            _to_cl(g), xc, [3, 3], [s, s], [1, 1], [1, 1], False, idx
+        )
+        return gx.contiguous(memory_format=_layout(x)), None
+
+
+def _to_cl(x: Tensor) -> Tensor:
+    if x.device.type == "cpu" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _max_pool_cl(x: Tensor, stride: int) -> Tensor:
+    """Max pooling in channels-last layout, returned in ``x``'s layout (default or channels-last)."""
+    return F.max_pool2d(_to_cl(x), 3, stride, 1).contiguous(memory_format=_layout(x))
+
+
+def max_pool3x3(x: Tensor, stride: int) -> Tensor:
+    """``F.max_pool2d(x, 3, stride, 1)`` (same values and gradients) keeping only ``x`` for backward."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return MaxPool3x3Fn.apply(x, stride)
+    return _max_pool_cl(x, stride)
