@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
-from datanas_core.entry import cli_entry
-from datanas_core.errors import ConfigError, DataNASError
+from datanas_core.errors import ConfigError
 from datanas_vision._cli import (
     add_data_args,
     data_config,
@@ -246,23 +244,10 @@ def _stages(args: argparse.Namespace) -> str | None:
     return stages
 
 
-@cli_entry
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the search CLI; returns the process exit status."""
-    parser = build_parser()
-    args = cli_options.parse_cli(parser, argv)
-    from datanas_core.runtime import RuntimeOptions, configure_logging, dry_run, run_search, run_seeds
+def _run_search(args: argparse.Namespace) -> int:
+    from datanas_core.runtime import RuntimeOptions, dry_run, run_search, run_seeds
 
-    try:
-        opts = RuntimeOptions.from_args(args)
-    except DataNASError as exc:
-        parser.error(str(exc))
-    configure_logging(opts.verbose)
-    try:
-        return _run(args, opts, dry_run, run_search, run_seeds)
-    except DataNASError as exc:
-        logger.error("%s", exc)
-        return 2
+    return _run(args, RuntimeOptions.from_args(args), dry_run, run_search, run_seeds)
 
 
 def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run_seeds: Any) -> int:
@@ -411,6 +396,10 @@ def _benchmark_kwargs(table: Any) -> dict[str, Any]:
         "resume_ignore": DEFAULT_RESUME_IGNORE | {"benchmark"},
     }
 
+
+#: ``main(argv=None) -> int``: parse (``--config``/``--resume RUN_DIR``), run, one-line errors (exit status 2),
+#: the Ctrl-C resume line.
+main = cli_options.command(build_parser, _run_search)
 
 if __name__ == "__main__":
     raise SystemExit(main())
