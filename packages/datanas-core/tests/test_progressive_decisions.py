@@ -134,3 +134,14 @@ def test_config_round_trip_and_the_preset() -> None:
     preset = preset_config("data_decide", "nb201")
     assert preset.progressive_decisions == (0.1, 0.5)
     assert preset.estimator == "egs" and preset.resolved_executor == "exact"
+
+
+def test_the_summary_warns_only_about_an_undecided_search() -> None:
+    from types import SimpleNamespace
+
+    from datanas_core.cli_options import search_warnings
+
+    decided = SimpleNamespace(history=[{"decided": True, "decision_verdict": "decided search: entropy 0.1"}])
+    undecided = SimpleNamespace(history=[{"decided": False, "decision_verdict": "undecided search: ..."}])
+    assert search_warnings(decided) == []
+    assert search_warnings(undecided) == ["undecided search: ..."]

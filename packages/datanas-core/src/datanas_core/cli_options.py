@@ -951,7 +951,7 @@ def search_warnings(result: Any, searcher: Any = None) -> list[str]:
     history = list(getattr(result, "history", None) or [])
     last = history[-1] if history else {}
     verdict = last.get("decision_verdict")
-    if verdict:
+    if verdict and last.get("decided") is False:  # a decided search's verdict is news, not a warning
         out.append(str(verdict))
     collapse = last.get("collapse")
     if isinstance(collapse, Mapping) and collapse.get("collapsed"):
@@ -978,6 +978,10 @@ def print_search_summary(
     """:func:`print_summary` of a finished search: its genotype, :func:`search_metrics` (plus ``metrics``),
     :func:`search_warnings` (plus ``warnings``) and, when written, the report's path."""
     more = dict(extra or {})
+    history = list(getattr(result, "history", None) or [])
+    last = history[-1] if history else {}
+    if last.get("decided") and last.get("decision_verdict"):
+        more.setdefault("decision", str(last["decision_verdict"]))
     report = Path(run_dir) / "report.html"
     if report.is_file():
         more.setdefault("report", str(report))
