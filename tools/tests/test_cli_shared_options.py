@@ -4,14 +4,19 @@ option has help with its default shown once, and ``--help`` imports none of the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from datanas_core.cli_options import SHARED_OPTIONS
+from datanas_core.cli_options import SHARED_OPTIONS, dataclass_help
+from datanas_core.runtime import cli_args
+from datanas_core.runtime.cli_args import RuntimeArgs, add_runtime_args
 
 #: module -> the attribute that builds its parser.
 CLIS = {
@@ -58,6 +63,21 @@ SEARCH_FLAGS = [
     "--threads",
     "--config",
 ]
+
+#: Runtime flags whose default in a CLI differs from :class:`RuntimeArgs`' on purpose (passed to
+#: ``add_runtime_args(defaults=...)``); every other runtime flag has RuntimeArgs' default.
+RUNTIME_DEFAULTS: dict[str, dict[str, Any]] = {
+    "datanas_lm.train": {"log_every": 100},  # an LM epoch has thousands of steps
+    "datanas_lm.compare": {"out": Path("runs/lm-compare")},  # one folder per model under it
+}
+
+#: Options with a RuntimeArgs field's name that are not the runtime flag: seg's ``--seed`` is
+#: ``SegTrainConfig.seed`` (the training dataclass the CLI rebuilds), show's ``--out`` an output file.
+NOT_RUNTIME = {
+    "datanas_seg.train": {"seed"},
+    "datanas_seg.compare": {"seed"},
+    "datanas_core.show": {"out"},
+}
 
 #: Libraries that ``--help`` must not import (seconds of start-up each). torch too (issue 19): the domain
 #: packages' ``__init__`` are lazy (PEP 562) and the CLIs import torch-using modules only after parsing.
@@ -122,6 +142,53 @@ def test_shared_options_agree_across_clis(parsers: dict) -> None:
         if dl is not None:
             assert dl.default is False, f"{module}: --download must be off by default"
     assert len(seen["--epochs"]) >= 5 and len(seen["--preset"]) >= 5
+
+
+def test_runtime_flags_are_generated_from_runtime_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CLI's ``--out``, ``--seed``, ``--device``, ``--verbose``, ... is made by ``add_runtime_args`` from
+    :class:`RuntimeArgs` (issue 19): a hand-written copy fails here even while it still matches, and a drifted
+    default, type, flag spelling or help fails the comparison with the generated reference."""
+    reference = {a.dest: a for a in add_runtime_args(argparse.ArgumentParser())._actions}
+    fields = {f.name for f in dataclasses.fields(RuntimeArgs)}
+    defaults, docs = RuntimeArgs(), dataclass_help(RuntimeArgs)
+    made: list[argparse.Action] = []  # the actions add_runtime_args generated (kept alive: identity)
+    own_help: dict[int, str] = {}  # id(action) -> the CLI's help=... override
+    real = cli_args.add_dataclass_options
+
+    def spy(parser: Any, cls: type, *args: Any, **kwargs: Any) -> None:
+        before = len(parser._actions)
+        real(parser, cls, *args, **kwargs)
+        if cls is RuntimeArgs:
+            for action in parser._actions[before:]:
+                made.append(action)
+                if action.dest in (kwargs.get("help") or {}):
+                    own_help[id(action)] = kwargs["help"][action.dest]
+
+    monkeypatch.setattr(cli_args, "add_dataclass_options", spy)
+    checked: dict[str, set[str]] = {}
+    for module in CLIS:
+        try:
+            parser = _parser(module)
+        except pytest.skip.Exception:
+            continue
+        generated = {id(a) for a in made}
+        for action in parser._actions:
+            if action.dest not in fields or action.dest in NOT_RUNTIME.get(module, ()):
+                continue
+            where = f"{module} {'/'.join(action.option_strings)}"
+            assert id(action) in generated, f"{where}: written by hand; use add_runtime_args(fields=[...])"
+            ref = reference[action.dest]
+            assert action.option_strings == ref.option_strings, where
+            assert (type(action), action.type, action.nargs) == (type(ref), ref.type, ref.nargs), where
+            assert action.metavar == ref.metavar, where
+            expected = RUNTIME_DEFAULTS.get(module, {}).get(action.dest, getattr(defaults, action.dest))
+            assert action.default == expected, f"{where}: default {action.default!r}, expected {expected!r}"
+            if id(action) not in own_help:  # no per-CLI help: RuntimeArgs' docstring
+                assert action.help == docs[action.dest].rstrip("."), where
+            checked.setdefault(module, set()).add(action.dest)
+    for module in ("datanas_seg.train", "datanas_lm.train", "datanas_lm.compare", "datanas_fewshot.train"):
+        if module in checked:
+            assert {"out", "verbose"} <= checked[module], module
 
 
 @pytest.mark.parametrize("module", list(CLIS))

@@ -12,6 +12,7 @@ import pytest
 
 from datanas_core.cli_options import dataclass_from_args, dataclass_help
 from datanas_core.errors import ConfigError
+from datanas_core.runtime.cli_args import RuntimeArgs
 from datanas_fewshot import search, train
 from datanas_fewshot.cli_config import (
     CellNetOptions,
@@ -149,3 +150,11 @@ def test_cluster_ctrl_c_prints_the_package_resume_command_and_resume_alone_finis
     results = json.loads((run / "clustering" / "results.json").read_text())
     assert results["n_clusters"] == 10 and "pixels_kmeans" not in results  # the run's own options
     assert json.loads((run / "config.json").read_text())["C"] == 5
+
+
+def test_train_runtime_flags_come_from_runtime_args() -> None:
+    """train's ``--seed``, ``--out`` and ``--verbose`` are core's RuntimeArgs flags (issue 19)."""
+    args = train.build_parser().parse_args(["--genotype", "conv4"])
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs()
+    args = train.build_parser().parse_args(["--genotype", "conv4", "--out", "o", "--seed", "4", "-v"])
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(out=Path("o"), seed=4, verbose=1)

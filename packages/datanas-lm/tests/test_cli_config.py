@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from datanas_core.cli_options import dataclass_help
+from datanas_core.cli_options import dataclass_from_args, dataclass_help
 from datanas_core.errors import ConfigError
+from datanas_core.runtime.cli_args import RuntimeArgs
 from datanas_lm import compare, presets, search, train
 from datanas_lm.cli_config import (
     SEARCH_SIZES,
@@ -143,3 +144,17 @@ def test_compare_options_come_from_their_dataclass(caplog: pytest.LogCaptureFixt
     assert dataclass_from_args(LMCompareOptions, args) == LMCompareOptions(random=2, lstm=False)
     assert compare.main(["--genotype", "darts_v2", "--random", "-1"]) == 2
     assert "--random must be >= 0" in caplog.text
+
+
+def test_runtime_flags_come_from_runtime_args_with_the_cli_defaults() -> None:
+    """train's and compare's run flags are core's RuntimeArgs flags (issue 19); the two defaults that differ
+    on purpose: train logs every 100 steps, compare writes under runs/lm-compare."""
+    assert dataclass_from_args(RuntimeArgs, train.build_parser().parse_args([])) == RuntimeArgs(log_every=100)
+    argv = ["--resume", "r", "--no-report", "-v", "--seed", "2", "--device", "cpu", "--log-every", "5"]
+    assert dataclass_from_args(RuntimeArgs, train.build_parser().parse_args(argv)) == RuntimeArgs(
+        resume=Path("r"), report=False, verbose=1, seed=2, device="cpu", log_every=5
+    )
+    args = compare.build_parser().parse_args(["--genotype", "darts_v2"])
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(out=Path("runs/lm-compare"))
+    args = compare.build_parser().parse_args(["--genotype", "darts_v2", "--out", "o", "--seed", "4", "-vv"])
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(out=Path("o"), seed=4, verbose=2)

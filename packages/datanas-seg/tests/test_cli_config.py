@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from datanas_core.cli_options import dataclass_from_args, dataclass_help
 from datanas_core.errors import ConfigError
+from datanas_core.runtime.cli_args import RuntimeArgs
 from datanas_seg import compare, search, train
 from datanas_seg.cli_config import (
     SegCompareConfig,
@@ -75,3 +77,25 @@ def test_the_dataclasses_refuse_bad_values() -> None:
         SegModelConfig(C=0)
     with pytest.raises(ConfigError, match="--jobs"):
         SegCompareConfig(jobs=0)
+
+
+@pytest.mark.parametrize("build", [train.build_parser, compare.build_parser])
+def test_runtime_flags_come_from_runtime_args(build: Any) -> None:
+    """``--out``, ``--device`` and ``--verbose`` are core's RuntimeArgs flags (issue 19); ``--seed`` is
+    SegTrainConfig's and fills RuntimeArgs.seed too."""
+    args = build().parse_args(["--genotype", "g", "--data-dir", "d"])
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs()
+    argv = ["--genotype", "g", "--data-dir", "d", "--out", "o", "--device", "cpu", "-vv", "--seed", "3"]
+    args = build().parse_args(argv)
+    assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(
+        out=Path("o"), device="cpu", verbose=2, seed=3
+    )
+
+
+def test_compare_passes_the_runtime_flags_to_each_training() -> None:
+    argv = ["--genotype", "g", "--data-dir", "d", "--out", "o", "--device", "cpu", "-vv", "--seed", "3"]
+    child = compare._train_argv(compare.build_parser().parse_args(argv), Path("g.json"), Path("o/random0"))
+    assert child[:4] == ["--genotype", "g.json", "--out", "o/random0"]
+    assert child.count("--verbose") == 2 and child[child.index("--device") + 1] == "cpu"
+    assert child[child.index("--seed") + 1] == "3"
+    assert train.build_parser().parse_args(child).verbose == 2

@@ -43,6 +43,8 @@ logger = logging.getLogger("datanas_fewshot.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
+
     p = cli_options.new_parser(
         "python -m datanas_fewshot.train",
         "Meta-train a searched cell (or Conv-4, or random cells) and report 5-way accuracy "
@@ -64,9 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         FewShotTrainOptions,
         ["train_episodes", "meta_batch", "lr", "test_episodes", "official_runs"],
     )
-    t.add_argument("--seed", type=int, default=0, help="random seed (weights, episodes, random cells)")
-    t.add_argument("--out", type=Path, default=None, help="output folder (default runs/fewshot-train/<time>)")
-    t.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    add_runtime_args(
+        p,
+        ["seed", "out", "verbose"],
+        help={
+            "seed": "random seed (weights, episodes, random cells)",
+            "out": "output folder (default: runs/fewshot-train/<time>)",
+        },
+    )
     return p
 
 

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
     from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
     parser = cli_options.new_parser(
@@ -48,11 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_size_arg(parser)
     add_model_args(parser)
     add_settings_args(parser, LMTrainSettings, TRAIN_FLAGS, "optimisation (defaults from --size)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed shared by every model")
-    parser.add_argument("--out", type=Path, default=Path("runs/lm-compare"), help="output directory")
-    parser.add_argument("--device", type=str, default=None, help="torch device")
     cli_options.add_dataclass_options(parser, LMCompareOptions, ["jobs"])
-    parser.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    add_runtime_args(
+        parser,
+        ["seed", "out", "device", "verbose"],
+        help={
+            "seed": "training seed shared by every model",
+            "out": "output directory, one run directory per model",
+            "device": "torch device (default: cpu)",
+        },
+        defaults={"out": Path("runs/lm-compare")},
+    )
     return parser
 
 

@@ -257,6 +257,7 @@ def run_training(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datanas_core.runtime import add_runtime_args
     from datanas_lm.search import TRAIN_FLAGS, add_data_args, add_model_args, add_settings_args, add_size_arg
 
     parser = cli_options.new_parser(
@@ -276,26 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_size_arg(parser)
     add_model_args(parser)
     add_settings_args(parser, LMTrainSettings, TRAIN_FLAGS, "optimisation (defaults from --size)")
-    r = parser.add_argument_group("runtime")
-    r.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: runs/lm-train/<timestamp>)"
+    add_runtime_args(
+        parser,
+        ["out", "resume", "seed", "device", "log_every", "report", "verbose"],
+        help={
+            "out": "run directory (default: runs/lm-train/<timestamp>)",
+            "resume": "continue the run in RUN_DIR with its own options (flags given here override them)",
+            "seed": "random seed (weights, BPTT windows, a 'random' --genotype)",
+            "device": "torch device (default: cuda when available, else cpu)",
+        },
+        defaults={"log_every": 100},
     )
-    r.add_argument(
-        "--resume",
-        type=Path,
-        default=None,
-        metavar="RUN_DIR",
-        help="continue the run in RUN_DIR with its own options (flags given here override them)",
-    )
-    r.add_argument("--seed", type=int, default=0, help="random seed")
-    r.add_argument(
-        "--device", type=str, default=None, help="torch device (default: cuda when available, else cpu)"
-    )
-    r.add_argument("--log-every", type=int, default=100, help="steps between log lines")
-    r.add_argument(
-        "--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html/.md"
-    )
-    r.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
     return parser
 
 

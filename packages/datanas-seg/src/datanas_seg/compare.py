@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = train_parser()
     p.prog = "python -m datanas_seg.compare"
     p.description = "Train a searched backbone and parameter-matched random backbones with the same budget."
+    for action in p._actions:  # train's --out help names train's default folder
+        if action.dest == "out":
+            action.help = "output folder, one subfolder per model (default: runs/seg-compare/<time>)"
     g = p.add_argument_group("comparison")
     add_dataclass_options(g, SegCompareConfig)
     g.add_argument(

@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m datanas_seg.train``."""
+    from datanas_core.runtime import add_runtime_args
+
     p = new_parser(
         "python -m datanas_seg.train",
         "Train a derived DataNAS segmentation backbone and report validation/test mIoU.",
@@ -75,13 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_options(g, SegTrainConfig)
     add_options(g, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"})
     g.add_argument(
-        "--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)"
-    )
-    g.add_argument("--out", type=Path, default=None, help="output folder (default: runs/seg-train/<time>)")
-    g.add_argument(
         "--export-config", type=Path, default=None, help="also write an mmseg config for the genotype"
     )
-    g.add_argument("--verbose", "-v", action="count", default=0, help="more log output")
+    # --seed is SegTrainConfig.seed (above): the seed of the training configuration it rebuilds.
+    add_runtime_args(
+        p,
+        ["out", "device", "verbose"],
+        help={
+            "out": "output folder (default: runs/seg-train/<time>)",
+            "device": "torch device (default: cuda if available, else cpu)",
+        },
+    )
     return p
 
 
