@@ -132,14 +132,22 @@ def mixed_node_sum(
     in_edges: Sequence[tuple[int, int]],
     states: Sequence[Tensor],
     prep: PreparedCellSample,
+    shared: dict[int, Any] | None = None,
 ) -> Tensor | None:
-    """Sum of the mixed-op edges ``(edge row, source node)`` into one node; ``None`` if all are skipped."""
+    """Sum of the mixed-op edges ``(edge row, source node)`` into one node; ``None`` if all are skipped.
+
+    ``shared``: a dict that lives for one cell forward, in which the lean edges leaving one node share what
+    depends only on it (``relu(x)``; passed to edges whose forward is :meth:`MixedOp.forward`); ``None``:
+    nothing shared across edges."""
     acc: Tensor | None = None
     for e, src in in_edges:
         if prep.skip(e):
             continue
         px = prep.proxy[e]
-        y = edges[e](
+        edge = edges[e]
+        # only MixedOp's own forward takes ``shared`` (subclasses such as DrNAS' partial-channel edge do not)
+        extra = {"shared": shared} if shared is not None and type(edge).forward is MixedOp.forward else {}
+        y = edge(
             states[src],
             prep.rows[e],
             prep.run[e],
@@ -148,6 +156,7 @@ def mixed_node_sum(
             zero=prep.zero_of(e),
             arch_grad=prep.arch_grad,
             fused=prep.lean,
+            **extra,
         )
         acc = y if acc is None else acc + y
     return acc

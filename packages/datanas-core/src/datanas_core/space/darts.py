@@ -343,8 +343,9 @@ class DartsSearchCell(nn.Module):
 
     def forward(self, s0: Tensor, s1: Tensor, prep: PreparedCellSample) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        shared: dict[int, Any] = {}
         for in_edges in self._nodes:
-            acc = mixed_node_sum(self.edges, in_edges, states, prep)
+            acc = mixed_node_sum(self.edges, in_edges, states, prep, shared)
             states.append(zero_node(states[1], self.C, 2 if self.reduction else 1) if acc is None else acc)
         return torch.cat([states[i] for i in self._concat], dim=1)
 

@@ -368,3 +368,94 @@ def max_pool3x3(x: Tensor, stride: int) -> Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return MaxPool3x3Fn.apply(x, stride)
     return _max_pool_cl(x, stride)
+
+
+class Recompute:
+    """A value recomputed in backward, shared by the autograd functions that need it (computed at most
+    once: the first ``get`` computes it, ``clear`` drops it)."""
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+        self._value: Any = None
+
+    def get(self) -> Any:
+        if self._value is None:
+            self._value = self._fn()
+        return self._value
+
+    def clear(self) -> None:
+        self._value = None
+
+
+def pool_bn_parts(chain: list[nn.Module] | None) -> tuple[str, int, nn.Module, nn.BatchNorm2d] | None:
+    """``(mode, stride, pool, bn)`` when ``chain`` is a hook-free 3x3 pool without channel change followed
+    by a non-affine training-mode BatchNorm (DARTS' search-supernet pooling ops), else ``None``."""
+    from datanas_core.ops import AvgPool3x3, MaxPool3x3, Pool
+
+    if chain is None or len(chain) != 2:
+        return None
+    p, bn = chain
+    if not (isinstance(p, Pool) and p.preprocess is None and _no_hooks(p) and bn_trick_ok(bn)):
+        return None
+    inner = p.pool
+    if type(inner) is MaxPool3x3 and _no_hooks(inner):
+        return "max", inner.stride, inner, bn  # type: ignore[return-value]
+    if type(inner) is AvgPool3x3 and _no_hooks(inner):
+        return "avg", inner.stride, inner, bn  # type: ignore[return-value]
+    return None
+
+
+def pool_recompute(x: Tensor, mode: str, stride: int, pool: nn.Module) -> Recompute:
+    """A :class:`Recompute` of the pool's output for ``x`` (max: ``(output, argmax indices)``)."""
+
+    def fn() -> tuple[Tensor, Tensor | None]:
+        with torch.no_grad():
+            if mode == "max":
+                c, idx = torch.ops.aten.max_pool2d_with_indices(
+                    _to_cl(x), [3, 3], [stride, stride], [1, 1], [1, 1], False
+                )
+                return c, idx
+            return pool(x), None
+
+    return Recompute(fn)
+
+
+class PoolBnFn(torch.autograd.Function):
+    """``bn(pool(x))`` (3x3 max or average pool, non-affine BatchNorm with batch statistics) keeping only
+    ``x`` for backward: the pool output is recomputed through ``holder`` (a :class:`Recompute` that the
+    lean weighted sum shares for its inner product). Returns ``(y, batch mean, batch invstd)``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, mode: str, stride: int, pool: nn.Module, bn: nn.BatchNorm2d, holder: Recompute
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        c = _max_pool_cl(x, stride) if mode == "max" else pool(x)
+        y, mean, invstd = batch_norm_with_stats(bn, c)
+        ctx.mode, ctx.stride, ctx.pool, ctx.holder = mode, stride, pool, holder
+        ctx.save_for_backward(x, mean, invstd)
+        ctx.mark_non_differentiable(mean, invstd)
+        return y, mean, invstd
+
+    @staticmethod
+    def backward(ctx: Any, gy: Tensor, _gm: Any, _gi: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        holder = ctx.holder
+        if not ctx.needs_input_grad[0]:
+            holder.clear()
+            return (None,) * 6
+        x, mean, invstd = ctx.saved_tensors
+        c, idx = holder.get()
+        holder.clear()
+        gc = torch.ops.aten.native_batch_norm_backward(
+            _dense_like(gy, c), c, None, None, None, mean, invstd, True, 0.0, [True, False, False]
+        )[0]
+        s = ctx.stride
+        if ctx.mode == "max":
+            xc = _to_cl(x)
+            gx = torch.ops.aten.max_pool2d_with_indices_backward(
+                _dense_like(gc, xc), xc, [3, 3], [s, s], [1, 1], [1, 1], False, idx
+            ).contiguous(memory_format=_layout(x))
+        else:
+            from datanas_core.ops import avg_pool3x3_adjoint
+
+            gx = avg_pool3x3_adjoint(gc, ctx.pool.reciprocal_counts(x), s, tuple(x.shape[-2:]))
+        return gx, None, None, None, None, None

@@ -48,11 +48,14 @@ from datanas_core.errors import ConfigError, SearchSpaceError
 from datanas_core.ops import OPS, AvgPool3x3, MaxPool3x3, Pool, avg_pool3x3_adjoint, out_size, with_pool_bn
 from datanas_core.sample import CellSample
 from datanas_core.space.fused import (
+    PoolBnFn,
     batch_norm_with_stats,
     bn_trick_ok,
     dw_blocks,
     dw_chain,
     max_pool3x3,
+    pool_bn_parts,
+    pool_recompute,
     relu_layout,
 )
 
@@ -150,9 +153,11 @@ class _ZeroWeightTerms(torch.autograd.Function):
 class _MixedSum(torch.autograd.Function):
     """``sum_k w_k * o_k`` over the graph columns, plus zero-weight columns (value 0) for their gradients.
 
-    Inputs: counts ``ng`` and ``nz``, ``kinds`` (per graph column: whether its output is a non-affine
-    BatchNorm of a kept tensor ``c``), the ``ng`` weights and outputs of the graph columns, ``(c, mean,
-    invstd)`` for each BatchNorm column, the ``nz`` weights (exactly 0) and outputs (computed without autograd)
+    Inputs: counts ``ng`` and ``nz``, ``kinds`` (per graph column: 0 plain output; 1 a non-affine BatchNorm
+    of a kept tensor ``c``; 2 the same with ``c`` recomputed by ``holders[k]``, a
+    :class:`~datanas_core.space.fused.Recompute`; ``-s`` an average pool of stride ``s`` of a kept input),
+    ``holders``, the ``ng`` weights and outputs of the graph columns, ``(c, mean, invstd)`` for each kind-1
+    column, ``(mean, invstd)`` for each kind-2 column, ``(x, reciprocal counts)`` for each pool column, the ``nz`` weights (exactly 0) and outputs (computed without autograd)
     of the zero-weight columns, then the carried tensors (exact-zero gradients). Backward:
     ``dL/do_k = w_k g`` for graph outputs, ``dL/dw_k = <g, o_k>`` for every weight, zeros for the carried
     tensors. What is kept: the outputs whose weight needs a gradient, except BatchNorm outputs, whose inner
@@ -161,9 +166,11 @@ class _MixedSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, ng: int, nz: int, kinds: tuple[int, ...], *rest: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, ng: int, nz: int, kinds: tuple[int, ...], holders: tuple[Any, ...], *rest: Tensor
+    ) -> Tensor:
         ws, outs = rest[:ng], rest[ng : 2 * ng]
-        nb = sum(3 if kd == 1 else (2 if kd < 0 else 0) for kd in kinds)
+        nb = sum(3 if kd == 1 else (2 if (kd < 0 or kd == 2) else 0) for kd in kinds)
         bnsrc = rest[2 * ng : 2 * ng + nb]
         off = 2 * ng + nb
         zshapes = [t.shape for t in rest[off : off + nz]]
@@ -172,7 +179,7 @@ class _MixedSum(torch.autograd.Function):
         out = outs[0] * ws[0]
         for o, wk in zip(outs[1:], ws[1:], strict=True):
             out.addcmul_(o, wk)
-        ctx.ng, ctx.nz, ctx.nb, ctx.zshapes, ctx.kinds = ng, nz, nb, zshapes, kinds
+        ctx.ng, ctx.nz, ctx.nb, ctx.zshapes, ctx.kinds, ctx.holders = ng, nz, nb, zshapes, kinds, holders
         ctx.carried = [(t.shape, t.dtype, t.device) for t in carried]
         keep = [
             o if (wk.requires_grad and kd == 0) else None for o, wk, kd in zip(outs, ws, kinds, strict=True)
@@ -201,23 +208,28 @@ class _MixedSum(torch.autograd.Function):
             if kd < 0:  # average pool (stride -kd) of a kept input: <g, pool(x)> = <pool^T(g), x>
                 x, rc = bnsrc[j : j + 2]
                 j += 2
-                if need[3 + i]:
+                if need[4 + i]:
                     gx = avg_pool3x3_adjoint(g, rc, -kd, tuple(x.shape[-2:]))
                     gws[i] = _inner(x, gx).reshape(ws[i].shape)
-            elif kd == 1:
-                c, mean, invstd = bnsrc[j : j + 3]
-                j += 3
-                if need[3 + i]:
+            elif kd in (1, 2):
+                if kd == 1:
+                    c, mean, invstd = bnsrc[j : j + 3]
+                    j += 3
+                else:  # the BatchNorm input is recomputed (shared with the op's own backward)
+                    mean, invstd = bnsrc[j : j + 2]
+                    j += 2
+                    c = ctx.holders[i].get()[0] if need[4 + i] else None
+                if need[4 + i]:
                     dims = [d for d in range(g.dim()) if d != 1]
                     if gsum is None:
                         gsum = g.sum(dims)
                     gc = (g * c).sum(dims)
                     gws[i] = (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ws[i].shape)
-            elif need[3 + i] and i in kept:
+            elif need[4 + i] and i in kept:
                 gws[i] = _inner(kept[i], g).reshape(ws[i].shape)
-            if need[3 + ng + i]:
+            if need[4 + ng + i]:
                 gos[i] = g * ws[i]
-        base = 3 + 2 * ng + nb
+        base = 4 + 2 * ng + nb
         gzw: list[Tensor | None] = [None] * nz
         for i in range(nz):
             if need[base + i]:
@@ -226,7 +238,7 @@ class _MixedSum(torch.autograd.Function):
             torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
             for i, (shape, dt, dev) in enumerate(ctx.carried)
         ]
-        return (None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
+        return (None, None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
 
 
 def _plain_avg_pool(op: nn.Module) -> AvgPool3x3 | None:
@@ -421,6 +433,7 @@ class MixedOp(nn.Module):
         zero: Collection[int] = (),
         arch_grad: bool = True,
         fused: bool = False,
+        shared: dict[int, Any] | None = None,
     ) -> Tensor:
         """Sum ``weights_row[k] * op_k(x)`` over the active columns.
 
@@ -438,6 +451,8 @@ class MixedOp(nn.Module):
             fused: the lean implementation: one custom autograd function for the weighted sum (the weights'
                 gradients as inner products, nothing kept but the op outputs those need) and one ReLU of
                 ``x`` shared by the ops that start with it. ``False``: plain products and sums (reference).
+            shared: with ``fused``, a per-cell-forward dict in which edges that leave the same node share
+                ``relu(x)`` (computed once, kept once).
 
         Returns:
             The edge output; zeros of the right shape when no non-``none`` column is active.
@@ -446,7 +461,7 @@ class MixedOp(nn.Module):
         out: Tensor | None = None
         w = weights_row.unbind(0) if isinstance(weights_row, Tensor) and len(active) > 1 else weights_row
         if fused:
-            out = self._fused(x, w, active, zero, arch_grad)
+            out = self._fused(x, w, active, zero, arch_grad, shared)
             if grad_proxy:
                 if proxy is None:
                     proxy = _zero_carrier(weights_row, active, len(slots))
@@ -482,9 +497,27 @@ class MixedOp(nn.Module):
         return relu_tail(self.ops[self._slots[k]])
 
     def _fused(
-        self, x: Tensor, w: Sequence[Tensor], active: Sequence[int], zero: Collection[int], arch_grad: bool
+        self,
+        x: Tensor,
+        w: Sequence[Tensor],
+        active: Sequence[int],
+        zero: Collection[int],
+        arch_grad: bool,
+        shared: dict[int, Any] | None = None,
     ) -> Tensor:
         """The lean edge: graph columns and zero-weight columns in one :class:`_MixedSum`."""
+
+        def relu_x() -> Tensor:
+            # relu(x) in the depthwise layout, without autograd (the fused blocks differentiate through x)
+            hit = None if shared is None else shared.get(id(x))
+            if hit is not None and hit[0] is x:
+                return hit[1]
+            with torch.no_grad():
+                r = relu_layout(x)
+            if shared is not None:
+                shared[id(x)] = (x, r)
+            return r
+
         slots = self._slots
         gw: list[Tensor] = []
         go: list[Tensor] = []
@@ -492,6 +525,7 @@ class MixedOp(nn.Module):
         zcols: list[int] = []
         rx: Tensor | None = None
         rxl: Tensor | None = None  # relu(x) in the depthwise convolutions' layout, shared
+        holders: dict[int, Any] = {}  # graph column -> Recompute of its BatchNorm input
         for k in active:
             slot = slots[k]
             if slot < 0:
@@ -508,10 +542,16 @@ class MixedOp(nn.Module):
             elif chain is None:
                 go.append(op(x))
                 bnsrc.append(None)
+            elif (parts := pool_bn_parts(chain)) is not None:
+                mode, stride, pool_mod, bn = parts
+                holder = pool_recompute(x, mode, stride, pool_mod)
+                y, mean, invstd = PoolBnFn.apply(x, mode, stride, pool_mod, bn, holder)
+                go.append(y)
+                bnsrc.append((2, mean, invstd) if w[k].requires_grad else None)
+                holders[len(go) - 1] = holder
             elif (blocks := dw_blocks(chain)) is not None:
                 if rxl is None:
-                    with torch.no_grad():
-                        rxl = relu_layout(x)
+                    rxl = relu_x()
                 go.append(dw_chain(x, rxl, blocks))
                 bnsrc.append(None)
             else:
@@ -547,7 +587,7 @@ class MixedOp(nn.Module):
                         blocks = None if chain is None else dw_blocks(chain)
                         if blocks is not None:
                             if rxl is None:
-                                rxl = relu_layout(x)
+                                rxl = relu_x()
                             zo.append(dw_chain(x, rxl, blocks))
                             continue
                         tail = self._relu_tail(k)
@@ -569,7 +609,8 @@ class MixedOp(nn.Module):
             return zero_weight_terms(base, zw, zo, carried) if (zw or carried) else base
         kinds = tuple(0 if b is None else b[0] for b in bnsrc)
         bn_flat = [t for b in bnsrc if b is not None for t in b[1:]]
-        return _MixedSum.apply(len(go), len(zw), kinds, *gw, *go, *bn_flat, *zw, *zo, *carried)
+        hold = tuple(holders.get(i) for i in range(len(go)))
+        return _MixedSum.apply(len(go), len(zw), kinds, hold, *gw, *go, *bn_flat, *zw, *zo, *carried)
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
