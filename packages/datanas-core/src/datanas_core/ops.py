@@ -227,11 +227,22 @@ def _box3(x: Tensor) -> Tensor:
 
     The 3x3 box filter with zero padding is symmetric, so it is also its own transpose (used in backward).
     """
-    r = x.clone()
-    r[..., :, 1:] += x[..., :, :-1]
+    if x.requires_grad and torch.is_grad_enabled():  # differentiable (``out=`` is not)
+        r = x.clone()
+        r[..., :, 1:] += x[..., :, :-1]
+        r[..., :, :-1] += x[..., :, 1:]
+        out = r.clone()
+        out[..., 1:, :] += r[..., :-1, :]
+        out[..., :-1, :] += r[..., 1:, :]
+        return out
+    # the same additions in the same order (x[i] + x[i-1], then + x[i+1]) without the two full copies
+    r = torch.empty_like(x)
+    r[..., :, :1] = x[..., :, :1]
+    torch.add(x[..., :, 1:], x[..., :, :-1], out=r[..., :, 1:])
     r[..., :, :-1] += x[..., :, 1:]
-    out = r.clone()
-    out[..., 1:, :] += r[..., :-1, :]
+    out = torch.empty_like(r)
+    out[..., :1, :] = r[..., :1, :]
+    torch.add(r[..., 1:, :], r[..., :-1, :], out=out[..., 1:, :])
     out[..., :-1, :] += r[..., 1:, :]
     return out
 
