@@ -189,13 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--w-lr",
             "--arch-warmup-epochs",
         ],
-        defaults={"--estimator": "egs", "--samples": 4, "--a-lr": 3e-3},
+        defaults={"--estimator": "egs", "--samples": 4},
         help={
             "--preset": "method preset of the search (see datanas_vision.search)",
             "--samples": "EGS samples M (4: the setting that beat random cells, see README)",
             "--reg": "regularizer spec of the search (see datanas_vision.search)",
-            "--a-lr": "architecture learning rate (DATA's 3e-4 barely moves the distribution in a short search)",
-            "--w-lr": "supernet weight learning rate (default 0.025)",
+            "--a-lr": "architecture learning rate of the search (default: the search CLI's budget-aware lr, "
+            "arch_travel 24 over the architecture steps; DATA's 3e-4 barely moves the distribution in a short "
+            "search)",
+            "--w-lr": "supernet weight learning rate (default: the search CLI's, 0.1 without --preset)",
             "--arch-warmup-epochs": "search epochs before the architecture is updated",
         },
     )

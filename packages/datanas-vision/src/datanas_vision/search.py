@@ -1,8 +1,11 @@
 """Architecture search for image classification: ``python -m datanas_vision.search``.
 
-With no arguments it searches the DARTS space on scikit-learn's 8x8 digits with a small supernet (EGS with
-M=2 samples and the ADC regulariser, DATA's defaults), writes a run directory under ``runs/`` with the
-derived ``genotype.json`` and a report, and prints where they are. Every core estimator, executor,
+With no arguments (``make demo``) it searches the DARTS space on scikit-learn's 8x8 digits with a small
+supernet for 15 epochs, with DATA's estimator (EGS with the exact straight-through gradient, M=4 samples, the
+ADC regulariser) and the budget-aware architecture schedule of :data:`DEFAULT_METHOD`, so that a search of
+a couple of hundred architecture steps ends decided; it writes a run directory under ``runs/`` with the
+derived ``genotype.json`` and a report, and prints where they are and how to retrain the cell against random
+cells (``python -m datanas_vision.compare --genotype RUN_DIR``). Every core estimator, executor,
 regulariser and derivation rule is selectable; ``--space nb201`` also prints and saves (``nb201.txt``) the
 derived cell in NAS-Bench-201 string form.
 
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
@@ -40,9 +45,38 @@ if TYPE_CHECKING:
     from datanas_core.search import SearchConfig, Searcher
     from datanas_vision.data import VisionData
 
-__all__ = ["build_parser", "build_searcher", "main"]
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_METHOD", "build_parser", "build_searcher", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: Search epochs without ``--epochs`` (the no-argument demo: 15 epochs of 12 steps on digits).
+DEFAULT_EPOCHS = 15
+
+#: The :class:`~datanas_core.search.SearchConfig` settings of a search without ``--preset`` (flags override
+#: each of them). DATA's estimator as published - EGS with the exact straight-through gradient (native
+#: executor) and ADC 0.1 - with M=4 samples and the budget-aware architecture schedule of the NB201 study's
+#: ``egs_m4_travel`` setting (``docs/results/nb201-study``): per-step schedules, architecture lr = 24 / its
+#: steps under a cosine decay to 0, and a weights-only warm-up of the first fifth of the epochs
+#: (:func:`default_arch_warmup`). ``w_lr`` 0.1 trains the small digits supernet fast enough for its
+#: convolutions to compete with the parameter-free ops. DATA's published lr (3e-4 for ~39k steps) moves the
+#: logits by < 0.1 in the demo's ~150 steps: normalised entropy 1.000, an undecided, noise-picked cell
+#: (docs/results/demo).
+DEFAULT_METHOD: Mapping[str, Any] = MappingProxyType(
+    {
+        "estimator": "egs",
+        "estimator_options": MappingProxyType({"samples": 4}),
+        "regularizers": ({"type": "adc", "weight": 0.1},),
+        "schedule_unit": "step",
+        "arch_travel": 24.0,
+        "a_lr_schedule": "cosine:1:0",
+        "w_lr": 0.1,
+    }
+)
+
+
+def default_arch_warmup(epochs: int) -> int:
+    """Weights-only epochs of a search without ``--preset`` or ``--arch-warmup-epochs``: a fifth of them."""
+    return epochs // 5
 
 
 def _registry_names() -> tuple[list[str], list[str], list[str]]:
@@ -90,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
             "schedules for short budgets. An unsupported (preset, space) pair is an error naming the "
             "supported spaces",
             "--estimator": "architecture estimator (default: egs)",
+            "--samples": "architecture samples M per step (egs, gumbel; default 4 without --preset)",
         },
     )
     cli_options.add_options(
@@ -113,14 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_options.add_options(m, ["--order"])
     o = p.add_argument_group("optimisation")
-    cli_options.add_options(o, ["--epochs"], defaults={"--epochs": 10})
+    cli_options.add_options(o, ["--epochs"], defaults={"--epochs": DEFAULT_EPOCHS})
     cli_options.add_dataclass_options(o, VisionSearchSettings, ["batch_size"])
     cli_options.add_options(
         o,
         ["--w-optimizer", "--w-lr", "--a-lr", "--arch-warmup-epochs"],
         help={
             "--w-optimizer": "supernet weight optimiser (default sgd)",
-            "--w-lr": "weight learning rate (cosine schedule; default 0.025)",
+            "--w-lr": "weight learning rate (cosine schedule; default 0.1 without --preset, else the "
+            "preset's)",
+            "--a-lr": "architecture learning rate (Adam); without --preset the lr is budget-aware "
+            "(--arch-travel 24) unless --a-lr is given",
+            "--arch-warmup-epochs": "epochs that train the weights only before the architecture is updated "
+            "(default: a fifth of --epochs without --preset, else the preset's)",
         },
     )
     cli_options.add_dataclass_options(
@@ -176,7 +216,9 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         # the preset's recipe for this space (rule, carriers, NB201 recipes; warm-up scaled to --epochs)
         base = SearchConfig.preset(args.preset, _space(args.space), epochs=args.epochs).to_dict()
     else:
-        base = SearchConfig().to_dict()
+        # DEFAULT_METHOD over core's defaults; the warm-up is a fifth of --epochs
+        method = {**DEFAULT_METHOD, "estimator_options": dict(DEFAULT_METHOD["estimator_options"])}
+        base = SearchConfig(**method, arch_warmup_epochs=default_arch_warmup(args.epochs)).to_dict()
     changes: dict[str, Any] = {"epochs": args.epochs, "seed": seed}
     est_opts = dict(base["estimator_options"])
     if args.estimator is not None and args.estimator != base["estimator"]:
@@ -194,10 +236,12 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         if value is not None:
             changes[key] = value
     changes.update(method.search_config_changes())
+    if not args.preset and "a_lr" in changes and "arch_travel" not in changes:
+        changes["arch_travel"] = None  # an explicit --a-lr replaces the default budget-aware lr
     if method.rule_option:
         changes["rule_options"] = parse_kv(method.rule_option, "--rule-option")
     saved = cli_options.resumed_search_config(args)
-    if args.preset and args.arch_warmup_epochs is None and saved and "arch_warmup_epochs" in saved:
+    if args.arch_warmup_epochs is None and saved and "arch_warmup_epochs" in saved:
         changes["arch_warmup_epochs"] = saved["arch_warmup_epochs"]  # extending keeps the run's warm-up
     if changes.get("order") == "second" and base.get("step_order") != "arch_first":
         changes["step_order"] = "arch_first"
@@ -345,11 +389,34 @@ def _run(args: argparse.Namespace, opts: Any, dry_run: Any, run_search: Any, run
             extra["NB201 string"] = text
         if table is not None:
             extra[f"benchmark ({table.source})"] = table.score(genotype).describe()
+        extra["next"] = compare_hint(args, run_dir)
         cli_options.print_search_summary("vision search", run_dir, result, searcher, extra=extra)
         return result
 
     run_seeds(run_one, opts.seeds, opts.out)
     return 0
+
+
+def compare_hint(args: argparse.Namespace, run_dir: Path) -> str:
+    """The command that retrains the derived cell against random cells of the space at equal budget
+    (printed at the end of a search; ``make demo`` ends with it)."""
+    if args.space not in ("darts", "darts_ext", "nb201"):
+        return f"retrain the cell: python -m datanas_vision.train --genotype {run_dir}"
+    data = [] if args.data == "digits" else ["--data", args.data]
+    if getattr(args, "data_dir", None) is not None:
+        data += ["--data-dir", str(args.data_dir)]
+    space = [] if args.space == "darts" else ["--space", args.space]
+    cmd = [
+        "python -m datanas_vision.compare",
+        *data,
+        *space,
+        "--genotype",
+        str(run_dir),
+        "--random 5",
+        "--out",
+        str(Path(run_dir) / "compare"),
+    ]
+    return "check the cell against 5 random cells at equal retraining budget: " + " ".join(cmd)
 
 
 def _load_benchmark(args: argparse.Namespace) -> Any:
