@@ -78,7 +78,7 @@ def test_search_config_from_flags():
     )
     assert cfg.estimator_options == {}
     default = search_cli.search_config(_args([]), seed=0)
-    assert default.estimator == "egs" and default.estimator_options == {"samples": 2}
+    assert default.estimator == "egs" and default.estimator_options == {"samples": 4}  # DEFAULT_METHOD
     assert default.regularizers == ({"type": "adc", "weight": 0.1},)
     m4 = search_cli.search_config(_args(["--samples", "4", "--reg", "adc:0.3", "--reg", "l2",
                                          "--estimator-option", "tau=linear:3:1"]), seed=0)  # fmt: skip
