@@ -132,7 +132,7 @@ def mixed_node_sum(
     in_edges: Sequence[tuple[int, int]],
     states: Sequence[Tensor],
     prep: PreparedCellSample,
-    shared: dict[int, Any] | None = None,
+    shared: dict[Any, Any] | None = None,
 ) -> Tensor | None:
     """Sum of the mixed-op edges ``(edge row, source node)`` into one node; ``None`` if all are skipped.
 

@@ -343,7 +343,7 @@ class DartsSearchCell(nn.Module):
 
     def forward(self, s0: Tensor, s1: Tensor, prep: PreparedCellSample) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        shared: dict[int, Any] = {}
+        shared: dict[Any, Any] = {}
         for in_edges in self._nodes:
             acc = mixed_node_sum(self.edges, in_edges, states, prep, shared)
             states.append(zero_node(states[1], self.C, 2 if self.reduction else 1) if acc is None else acc)

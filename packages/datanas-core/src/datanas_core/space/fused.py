@@ -459,3 +459,18 @@ class PoolBnFn(torch.autograd.Function):
 
             gx = avg_pool3x3_adjoint(gc, ctx.pool.reciprocal_counts(x), s, tuple(x.shape[-2:]))
         return gx, None, None, None, None, None
+
+
+def pool_bn_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Batch mean and inverse standard deviation with which ``bn`` (training mode) would normalise ``c``,
+    updating its running statistics exactly as its forward would, without computing the normalised output."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    track = bn.track_running_stats and bn.running_mean is not None
+    if track and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    mean, var = torch.batch_norm_update_stats(
+        c, bn.running_mean if track else None, bn.running_var if track else None, momentum
+    )
+    return mean, torch.rsqrt(var + bn.eps)

@@ -26,8 +26,12 @@ autograd function (:class:`_MixedSum`) that computes ``dL/dw_k = <g, o_k>`` as i
 what those need: nothing for outputs whose weight needs no gradient; for ops ending in a non-affine
 BatchNorm, the BatchNorm input (kept by BatchNorm's own backward anyway) and its batch statistics instead of
 its output; for average pools, their input (the inner product goes through the pool's adjoint). The ops of
-an edge that start with a ReLU share one ``relu(x)``. Same values and gradients as the plain products and
-sums (up to rounding), which ``CellSample.plain_exact`` keeps reachable for reference.
+an edge that start with a ReLU share one ``relu(x)``. DARTS' separable and dilated convolutions run as fused
+blocks and its pooling ops with their BatchNorm as one function each (:mod:`datanas_core.space.fused`:
+depthwise convolutions in channels-last layout, only block inputs and outputs kept, the pool output
+recomputed in backward and shared with the weight's inner product); with a per-cell ``shared`` dict the
+edges that leave one node share ``relu(x)``. Same values and gradients as the plain products and sums (up to
+rounding), which ``CellSample.plain_exact`` keeps reachable for reference.
 
 :class:`PreparedCellSample` is the per-forward view of a :class:`~datanas_core.sample.CellSample` that the
 cells of one type share: weights split into scalars once, the columns to run per edge and the gradient
@@ -55,6 +59,7 @@ from datanas_core.space.fused import (
     dw_chain,
     max_pool3x3,
     pool_bn_parts,
+    pool_bn_stats,
     pool_recompute,
     relu_layout,
 )
@@ -167,7 +172,13 @@ class _MixedSum(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, ng: int, nz: int, kinds: tuple[int, ...], holders: tuple[Any, ...], *rest: Tensor
+        ctx: Any,
+        ng: int,
+        nz: int,
+        kinds: tuple[int, ...],
+        holders: tuple[Any, ...],
+        zstats: tuple[Any, ...],
+        *rest: Tensor,
     ) -> Tensor:
         ws, outs = rest[:ng], rest[ng : 2 * ng]
         nb = sum(3 if kd == 1 else (2 if (kd < 0 or kd == 2) else 0) for kd in kinds)
@@ -180,6 +191,7 @@ class _MixedSum(torch.autograd.Function):
         for o, wk in zip(outs[1:], ws[1:], strict=True):
             out.addcmul_(o, wk)
         ctx.ng, ctx.nz, ctx.nb, ctx.zshapes, ctx.kinds, ctx.holders = ng, nz, nb, zshapes, kinds, holders
+        ctx.zstats = zstats
         ctx.carried = [(t.shape, t.dtype, t.device) for t in carried]
         keep = [
             o if (wk.requires_grad and kd == 0) else None for o, wk, kd in zip(outs, ws, kinds, strict=True)
@@ -208,7 +220,7 @@ class _MixedSum(torch.autograd.Function):
             if kd < 0:  # average pool (stride -kd) of a kept input: <g, pool(x)> = <pool^T(g), x>
                 x, rc = bnsrc[j : j + 2]
                 j += 2
-                if need[4 + i]:
+                if need[5 + i]:
                     gx = avg_pool3x3_adjoint(g, rc, -kd, tuple(x.shape[-2:]))
                     gws[i] = _inner(x, gx).reshape(ws[i].shape)
             elif kd in (1, 2):
@@ -218,27 +230,38 @@ class _MixedSum(torch.autograd.Function):
                 else:  # the BatchNorm input is recomputed (shared with the op's own backward)
                     mean, invstd = bnsrc[j : j + 2]
                     j += 2
-                    c = ctx.holders[i].get()[0] if need[4 + i] else None
-                if need[4 + i]:
+                    c = ctx.holders[i].get()[0] if need[5 + i] else None
+                if need[5 + i]:
                     dims = [d for d in range(g.dim()) if d != 1]
                     if gsum is None:
                         gsum = g.sum(dims)
                     gc = (g * c).sum(dims)
                     gws[i] = (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ws[i].shape)
-            elif need[4 + i] and i in kept:
+            elif need[5 + i] and i in kept:
                 gws[i] = _inner(kept[i], g).reshape(ws[i].shape)
-            if need[4 + ng + i]:
+            if need[5 + ng + i]:
                 gos[i] = g * ws[i]
-        base = 4 + 2 * ng + nb
+        base = 5 + 2 * ng + nb
         gzw: list[Tensor | None] = [None] * nz
         for i in range(nz):
             if need[base + i]:
-                gzw[i] = _inner(zouts[i], g).reshape(ctx.zshapes[i])
+                st = ctx.zstats[i] if ctx.zstats else None
+                if st is None:
+                    gzw[i] = _inner(zouts[i], g).reshape(ctx.zshapes[i])
+                else:  # a BatchNorm output given by its input (zouts[i]) and batch statistics
+                    mean, invstd = st
+                    dims = [d for d in range(g.dim()) if d != 1]
+                    if gsum is None:
+                        gsum = g.sum(dims)
+                    gc = (g * zouts[i]).sum(dims)
+                    gzw[i] = (
+                        (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ctx.zshapes[i])
+                    )
         gc_ = [
             torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
             for i, (shape, dt, dev) in enumerate(ctx.carried)
         ]
-        return (None, None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
+        return (None, None, None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
 
 
 def _plain_avg_pool(op: nn.Module) -> AvgPool3x3 | None:
@@ -282,6 +305,20 @@ def _run_leaf(m: nn.Module, z: Tensor) -> Tensor:
     elif isinstance(m, MaxPool3x3) and not (m._forward_hooks or m._forward_pre_hooks):
         return max_pool3x3(z, m.stride)
     return m(z)
+
+
+def _shared_pool(x: Tensor, parts: tuple[Any, ...], shared: dict[Any, Any] | None) -> Tensor:
+    """``pool(x)`` without autograd for a :func:`~datanas_core.space.fused.pool_bn_parts` op, computed once per
+    node, mode and stride when ``shared`` (the per-cell dict) is given."""
+    mode, stride, pool = parts[0], parts[1], parts[2]
+    key = (id(x), mode, stride)
+    hit = None if shared is None else shared.get(key)
+    if hit is not None and hit[0] is x:
+        return hit[1]
+    c = max_pool3x3(x, stride) if mode == "max" else pool(x)
+    if shared is not None:
+        shared[key] = (x, c)
+    return c
 
 
 def relu_tail(op: nn.Module) -> Any:
@@ -433,7 +470,7 @@ class MixedOp(nn.Module):
         zero: Collection[int] = (),
         arch_grad: bool = True,
         fused: bool = False,
-        shared: dict[int, Any] | None = None,
+        shared: dict[Any, Any] | None = None,
     ) -> Tensor:
         """Sum ``weights_row[k] * op_k(x)`` over the active columns.
 
@@ -503,7 +540,7 @@ class MixedOp(nn.Module):
         active: Sequence[int],
         zero: Collection[int],
         arch_grad: bool,
-        shared: dict[int, Any] | None = None,
+        shared: dict[Any, Any] | None = None,
     ) -> Tensor:
         """The lean edge: graph columns and zero-weight columns in one :class:`_MixedSum`."""
 
@@ -526,6 +563,7 @@ class MixedOp(nn.Module):
         rx: Tensor | None = None
         rxl: Tensor | None = None  # relu(x) in the depthwise convolutions' layout, shared
         holders: dict[int, Any] = {}  # graph column -> Recompute of its BatchNorm input
+        zstats: dict[int, tuple[Tensor, Tensor]] = {}  # zero column -> BatchNorm statistics of its output
         for k in active:
             slot = slots[k]
             if slot < 0:
@@ -584,6 +622,14 @@ class MixedOp(nn.Module):
                 with torch.no_grad():
                     for k, m in zip(zcols, mods, strict=True):
                         chain = _chain(m)
+                        parts = pool_bn_parts(chain)
+                        if parts is not None:
+                            # BatchNorm(pool(x)) as the pool output (shared by the edges leaving this node)
+                            # and this BatchNorm's batch statistics (running statistics updated alike)
+                            c = _shared_pool(x, parts, shared)
+                            zstats[len(zo)] = pool_bn_stats(parts[3], c)
+                            zo.append(c)
+                            continue
                         blocks = None if chain is None else dw_blocks(chain)
                         if blocks is not None:
                             if rxl is None:
@@ -606,11 +652,14 @@ class MixedOp(nn.Module):
             carried = [t for t in carried if t.requires_grad]
         if not go:
             base = self.zeros(x)
+            for i, (mean, invstd) in zstats.items():  # materialise the BatchNorm outputs
+                zo[i] = (zo[i] - mean[:, None, None]) * invstd[:, None, None]
             return zero_weight_terms(base, zw, zo, carried) if (zw or carried) else base
         kinds = tuple(0 if b is None else b[0] for b in bnsrc)
         bn_flat = [t for b in bnsrc if b is not None for t in b[1:]]
         hold = tuple(holders.get(i) for i in range(len(go)))
-        return _MixedSum.apply(len(go), len(zw), kinds, hold, *gw, *go, *bn_flat, *zw, *zo, *carried)
+        zst = tuple(zstats.get(i) for i in range(len(zo)))
+        return _MixedSum.apply(len(go), len(zw), kinds, hold, zst, *gw, *go, *bn_flat, *zw, *zo, *carried)
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
