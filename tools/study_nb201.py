@@ -47,6 +47,13 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "M=4, a_lr 3e-3, 3 warm-up epochs, ADC 0.1 (the core README's short-search advice)",
         "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
     ),
+    "egs_m4_decide": (
+        "EGS (DATA)",
+        "egs_m4 + progressive edge decisions between 10 % and 70 % of the architecture steps (the cell is final "
+        "for the last 30 %)",
+        "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
+        "--progressive-decisions 0.1 0.7".split(),
+    ),
     "egs_m4_uniform": (
         "EGS (DATA)",
         "egs_m4 + uniform (fair) path sampling for the weight step",
@@ -108,6 +115,17 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "GDAS",
         "--preset gdas (tau 10 -> 0.1, sparse executor as in AutoDL)",
         "--preset gdas --executor sparse".split(),
+    ),
+    "gdas_w3": (
+        "GDAS",
+        "--preset gdas with 3 weights-only warm-up epochs (not in the published recipe)",
+        "--preset gdas --arch-warmup-epochs 3 --executor sparse".split(),
+    ),
+    "gdas_w3_travel": (
+        "GDAS",
+        "gdas_w3 with the budget-aware architecture lr (arch_travel 24 over the architecture steps, cosine)",
+        "--preset gdas --arch-warmup-epochs 3 --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0 "
+        "--executor sparse".split(),
     ),
     "drnas": (
         "DrNAS",

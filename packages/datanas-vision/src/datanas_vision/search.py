@@ -174,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
             "arch_travel",
             "a_lr_warmup",
             "a_lr_schedule",
+            "progressive_decisions",
         ],
+        metavars={"progressive_decisions": ("START", "END")},
     )
     cli_options.add_options(
         o,
