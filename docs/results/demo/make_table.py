@@ -1,6 +1,7 @@
 """Build the demo results table from the runs copied into ``runs/`` (see README.md for the commands).
 
-Usage: python docs/results/demo/make_table.py   (prints the Markdown table)
+Usage: python docs/results/demo/make_table.py [DIR]   (prints the Markdown table; DIR defaults to ``runs``,
+the searches at commit 72a0205; ``runs_head`` holds the re-run at commits e07daab-16f950a)
 
 ``runs/search_s{S}/``: summary.json, metrics.jsonl, genotype.json, genotypes/, seconds.txt of search seed S;
 ``runs/compare_r{R}_s{S}.json``: ``compare.json`` of retraining seed R with the cell of search seed S (the
@@ -24,7 +25,7 @@ def out(line: str) -> None:
 
 
 def main() -> None:
-    runs = HERE / "runs"
+    runs = HERE / (sys.argv[1] if len(sys.argv) > 1 else "runs")
     seeds = sorted(int(p.name.split("_s")[1]) for p in runs.glob("search_s*"))
     rseeds = sorted({int(p.name.split("_r")[1].split("_")[0]) for p in runs.glob("compare_r*_s*.json")})
     out(
