@@ -495,3 +495,30 @@ def test_tiny_darts_search_report_with_derived_size(tmp_path: Path) -> None:
         nodes = {g.get("data-node") for g in root.iter(f"{ns}g") if g.get("class") == "node"}
         assert nodes == {"0", "1", "2", "3", "4", "5", "out"}  # all 4 intermediate nodes, even without inputs
     assert "Derived network" in (tmp_path / "report.md").read_text()
+
+
+def test_collapse_is_not_checked_in_warmup_ties_or_reduction_cells() -> None:
+    space = ToySpace(ops=("none", "skip_connect", "avg_pool"), cell_types=("normal", "reduce"))
+    s = _searcher(epochs=4, space=space)
+    mon = CollapseMonitor()
+    with torch.no_grad():
+        for p in s.distribution.parameters():
+            p.zero_()
+    rec: dict[str, Any] = {"epoch": 0}
+    mon.on_epoch_end(s, rec)  # every edge ties: the derived cell means nothing
+    assert rec["collapse_flag"] is False and "uniform" in rec["collapse_skipped"]
+    assert rec["collapse"]  # the statistics are still recorded
+    with torch.no_grad():
+        for p in s.distribution.parameters():
+            p.add_(torch.linspace(0, 1, p.numel()).view_as(p))
+    rec = {"epoch": 1}
+    mon.on_epoch_end(s, rec)
+    assert rec["collapse_flag"] is True and "collapse_skipped" not in rec
+    only_reduce = CollapseMonitor(exempt_cell_types=("normal", "reduce"))
+    rec = {"epoch": 1}
+    only_reduce.on_epoch_end(s, rec)
+    assert rec["collapse_flag"] is False  # every cell type exempt
+    warm = _searcher(epochs=4, space=space, arch_warmup_epochs=2)
+    rec = {"epoch": 1}
+    CollapseMonitor().on_epoch_end(warm, rec)
+    assert rec["collapse_skipped"] == "weights-only warm-up"

@@ -250,6 +250,13 @@ class CollapseMonitor:
 
     Adds ``collapse`` (per-cell :func:`collapse_stats`), ``collapse_param_free_share`` (max over cell types),
     ``collapse_entropy`` (mean over cell types) and ``collapse_flag`` to the epoch record.
+
+    Not checked (``collapse_flag`` false, ``collapse_skipped`` says why): during the weights-only warm-up and
+    while every edge's probabilities are still exactly equal, when the derived cell comes from ties and says
+    nothing about the search; and cell types in
+    ``exempt_cell_types`` (default ``("reduce",)``: pooling is a legitimate choice in a reduction cell, and
+    the published DARTS-V2 reduction cell is itself all max pooling; the DARTS collapse is a normal-cell
+    effect). Their statistics are still recorded.
     """
 
     def __init__(
@@ -260,7 +267,9 @@ class CollapseMonitor:
         early_stop: bool = False,
         patience: int = 3,
         param_free_ops: Iterable[str] | None = None,
+        exempt_cell_types: Iterable[str] = ("reduce",),
     ) -> None:
+        self.exempt_cell_types = tuple(exempt_cell_types)
         self.max_param_free_share = max_param_free_share
         self.max_skip = max_skip
         self.early_stop = early_stop
@@ -288,7 +297,19 @@ class CollapseMonitor:
         if ents:
             record["collapse_entropy"] = sum(ents) / len(ents)
         reasons = []
+        skipped = None
+        warmup = int(getattr(getattr(searcher, "config", None), "arch_warmup_epochs", 0) or 0)
+        epoch = record.get("epoch")
+        if isinstance(epoch, int) and epoch < warmup:
+            skipped = "weights-only warm-up"
+        elif all(bool((p == p[..., :1]).all()) for p in probs.values()):
+            skipped = "uniform architecture distribution (the derived cell comes from ties)"
+        if skipped is not None:
+            record["collapse_skipped"] = skipped
+            stats = {}
         for ct, s in stats.items():
+            if ct in self.exempt_cell_types:
+                continue
             if s["param_free_share"] > self.max_param_free_share:
                 reasons.append(
                     f"{ct}: {s['param_free']}/{s['edges']} kept edges are parameter-free "
