@@ -92,9 +92,14 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
     ),
     "data_decide": (
         "EGS (DATA)",
-        "--preset data_decide (data_short + progressive edge decisions between 10 % and 50 % of the "
-        "architecture steps)",
+        "--preset data_decide (EGS M=4, 3 weights-only epochs, arch lr 0.84 / arch steps under a cosine decay, "
+        "progressive edge decisions between 10 % and 70 % of the architecture steps)",
         "--preset data_decide --executor exact".split(),
+    ),
+    "data_short_decide": (
+        "EGS (DATA)",
+        "--preset data_short + progressive edge decisions between 10 % and 50 % of the architecture steps",
+        "--preset data_short --progressive-decisions 0.1 0.5 --executor exact".split(),
     ),
     "data_m4": (
         "EGS (DATA)",
