@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZIP = REPO.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.zip"
 
 #: The settings of the grid: name -> (estimator, description, flags of datanas_vision.search).
+#: Settings without ``--preset`` spell out every option the vision CLI's no-preset defaults would otherwise set
+#: (``datanas_vision.search.DEFAULT_METHOD``: w_lr, schedule unit, architecture-lr schedule), so a setting
+#: keeps its meaning when those defaults change.
 #: The executor and the derivation rule are always explicit: EGS, DARTS and DrNAS run the exact mixed edge
 #: (DATA's straight-through gradient for EGS), GDAS its sparse one (only the sampled op runs, as in AutoDL's
 #: GDAS); every setting derives one op per NB201 edge (``argmax_edge``, NB201's rule).
@@ -45,45 +48,47 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
     "egs_m4": (
         "EGS (DATA)",
         "M=4, a_lr 3e-3, 3 warm-up epochs, ADC 0.1 (the core README's short-search advice)",
-        "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+        "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
+        "--w-lr 0.025 --schedule-unit epoch --a-lr-schedule const:1".split(),
     ),
     "egs_m4_decide": (
         "EGS (DATA)",
-        "egs_m4 + progressive edge decisions between 10 % and 70 % of the architecture steps (the cell is final "
-        "for the last 30 %)",
+        "EGS M=4, a_lr 3e-3 under a cosine decay per architecture step, w_lr 0.1, 3 warm-up epochs, ADC 0.1, "
+        "progressive edge decisions between 10 % and 70 % of the architecture steps (the cell is final for "
+        "the last 30 %); the same configuration as --preset data_decide",
         "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
-        "--progressive-decisions 0.1 0.7".split(),
+        "--progressive-decisions 0.1 0.7 --w-lr 0.1 --schedule-unit step --a-lr-schedule cosine:1:0".split(),
     ),
     "egs_m4_uniform": (
         "EGS (DATA)",
         "egs_m4 + uniform (fair) path sampling for the weight step",
         "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
-        "--weight-sampling uniform".split(),
+        "--weight-sampling uniform --w-lr 0.025 --schedule-unit epoch --a-lr-schedule const:1".split(),
     ),
     "egs_m4_travel": (
         "EGS (DATA)",
         "egs_m4 with the budget-aware architecture lr of data_short (arch_travel 24 over the architecture "
         "steps, cosine decay, per-step schedules) and distribution weight sampling",
         "--estimator egs --samples 4 --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0 "
-        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact --w-lr 0.025".split(),
     ),
     "egs_m4_t8": (
         "EGS (DATA)",
         "egs_m4 with a shorter budget-aware travel (arch_travel 8 over the architecture steps, cosine decay)",
         "--estimator egs --samples 4 --schedule-unit step --arch-travel 8 --a-lr-schedule cosine:1:0 "
-        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+        "--arch-warmup-epochs 3 --reg adc:0.1 --executor exact --w-lr 0.025".split(),
     ),
     "egs_m4_t8_w5": (
         "EGS (DATA)",
         "egs_m4_t8 with 5 weights-only warm-up epochs (decisions start on a better-trained supernet)",
         "--estimator egs --samples 4 --schedule-unit step --arch-travel 8 --a-lr-schedule cosine:1:0 "
-        "--arch-warmup-epochs 5 --reg adc:0.1 --executor exact".split(),
+        "--arch-warmup-epochs 5 --reg adc:0.1 --executor exact --w-lr 0.025".split(),
     ),
     "egs_m4_t12_ramp": (
         "EGS (DATA)",
         "travel 12 with the architecture lr ramped over the first 40 % of architecture steps, then cosine",
         "--estimator egs --samples 4 --schedule-unit step --arch-travel 12 --a-lr-warmup 0.4 "
-        "--a-lr-schedule cosine:1:0 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact".split(),
+        "--a-lr-schedule cosine:1:0 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact --w-lr 0.025".split(),
     ),
     "data_short": (
         "EGS (DATA)",
