@@ -15,7 +15,18 @@ from datanas_lm import LMSearchTask, RNNSpace
 from datanas_lm.data.text import LMBatch
 
 V, H, T, B = 20, 6, 4, 3
-RNN_PRESETS = {"data", "data_m4", "data_m7", "data_short", "darts", "darts2", "gdas", "snas", "drnas"}
+RNN_PRESETS = {
+    "data",
+    "data_m4",
+    "data_m7",
+    "data_short",
+    "data_decide",
+    "darts",
+    "darts2",
+    "gdas",
+    "snas",
+    "drnas",
+}
 
 
 def _batch(stream: str, seed: int) -> LMBatch:

@@ -13,7 +13,18 @@ from datanas_core.search import SearchConfig, build_searcher
 from datanas_core.search.config import PRESETS
 from datanas_seg.space import SegDartsSpace
 
-SEG_PRESETS = {"data", "data_m4", "data_m7", "data_short", "darts", "darts2", "gdas", "snas", "drnas"}
+SEG_PRESETS = {
+    "data",
+    "data_m4",
+    "data_m7",
+    "data_short",
+    "data_decide",
+    "darts",
+    "darts2",
+    "gdas",
+    "snas",
+    "drnas",
+}
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
