@@ -118,7 +118,8 @@ def test_undecided_search_says_so_and_what_to_change(caplog: pytest.LogCaptureFi
     assert last["decided"] is False and last["decision_entropy"] > 0.99
     assert set(last["decision"]) == set(s.space.cells())
     verdict = last["decision_verdict"]
-    assert "not supported by the search" in verdict and "data_short" in verdict
+    assert "not supported by the search" in verdict and "data_decide" in verdict
+    assert "--progressive-decisions" in verdict and "--arch-travel" in verdict
     assert "UNDECIDED" in caplog.text
 
 

@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices={"--preset": sorted(PRESETS), "--estimator": estimators},
         help={
             "--preset": "a method's published recipe for the chosen --space (derivation rule, GDAS carriers, "
-            "DrNAS stages chosen per space; explicit flags override them); data_short: DATA with per-step "
-            "schedules for short budgets. An unsupported (preset, space) pair is an error naming the "
+            "DrNAS stages chosen per space; explicit flags override them); data_short / data_decide: DATA with "
+            "per-step schedules for short budgets, data_decide also deciding the edges progressively (the "
+            "NB201 study's best short-budget recipe). An unsupported (preset, space) pair is an error naming the "
             "supported spaces",
             "--estimator": "architecture estimator (default: egs)",
             "--samples": "architecture samples M per step (egs, gumbel; default 4 without --preset)",
