@@ -104,12 +104,15 @@ DEFAULT_RESUME_IGNORE = frozenset(
 #: the number of epochs, checkpoint cadence and logging. They are matched as top-level keys of the run's
 #: ``config``, of the searcher's ``SearchConfig`` and of every group in ``config`` (``config["search_config"]``,
 #: ``config["settings"]``, ...). A changed ``w_lr`` rescales the weight learning rate and its cosine schedule
-#: from the resumed position, ``a_lr`` sets the architecture learning rate and ``epochs`` stretches the
-#: cosine schedule to the new length. Every other difference stops the resume with the list of differences.
+#: from the resumed position, ``a_lr`` sets the architecture learning rate (``arch_travel`` may change with it:
+#: a command line that replaces the budget-aware rate by an explicit ``--a-lr`` clears it) and ``epochs``
+#: stretches the cosine schedule to the new length. Every other difference stops the resume with the list of
+#: differences.
 RESUME_OVERRIDES = frozenset(
     {
         "w_lr",
         "a_lr",
+        "arch_travel",
         "lr",
         "inner_lr",
         "w_lr_min",
