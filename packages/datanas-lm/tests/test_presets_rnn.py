@@ -15,18 +15,7 @@ from datanas_lm import LMSearchTask, RNNSpace
 from datanas_lm.data.text import LMBatch
 
 V, H, T, B = 20, 6, 4, 3
-RNN_PRESETS = {
-    "data",
-    "data_m4",
-    "data_m7",
-    "data_short",
-    "data_decide",
-    "darts",
-    "darts2",
-    "gdas",
-    "snas",
-    "drnas",
-}
+RNN_PRESETS = set("data data_m4 data_m7 data_short data_decide darts darts2 gdas snas drnas".split())
 
 
 def _batch(stream: str, seed: int) -> LMBatch:

@@ -13,18 +13,7 @@ from datanas_core.search import SearchConfig, build_searcher
 from datanas_core.search.config import PRESETS
 from datanas_seg.space import SegDartsSpace
 
-SEG_PRESETS = {
-    "data",
-    "data_m4",
-    "data_m7",
-    "data_short",
-    "data_decide",
-    "darts",
-    "darts2",
-    "gdas",
-    "snas",
-    "drnas",
-}
+SEG_PRESETS = set("data data_m4 data_m7 data_short data_decide darts darts2 gdas snas drnas".split())
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
