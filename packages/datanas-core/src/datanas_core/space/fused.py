@@ -224,20 +224,18 @@ class ReluDwPwBnFn(torch.autograd.Function):
         return g_a, None, g_dw, g_pw, None, None, None
 
 
-def _conv_wgrad(gd: Tensor, r: Tensor, w: Tensor, stride: Any, padding: Any, dilation: Any) -> Tensor:
+def _aten_dw_backward(
+    gd: Tensor, r: Tensor, w: Tensor, stride: Any, padding: Any, dilation: Any, mask: list[bool]
+) -> tuple[Tensor | None, ...]:
+    """ATen's own backward of the depthwise ``conv2d(r, w, ..., groups=C)``; ``mask`` picks (input, weight,
+    bias) gradients."""
     return torch.ops.aten.convolution_backward(
-        gd,
-        r,
-        w,
-        None,
-        list(stride),
-        list(padding),
-        list(dilation),
-        False,
-        [0, 0],
-        r.shape[1],
-        [False, True, False],
-    )[1]
+        gd, r, w, None, list(stride), list(padding), list(dilation), False, [0, 0], r.shape[1], mask
+    )
+
+
+def _conv_wgrad(gd: Tensor, r: Tensor, w: Tensor, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    return _aten_dw_backward(gd, r, w, stride, padding, dilation, [False, True, False])[1]  # type: ignore[return-value]
 
 
 def _phases(t: Tensor) -> Tensor:
@@ -299,19 +297,7 @@ def depthwise_backward(
             gr = torch.zeros_like(r)
             gr[:, :, ::2, ::2] = ge
         else:
-            gr = torch.ops.aten.convolution_backward(
-                gd,
-                r,
-                w,
-                None,
-                list(stride),
-                list(padding),
-                list(dilation),
-                False,
-                [0, 0],
-                C,
-                [True, False, False],
-            )[0]
+            gr = _aten_dw_backward(gd, r, w, stride, padding, dilation, [True, False, False])[0]
     gw = depthwise_wgrad(gd, r, w, stride, padding, dilation) if need_w else None
     return gr, gw
 
