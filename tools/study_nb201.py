@@ -137,6 +137,11 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "--preset gdas --arch-warmup-epochs 3 --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0 "
         "--executor sparse".split(),
     ),
+    "gdas_w3_decide": (
+        "GDAS",
+        "gdas_w3 + progressive edge decisions between 10 % and 70 % of the architecture steps",
+        "--preset gdas --arch-warmup-epochs 3 --progressive-decisions 0.1 0.7 --executor sparse".split(),
+    ),
     "drnas": (
         "DrNAS",
         "--preset drnas with 3 warm-up epochs (the preset's 10 do not fit 10 epochs)",
