@@ -75,3 +75,40 @@ def test_tables_from_finished_runs(tmp_path: Path) -> None:
 def test_unknown_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown setting"):
         study.main(["--table", str(_table(tmp_path)), "--settings", "nope", "--list"])
+
+
+@pytest.mark.parametrize("setting", sorted(study.SETTINGS))
+def test_every_setting_resolves_to_a_search_config_that_no_cli_default_changes(
+    setting: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each setting's flags parse in the vision search CLI and build a SearchConfig that does not depend on the
+    CLI's no-preset defaults (``DEFAULT_METHOD``), so a setting keeps its meaning when those change."""
+    from types import MappingProxyType
+
+    from datanas_core import cli_options
+    from datanas_vision import search as vision_search
+
+    flags = study.SETTINGS[setting][2]
+    argv = [
+        "--space",
+        "nb201",
+        "--epochs",
+        "10",
+        *flags,
+        "--rule",
+        "argmax_edge",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+
+    def config() -> dict:
+        return vision_search.search_config(
+            cli_options.parse_cli(vision_search.build_parser(), argv), 0
+        ).to_dict()
+
+    before = config()
+    assert before["epochs"] == 10 and before["rule"] == "argmax_edge"
+    other = dict(vision_search.DEFAULT_METHOD)
+    other.update(w_lr=0.5, schedule_unit="epoch", arch_travel=7.0, a_lr_schedule="linear:1:0.5")
+    monkeypatch.setattr(vision_search, "DEFAULT_METHOD", MappingProxyType(other))
+    assert config() == before, f"{setting} depends on the vision CLI's no-preset defaults"
