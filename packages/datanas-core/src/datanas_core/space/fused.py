@@ -111,15 +111,22 @@ def relu_layout(a: Tensor) -> Tensor:
     return torch.relu(a)
 
 
-def batch_norm_with_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``bn(c)`` in training mode (running statistics updated as ``nn.BatchNorm2d`` does) and the batch
-    mean and inverse standard deviation it normalised with (detached)."""
+def _bn_step(bn: nn.BatchNorm2d) -> tuple[bool, float]:
+    """Count one training-mode batch as ``nn.BatchNorm2d.forward`` does; returns whether running statistics
+    are tracked and the momentum to update them with (cumulative average when ``bn.momentum`` is None)."""
     momentum = 0.0 if bn.momentum is None else bn.momentum
     track = bn.track_running_stats and bn.running_mean is not None
     if track and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:
             momentum = 1.0 / float(bn.num_batches_tracked)
+    return track, momentum
+
+
+def batch_norm_with_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``bn(c)`` in training mode (running statistics updated as ``nn.BatchNorm2d`` does) and the batch
+    mean and inverse standard deviation it normalised with (detached)."""
+    track, momentum = _bn_step(bn)
     y, mean, invstd = torch.native_batch_norm(
         c,
         None,
@@ -450,12 +457,7 @@ class PoolBnFn(torch.autograd.Function):
 def pool_bn_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor]:
     """Batch mean and inverse standard deviation with which ``bn`` (training mode) would normalise ``c``,
     updating its running statistics exactly as its forward would, without computing the normalised output."""
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    track = bn.track_running_stats and bn.running_mean is not None
-    if track and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
+    track, momentum = _bn_step(bn)
     mean, var = torch.batch_norm_update_stats(
         c, bn.running_mean if track else None, bn.running_var if track else None, momentum
     )
