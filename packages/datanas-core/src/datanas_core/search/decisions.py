@@ -63,9 +63,13 @@ def _masks(distribution: Any) -> dict[str, torch.Tensor]:
     return out
 
 
+def _one_op_rows(masks: dict[str, torch.Tensor]) -> int:
+    return sum(int((m.sum(dim=-1) == 1).sum()) for m in masks.values())
+
+
 def decided_edges(distribution: Any) -> int:
     """Edges whose mask keeps exactly one op (decided, or pruned to one op by DrNAS' progressive stages)."""
-    return sum(int((m.sum(dim=-1) == 1).sum()) for m in _masks(distribution).values())
+    return _one_op_rows(_masks(distribution))
 
 
 def progressive_decide(searcher: Any) -> dict[str, float]:
@@ -82,7 +86,7 @@ def progressive_decide(searcher: Any) -> dict[str, float]:
     k, total = arch_step_position(cfg, getattr(searcher, "steps_per_epoch", None), searcher.global_step)  # type: ignore[arg-type]
     masks = _masks(dist)
     num_edges = sum(spec.num_edges for spec in dist.cells.values())
-    decided = sum(int((m.sum(dim=-1) == 1).sum()) for m in masks.values())
+    decided = _one_op_rows(masks)
     target = due_decisions(window, k, total, num_edges)
     if decided >= target:
         return {"decided_edges": float(decided)}
