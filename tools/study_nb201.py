@@ -142,6 +142,22 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "gdas_w3 + progressive edge decisions between 10 % and 70 % of the architecture steps",
         "--preset gdas --arch-warmup-epochs 3 --progressive-decisions 0.1 0.7 --executor sparse".split(),
     ),
+    "gdas_uniform": (
+        "GDAS",
+        "--preset gdas with uniform (fair) path sampling in the weight step",
+        "--preset gdas --weight-sampling uniform --executor sparse".split(),
+    ),
+    "gdas_w3_uniform": (
+        "GDAS",
+        "gdas_w3 with uniform (fair) path sampling in the weight step",
+        "--preset gdas --arch-warmup-epochs 3 --weight-sampling uniform --executor sparse".split(),
+    ),
+    "gdas_w3_uniform_decide": (
+        "GDAS",
+        "gdas_w3_uniform + progressive edge decisions between 10 % and 70 % of the architecture steps",
+        "--preset gdas --arch-warmup-epochs 3 --weight-sampling uniform --progressive-decisions 0.1 0.7 "
+        "--executor sparse".split(),
+    ),
     "drnas": (
         "DrNAS",
         "--preset drnas with 3 warm-up epochs (the preset's 10 do not fit 10 epochs)",
@@ -352,6 +368,25 @@ def collect(args: argparse.Namespace, table: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def merge_previous(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the rows of ``--out``'s ``results.json`` whose runs are not in ``rows``.
+
+    Run directories live outside the repository (``/tmp`` by default) and may be gone when a later session
+    adds settings; the table in ``--out`` is the record. A previous row is kept only when its table was
+    written at the same budget, and a fresh run of the same (setting, seed) replaces it. Previous rows keep
+    their order; new (setting, seed) pairs follow.
+    """
+    prev_path = args.out / "results.json"
+    if not prev_path.is_file():
+        return rows
+    prev = json.loads(prev_path.read_text())
+    if prev.get("budget") != budget(args):
+        return rows
+    fresh = {(r["setting"], r["seed"]): r for r in rows}
+    merged = [fresh.pop((r["setting"], r["seed"]), r) for r in prev.get("runs", [])]
+    return merged + [r for r in rows if (r["setting"], r["seed"]) in fresh]
+
+
 def _fmt(v: Any, nd: int = 2) -> str:
     if v is None:
         return "-"
@@ -453,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in settings:
                 info = run_one(args, s, seed)
                 print(json.dumps(info), flush=True)
-                write_tables(args, table, collect(args, table))
-    write_tables(args, table, collect(args, table))
+                write_tables(args, table, merge_previous(args, collect(args, table)))
+    write_tables(args, table, merge_previous(args, collect(args, table)))
     print(f"wrote {args.out / 'results.md'}")
     return 0
 

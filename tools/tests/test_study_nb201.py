@@ -72,6 +72,32 @@ def test_tables_from_finished_runs(tmp_path: Path) -> None:
     assert "`" + BEST.replace("|", "\\|") + "`" in md  # escaped inside the table
 
 
+def test_rows_of_runs_no_longer_on_disk_are_kept_from_the_previous_table(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    _fake_run(runs / "egs_m4" / "seed_0", [POOL, BEST], 60.0)
+    _fake_run(runs / "darts" / "seed_0", [BEST, POOL], 60.0)
+    argv = ["--table", str(_table(tmp_path)), "--runs", str(runs), "--out", str(out), "--summarize"]
+    assert study.main([*argv, "--settings", "egs_m4,darts", "--seeds", "0"]) == 0
+    # a later session: the old run directories are gone, darts seed 0 is re-run, gdas is new
+    import shutil
+
+    shutil.rmtree(runs)
+    _fake_run(runs / "darts" / "seed_0", [POOL, BEST], 60.0)
+    _fake_run(runs / "gdas" / "seed_0", [EMPTY, EMPTY], 60.0)
+    assert study.main([*argv, "--settings", "darts,gdas", "--seeds", "0"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert [(r["setting"], r["cifar10"]) for r in doc["runs"]] == [
+        ("egs_m4", 94.37),
+        ("darts", 94.37),
+        ("gdas", 10.0),
+    ]
+    assert [s["setting"] for s in doc["summary"]] == ["egs_m4", "darts", "gdas"]
+    # another budget: the previous table is not mixed in
+    assert study.main([*argv, "--settings", "gdas", "--seeds", "0", "--epochs", "20"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert [r["setting"] for r in doc["runs"]] == ["gdas"]
+
+
 def test_unknown_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown setting"):
         study.main(["--table", str(_table(tmp_path)), "--settings", "nope", "--list"])
