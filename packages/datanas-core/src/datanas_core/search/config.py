@@ -150,7 +150,9 @@ class SearchConfig:
         progressive_decisions: ``(start, end)`` fractions of the architecture steps: between them the edges
             are decided one at a time, the most certain first (largest top-op probability margin), each fixed
             to its top op; after ``end`` only the chosen cell's weights train, so the derived cell is final
-            (SGAS-style sequential greedy decisions, :mod:`datanas_core.search.decisions`). Not part of any
+            (SGAS-style sequential greedy decisions, :mod:`datanas_core.search.decisions`). With a rule that
+            keeps k inputs per node (``topk_edges``, ``topk_pairs``) a node's other edges are fixed to
+            ``none`` once it holds k decided ones, so the derived cell is exactly the decided edges. Not part of any
             published recipe of the DATA family; ``None`` (default): off.
     """
 
