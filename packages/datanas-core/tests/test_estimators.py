@@ -331,6 +331,30 @@ def test_gumbel_masks_never_sample_pruned_ops() -> None:
     assert torch.equal(w.detach()[:, 5:], torch.zeros(14, 3))
 
 
+@pytest.mark.parametrize("normalize", ["relu", "softmax"])
+def test_a_one_op_row_has_probability_one_and_no_gradient_whatever_its_logit(normalize: str) -> None:
+    # a progressive decision is a one-op mask: Adam must not be able to move the edge off its op (relu EGS
+    # used to pass relu(a) / (relu(a) + 1e-7), a gradient Adam scales up; below 0 the edge vanished)
+    est = EGSEstimator(samples=4, normalize=normalize)
+    mask = torch.ones(14, 8, dtype=torch.bool)
+    mask[3] = False
+    mask[3, 5] = True
+    est.set_mask("normal", mask)
+    a = _logits(est).detach()
+    a[3, 5] = -0.25  # drifted below 0
+    a.requires_grad_(True)
+    p = est.probs(a, SPEC)
+    assert torch.equal(p[3].detach(), torch.nn.functional.one_hot(torch.tensor(5), 8).to(p.dtype))
+    (p * torch.randn(14, 8, generator=_gen())).sum().backward()
+    assert a.grad is not None and torch.equal(a.grad[3], torch.zeros(8))
+    assert a.grad[[0, 1, 2, 4]].abs().sum() > 0  # the other rows still learn
+    if normalize == "relu":  # rows that keep several ops: DATA's normalisation, unchanged
+        r = torch.relu(a.detach()[0])
+        assert torch.equal(p[0].detach(), r / (r.sum() + 1e-7))
+    w = est.sample(a, SPEC, generator=_gen()).weights.detach()
+    assert torch.equal(w[3], torch.nn.functional.one_hot(torch.tensor(5), 8).to(w.dtype))
+
+
 # ---------------------------------------------------------------- state
 def test_initialisations_follow_the_methods() -> None:
     shape = (200, 50)

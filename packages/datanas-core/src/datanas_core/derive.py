@@ -440,29 +440,6 @@ def build_rule(spec: DerivationRule | str | Mapping[str, Any]) -> DerivationRule
     return rule
 
 
-def _decided_rows_one_hot(dist: ArchitectureDistribution, probs: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``probs`` with every row whose pruning mask keeps one op set to probability 1 on that op.
-
-    Such an edge is decided (progressive decisions, DrNAS' pruning): the estimator can sample nothing else.
-    Softmax-type estimators already give it probability exactly 1; relu-normalised EGS gives 0 once the op's
-    logit has drifted below 0, which would tie a decided edge with its node's ``none`` edges in the
-    keep-k rules (:mod:`datanas_core.search.decisions`).
-    """
-    out = dict(probs)
-    for ct, spec in dist.cells.items():
-        if ct not in out:
-            continue
-        m = dist.estimator.mask_of(spec, dist.logits[ct])
-        if m is None:
-            continue
-        one = m.sum(-1) == 1
-        if bool(one.any()):
-            p = out[ct].clone()
-            p[one] = m[one].to(p.dtype)
-            out[ct] = p
-    return out
-
-
 def derive(
     distribution_or_probs: ArchitectureDistribution | Mapping[str, Tensor],
     space: SearchSpace | Mapping[str, CellSpec] | None = None,
@@ -478,8 +455,7 @@ def derive(
         space: the search space (or a mapping of cell specs); optional when a distribution is given.
         rule: a rule, its registry name or ``{"type": name, **options}``; default: the space's
             ``default_rule`` with its ``default_rule_options`` (if any), else ``"topk_edges"``. The ``"data"`` rule without ``samples`` takes M from the
-            distribution's estimator. With ``topk_edges`` / ``topk_pairs`` an edge of a distribution whose
-            pruning mask keeps one op (a decided edge) counts as probability 1 on that op.
+            distribution's estimator.
         space_name: name written in the genotype (default: the space's name, else ``"custom"``).
 
     Raises:
@@ -516,8 +492,6 @@ def derive(
         options = dict(getattr(owner, "default_rule_options", None) or {})
         rule = {"type": default_rule, **options} if options else default_rule
     r = build_rule(rule)
-    if dist is not None and isinstance(r, (TopKEdges, TopKPairs)):
-        probs = _decided_rows_one_hot(dist, probs)
     if isinstance(r, EGSMultinomial) and r.samples is None:
         if dist is None:
             raise ConfigError(

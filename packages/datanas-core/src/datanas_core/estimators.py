@@ -465,9 +465,15 @@ class GumbelFamily(Estimator):
         mask = self.mask_of(spec, logits)
         if self.normalize == "relu":
             r = F.relu(logits)
-            if mask is not None:
-                r = r * mask
-            return r / (r.sum(-1, keepdim=True) + RELU_EPS)
+            if mask is None:
+                return r / (r.sum(-1, keepdim=True) + RELU_EPS)
+            p = (r * mask) / ((r * mask).sum(-1, keepdim=True) + RELU_EPS)
+            # A row that keeps one op (a progressive decision, a fully pruned edge) has probability exactly
+            # 1 on it, as with softmax: relu(a) / (relu(a) + 1e-7) would still pass a tiny gradient that
+            # Adam scales up to lr-sized steps, and the op's logit could drift below 0 (probability 0: the
+            # decided edge would vanish from the supernet and the derived cell).
+            one = mask.sum(-1, keepdim=True) == 1
+            return torch.where(one, mask.to(p.dtype), p)
         a = logits / self.temperature if self.probs_use_tau else logits
         if mask is not None:
             a = a.masked_fill(~mask, float("-inf"))

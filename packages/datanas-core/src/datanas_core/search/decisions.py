@@ -23,9 +23,8 @@ can still fill its ``k`` places; otherwise it is fixed to its best non-``none`` 
 ``min(k, in-degree)`` inputs per node whatever their probabilities and would fill a missing place with a
 ``none`` edge under an arbitrary op. So at the end of the window every intermediate node holds exactly
 ``min(k, in-degree)`` non-``none`` decided edges, all its other edges are ``none``, and the derived cell is
-exactly the decided edges, independent of tie-breaking (:func:`~datanas_core.derive.derive` reads a
-one-op row as probability 1 on its op for these rules: relu-normalised EGS would give a decided op probability
-0 once its logit drifts below 0). Only masks set by something else (DrNAS' op pruning) could leave a node
+exactly the decided edges, independent of tie-breaking (every estimator gives a one-op row probability
+exactly 1 on its op and no gradient, whatever its logit). Only masks set by something else (DrNAS' op pruning) could leave a node
 short; decisions never do.
 
 Order of the decisions. Elsewhere (NB201's ``argmax_edge``, DATA's ``data`` rule, no ``none`` op) the
