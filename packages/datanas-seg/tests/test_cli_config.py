@@ -99,3 +99,13 @@ def test_compare_passes_the_runtime_flags_to_each_training() -> None:
     assert child.count("--verbose") == 2 and child[child.index("--device") + 1] == "cpu"
     assert child[child.index("--seed") + 1] == "3"
     assert train.build_parser().parse_args(child).verbose == 2
+
+
+def test_precision_and_compile_flags_reach_searchconfig() -> None:
+    args = search.build_parser().parse_args(
+        ["--data-dir", "x", "--precision", "bf16", "--compile", "default"]
+    )
+    config = search.search_config(args, 0)
+    assert (config.precision, config.compile) == ("bf16", "default")
+    config = search.search_config(search.build_parser().parse_args(["--data-dir", "x"]), 0)
+    assert (config.precision, config.compile) == ("fp32", "off")

@@ -175,3 +175,18 @@ def test_a_bad_value_is_one_line_and_exit_status_2(
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_precision_and_compile_flags_reach_searchconfig() -> None:
+    """--precision / --compile (the shared options of datanas_core.cli_options) set SearchConfig's fields; the
+    defaults leave fp32 and eager; an unknown value is refused by argparse with the choices."""
+    parser = search.build_parser()
+    config = search.search_config(
+        parser.parse_args(["--precision", "bf16", "--compile", "reduce-overhead"]), 0
+    )
+    assert (config.precision, config.compile) == ("bf16", "reduce-overhead")
+    assert any("bf16" in a for a in config.approximations)
+    config = search.search_config(parser.parse_args(["--preset", "darts", "--space", "nb201"]), 0)
+    assert (config.precision, config.compile) == ("fp32", "off")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--compile", "fast"])

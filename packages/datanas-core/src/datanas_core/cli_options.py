@@ -278,6 +278,23 @@ SHARED_OPTIONS: dict[str, Option] = {
             "weight_sampling",
         ),
         Option(
+            ("--precision",),
+            "arithmetic of the supernet forward and loss: fp32, or bf16 under torch.autocast (an approximation "
+            "of the float32 search, flagged in the log, manifest and summary; sampling, architecture parameters, "
+            "their gradients and the optimiser steps stay float32)",
+            {},
+            "precision",
+        ),
+        Option(
+            ("--compile",),
+            "torch.compile mode of the supernet forward (off: eager; reduce-overhead: CUDA graphs). The sparse "
+            "executor and straight-through estimators on the exact executor (EGS) choose the ops to run from the "
+            "sample every step and run eagerly, as does a failed compilation (one warning; the summary records "
+            "what ran)",
+            {},
+            "compile",
+        ),
+        Option(
             ("--threads",),
             "CPU threads for torch (default: the CLI's choice for its data, see the description)",
             {"type": int},
@@ -962,6 +979,9 @@ def search_warnings(result: Any, searcher: Any = None) -> list[str]:
         out.append("the search stopped early")
     config = getattr(searcher, "config", None)
     out.extend(f"approximation: {a}" for a in (getattr(config, "approximations", None) or []))
+    fallback = getattr(searcher, "compile_fallback", None)
+    if fallback:
+        out.append(f"compile: the supernet ran eagerly ({fallback})")
     return out
 
 

@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         defaults={"--weight-sampling": "distribution"},
         help={"--threads": "torch CPU threads (default: torch's choice)"},
     )
+    cli_options.add_options(g, ["--precision", "--compile"])
     add_runtime_args(p)
     return p
 
@@ -106,6 +107,9 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         over["executor"] = args.executor
     if args.reg is not None:
         over["regularizers"] = cli_options.regularizer_specs(args.reg)
+    for name in ("precision", "compile"):  # --precision, --compile (None: SearchConfig's fp32 / off)
+        if getattr(args, name, None) is not None:
+            over[name] = getattr(args, name)
     return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 
 

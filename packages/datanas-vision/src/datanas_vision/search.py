@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_options.add_dataclass_options(
         o, VisionSearchSettings, ["consistency_batches", "benchmark"], metavars={"benchmark": "PATH"}
     )
+    g = p.add_argument_group("execution (GPU)")
+    cli_options.add_options(g, ["--precision", "--compile"])
     cli_options.add_options(
         p,
         ["--threads"],

@@ -241,14 +241,16 @@ class Complementation:
     def __call__(self, searcher: Any, batch: Any) -> tuple[Tensor, dict[str, float]]:
         arch = searcher.sample()
         cur_codes = {ct: (s.code if s.code is not None else s.weights).detach() for ct, s in arch.items()}
-        loss, logs = split_loss(searcher.task.loss(searcher.supernet, batch, arch))
+        # the searcher's forward (bf16 autocast / compiled supernet as configured), else the plain task loss
+        fwd = getattr(searcher, "forward_loss", None) or (
+            lambda b, a: searcher.task.loss(searcher.supernet, b, a)
+        )
+        loss, logs = split_loss(fwd(batch, arch))
         out_logs = {"loss_current": float(loss.detach()), **logs}
         if self.lam > 0 and self.previous is not None:
             comp = self.complementary(cur_codes, self.previous)
-            prev_loss, _ = split_loss(
-                searcher.task.loss(searcher.supernet, batch, ArchSample.fixed(self.previous))
-            )
-            comp_loss, _ = split_loss(searcher.task.loss(searcher.supernet, batch, ArchSample.fixed(comp)))
+            prev_loss, _ = split_loss(fwd(batch, ArchSample.fixed(self.previous)))
+            comp_loss, _ = split_loss(fwd(batch, ArchSample.fixed(comp)))
             loss = (1 - self.lam) * loss + self.lam / 2 * (prev_loss + comp_loss)
             out_logs.update(
                 loss_previous=float(prev_loss.detach()), loss_complementary=float(comp_loss.detach())

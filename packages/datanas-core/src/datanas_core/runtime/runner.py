@@ -106,10 +106,16 @@ DEFAULT_RESUME_IGNORE = frozenset(
 #: ``config["settings"]``, ...). A changed ``w_lr`` rescales the weight learning rate and its cosine schedule
 #: from the resumed position, ``a_lr`` sets the architecture learning rate (``arch_travel`` may change with it:
 #: a command line that replaces the budget-aware rate by an explicit ``--a-lr`` clears it) and ``epochs``
-#: stretches the cosine schedule to the new length. Every other difference stops the resume with the list of
-#: differences.
+#: stretches the cosine schedule to the new length. ``precision`` and ``compile`` (how the supernet forward is
+#: executed: bf16 autocast, ``torch.compile``) may change too: they change neither the estimator nor any state
+#: in the checkpoint, so a run searched in float32 on a CPU may continue in bf16 / compiled on a GPU; the change
+#: is logged, and ``approximations`` (derived from the other fields, bf16 included) follows them. Every other
+#: difference stops the resume with the list of differences.
 RESUME_OVERRIDES = frozenset(
     {
+        "precision",
+        "compile",
+        "approximations",
         "w_lr",
         "a_lr",
         "arch_travel",
@@ -653,6 +659,10 @@ def _apply_resume_overrides(searcher: Any, saved: Mapping[str, Any]) -> list[str
         if sched is not None and hasattr(sched, "T_max"):
             sched.T_max = int(e[1])
         changed.append(f"epochs {int(e[0])} -> {int(e[1])}")
+    for name in ("precision", "compile"):  # take effect by themselves (the searcher reads its config)
+        old, new = saved.get(name), getattr(cfg, name, None)
+        if old is not None and new is not None and old != new:
+            changed.append(f"{name} {old} -> {new}")
     return changed
 
 
@@ -687,6 +697,14 @@ def _finish(
     approximations = list(getattr(getattr(searcher, "config", None), "approximations", None) or [])
     if approximations:
         summary["approximations"] = approximations
+    execution = getattr(searcher, "execution", None)
+    if isinstance(execution, Mapping):
+        # precision and the compile mode actually used (eager after a fallback), also in the manifest
+        summary["execution"] = dict(execution)
+        try:
+            rd.update_manifest(execution=dict(execution))
+        except OSError as exc:
+            logger.warning("could not record the execution settings in the manifest: %s", exc)
     if result is not None and status in ("completed", "stopped_early"):
         genotype = result.genotype
         rd.save_genotype(genotype)

@@ -64,6 +64,9 @@ _SCHEDULE_UNITS = ("epoch", "step")
 _HARD_EXACT = ("egs",)
 _WEIGHT_SAMPLING = ("distribution", "uniform")
 _W_OPTIMIZERS = ("sgd", "adam", "adamw")
+_PRECISIONS = ("fp32", "bf16")
+#: ``torch.compile`` modes of the supernet forward ("reduce-overhead" is its CUDA-graph mode); "off": eager.
+_COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def _native_executor(estimator: str, options: Mapping[str, Any]) -> str:
@@ -154,6 +157,17 @@ class SearchConfig:
             keeps k inputs per node (``topk_edges``, ``topk_pairs``) a node's other edges are fixed to
             ``none`` once it holds k decided ones, so the derived cell is exactly the decided edges. Not part of any
             published recipe of the DATA family; ``None`` (default): off.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the supernet forward and the task loss of the weight and
+            architecture steps run under ``torch.autocast(dtype=torch.bfloat16)`` on the supernet's device
+            type. Sampling, regularisers, architecture parameters and their gradients, and both optimiser
+            steps stay float32. bf16 is an *approximation* of the float32 search, listed in
+            :attr:`approximations`. May change on resume (it changes the arithmetic, not the estimator).
+        compile: ``torch.compile`` mode of the supernet forward: ``"off"`` (default, eager), ``"default"``,
+            ``"reduce-overhead"`` (CUDA graphs) or ``"max-autotune"``. Applied once, lazily, at the first
+            step. Executor/estimator pairs whose forward depends on the sample's values (the sparse executor;
+            zero-weight ops of straight-through samples such as EGS) and compilation failures fall back to
+            eager with one logged warning; ``Searcher.execution`` records what ran. Not an approximation
+            (same computation, rounding order aside). May change on resume.
     """
 
     epochs: int = 50
@@ -185,6 +199,8 @@ class SearchConfig:
     a_lr_warmup: float = 0.0
     arch_travel: float | None = None
     progressive_decisions: tuple[float, float] | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "estimator_options", dict(self.estimator_options))
@@ -240,6 +256,10 @@ class SearchConfig:
             raise ConfigError(
                 f"weight_sampling must be one of {', '.join(_WEIGHT_SAMPLING)}; got {self.weight_sampling!r}"
             )
+        if self.precision not in _PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(_PRECISIONS)}; got {self.precision!r}")
+        if self.compile not in _COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(_COMPILE_MODES)}; got {self.compile!r}")
         if self.w_optimizer not in _W_OPTIMIZERS:
             raise ConfigError(
                 f"w_optimizer must be one of {', '.join(_W_OPTIMIZERS)}; got {self.w_optimizer!r}"
@@ -299,13 +319,35 @@ class SearchConfig:
         )
 
     @property
+    def compile_blocker(self) -> str | None:
+        """Why this executor/estimator pair's supernet forward is not compiled (``None``: it may be).
+
+        The sparse executor runs only the ops of non-zero weight, and the exact executor runs the zero-weight
+        ops of straight-through samples (EGS, hard Gumbel) forward-only: both choose what to compute from the
+        sampled values every step, data-dependent control flow that would make ``torch.compile`` re-trace
+        nearly every step. Those pairs run eagerly (``Searcher`` logs this once).
+        """
+        if self.resolved_executor == "sparse":
+            return (
+                f"the sparse executor ({self.estimator}) runs only the sampled ops, chosen from the sample's "
+                "values every step (data-dependent control flow)"
+            )
+        if _is_hard(self.estimator, self.estimator_options):
+            return (
+                f"the exact executor runs {self.estimator}'s zero-weight ops forward-only, chosen from the "
+                "sample's values every step (data-dependent control flow)"
+            )
+        return None
+
+    @property
     def approximations(self) -> list[str]:
         """Deviations of this configuration from the estimator's published form (empty: faithful).
 
         ``executor="sparse"`` with EGS (or a hard, non-selecting Gumbel estimator) is the one flagged
         today: the sparse executor replaces the straight-through gradient ``<dL/dy, o_k(x)>`` of every
         zero-weight op by a zero-valued gradient carrier (``sum(dL/dy)``), measured at 0.59 cosine to the
-        exact gradient with half its norm on NB201.
+        exact gradient with half its norm on NB201. ``precision="bf16"`` is the other: the supernet forward and
+        loss run in bfloat16 under autocast instead of float32.
         """
         out = []
         if (
@@ -317,6 +359,12 @@ class SearchConfig:
                 f"sparse executor: {self.estimator} is computed with gradient carriers instead of the exact "
                 "straight-through gradient of zero-weight ops (an approximation of the published estimator; "
                 "use executor='exact' for the faithful one)"
+            )
+        if self.precision == "bf16":
+            out.append(
+                "bf16 precision: the supernet forward and loss run in bfloat16 under torch.autocast (an "
+                "approximation of the float32 search; sampling, architecture parameters, their gradients and the "
+                "optimiser steps stay float32; use precision='fp32' for the faithful one)"
             )
         return out
 

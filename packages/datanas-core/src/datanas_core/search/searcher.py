@@ -19,6 +19,7 @@ The domain supplies data, loss and metrics through a :class:`~datanas_core.searc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -89,6 +90,11 @@ class _Bound:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
+
+
+def _f32(loss: Tensor) -> Tensor:
+    """A bfloat16 loss (autocast) as float32, so regularisers and architecture gradients add in float32."""
+    return loss.float() if loss.dtype == torch.bfloat16 else loss
 
 
 def _weight_optimizer(params: list[Tensor], cfg: SearchConfig, lr: float) -> torch.optim.Optimizer:
@@ -196,6 +202,11 @@ class Searcher:
         self.steps_per_epoch: int | None = None
         self.arch_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
         self.weight_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
+        # config.compile: the compiled supernet (built at the first step), the step kinds it has run for, and
+        # the reason it fell back to eager (logged once)
+        self._compiled: nn.Module | None = None
+        self._compiled_ok: set[str] = set()
+        self.compile_fallback: str | None = None
         self.distribution.set_epoch(0, config.epochs)
 
     # ------------------------------------------------------------------ properties
@@ -208,6 +219,90 @@ class Searcher:
     @property
     def arch_params(self) -> list[nn.Parameter]:
         return [p for p in self.distribution.parameters() if p.requires_grad]
+
+    @property
+    def execution(self) -> dict[str, Any]:
+        """How the steps run (JSON-able, for the run summary and manifest): device, precision (``autocast``:
+        the autocast dtype or ``None``), the requested ``compile`` mode and ``compile_used``: the mode that
+        ran, ``"off"`` (eager, requested or after a fallback, see ``compile_fallback``) or ``"pending"``
+        (no step has run the compiled supernet yet)."""
+        cfg = self.config
+        if cfg.compile == "off" or self.compile_fallback is not None:
+            used = "off"
+        else:
+            used = cfg.compile if self._compiled_ok else "pending"
+        return {
+            "device": str(self.device),
+            "precision": cfg.precision,
+            "autocast": "bfloat16" if cfg.precision == "bf16" else None,
+            "compile": cfg.compile,
+            "compile_used": used,
+            "compile_fallback": self.compile_fallback,
+        }
+
+    # ------------------------------------------------------------------ forward
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """``torch.autocast`` to bfloat16 on the supernet's device type (where the task moves its inputs) when
+        ``config.precision == "bf16"``; a no-op context otherwise."""
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _fall_back(self, reason: str) -> None:
+        self.compile_fallback = reason
+        self._compiled = None
+        logger.warning("compile=%r: running the supernet eagerly instead: %s", self.config.compile, reason)
+
+    def _forward_net(self) -> nn.Module:
+        """The supernet as the steps call it: ``torch.compile(supernet, mode=config.compile)``, built once at
+        the first use (it follows the inputs' device), or the eager supernet (``compile="off"``, a pair with
+        data-dependent control flow, or after a failure)."""
+        cfg = self.config
+        if cfg.compile == "off" or self.compile_fallback is not None:
+            return self.supernet
+        if self._compiled is not None and getattr(self._compiled, "_orig_mod", None) is self.supernet:
+            return self._compiled
+        blocker = cfg.compile_blocker
+        if blocker is not None:
+            self._fall_back(blocker)
+            return self.supernet
+        try:
+            self._compiled = torch.compile(self.supernet, mode=cfg.compile)
+        except Exception as exc:  # noqa: BLE001 - any failure to compile means eager, logged once
+            self._fall_back(f"torch.compile failed: {type(exc).__name__}: {exc}")
+            return self.supernet
+        self._compiled_ok = set()
+        return self._compiled
+
+    def forward_loss(self, batch: Any, arch: ArchSample, *, kind: str = "weight") -> Any:
+        """``task.loss(supernet, batch, arch)`` as the search steps compute it: under bf16 autocast when
+        ``config.precision == "bf16"`` and with the compiled supernet when ``config.compile`` is on (custom
+        ``weight_loss`` functions should call this instead of ``task.loss``). ``kind`` names the step
+        (``"arch"``, ``"weight"``, ...): the first compiled call of each kind is checked, and a failure falls
+        back to eager for the rest of the run (one warning) after restoring the supernet's buffers, so the
+        step computes what an eager step computes."""
+        net = self._forward_net()
+        if net is self.supernet:
+            with self._autocast():
+                return self.task.loss(self.supernet, batch, arch)
+        snapshot = None
+        if kind not in self._compiled_ok:
+            snapshot = {n: b.detach().clone() for n, b in self.supernet.named_buffers()}
+        try:
+            with self._autocast():
+                out = self.task.loss(net, batch, arch)
+        except Exception as exc:  # noqa: BLE001 - decided below: eager must succeed for a compile failure
+            if snapshot is not None:
+                with torch.no_grad():
+                    for n, b in self.supernet.named_buffers():
+                        if n in snapshot:
+                            b.copy_(snapshot[n])
+            with self._autocast():
+                out = self.task.loss(self.supernet, batch, arch)  # an error of the task itself raises here
+            self._fall_back(f"the compiled supernet failed: {type(exc).__name__}: {str(exc)[:300]}")
+            return out
+        self._compiled_ok.add(kind)
+        return out
 
     # ------------------------------------------------------------------ sampling
     def sample(self, generator: torch.Generator | None = None, *, uniform: bool = False) -> ArchSample:
@@ -242,9 +337,9 @@ class Searcher:
     # ------------------------------------------------------------------ steps
     def _arch_first_order(self, val_batch: Any) -> dict[str, float]:
         arch = self.sample()
-        loss, logs = split_loss(self.task.loss(self.supernet, val_batch, arch))
+        loss, logs = split_loss(self.forward_loss(val_batch, arch, kind="arch"))
         reg = self._regularization(arch)
-        total = self._val_weight() * loss + reg
+        total = self._val_weight() * _f32(loss) + reg
         self._check(total, "architecture loss")
         params = self.arch_params
         grads = torch.autograd.grad(total, params, allow_unused=True)
@@ -269,7 +364,7 @@ class Searcher:
         else:
             # detached: the weight step needs no architecture gradient, so zero-weight ops need not run
             arch = self.sample(uniform=self.config.weight_sampling == "uniform").detach()
-            loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
+            loss, logs = split_loss(self.forward_loss(train_batch, arch, kind="weight"))
         self._check(loss, "training loss")
         self.w_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.w_params)
@@ -284,9 +379,9 @@ class Searcher:
 
     def _single_level_step(self, train_batch: Any) -> dict[str, float]:
         arch = self.sample()
-        loss, logs = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        loss, logs = split_loss(self.forward_loss(train_batch, arch, kind="single_level"))
         reg = self._regularization(arch)
-        total = loss + reg
+        total = _f32(loss) + reg
         self._check(total, "training loss")
         self.w_optimizer.zero_grad(set_to_none=True)
         self.a_optimizer.zero_grad(set_to_none=True)
@@ -321,7 +416,8 @@ class Searcher:
 
         # virtual step w' = w - xi (mu m + grad_w L_train(w, a) + wd w)
         arch = replay()
-        ltrain, _ = split_loss(self.task.loss(self.supernet, train_batch, arch))
+        with self._autocast():  # precision applies; compile does not (functional_call with other weights)
+            ltrain, _ = split_loss(self.task.loss(self.supernet, train_batch, arch))
         gw = torch.autograd.grad(ltrain, params, allow_unused=True)
         w_prime = {}
         for n, p, g in zip(names, params, gw, strict=True):
@@ -331,7 +427,8 @@ class Searcher:
             w_prime[n] = (p.detach() - xi * (m + g + wd * p.detach())).requires_grad_(True)
         # L_val(w', a): gradient to alpha and to w'
         arch = replay()
-        lval, logs = split_loss(self.task.loss(_Bound(self.supernet, w_prime), val_batch, arch))  # type: ignore[arg-type]
+        with self._autocast():
+            lval, logs = split_loss(self.task.loss(_Bound(self.supernet, w_prime), val_batch, arch))  # type: ignore[arg-type]
         reg = self._regularization(arch)
         self._check(lval + reg, "architecture loss")
         a_params = self.arch_params
@@ -351,7 +448,8 @@ class Searcher:
         def grad_alpha_at(sign: float) -> list[Tensor]:
             shifted = {n: p.detach() + sign * eps * v for n, p, v in zip(names, params, d_w, strict=True)}
             a = replay()
-            lt, _ = split_loss(self.task.loss(_Bound(self.supernet, shifted), train_batch, a))  # type: ignore[arg-type]
+            with self._autocast():
+                lt, _ = split_loss(self.task.loss(_Bound(self.supernet, shifted), train_batch, a))  # type: ignore[arg-type]
             gs = torch.autograd.grad(lt, a_params, allow_unused=True)
             return [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, gs, strict=True)]
 
