@@ -62,6 +62,9 @@ SEARCH_FLAGS = [
     "--device",
     "--threads",
     "--config",
+    "--progressive-decisions",
+    "--precision",
+    "--compile",
 ]
 
 #: Runtime flags whose default in a CLI differs from :class:`RuntimeArgs`' on purpose (passed to
@@ -142,6 +145,71 @@ def test_shared_options_agree_across_clis(parsers: dict) -> None:
         if dl is not None:
             assert dl.default is False, f"{module}: --download must be off by default"
     assert len(seen["--epochs"]) >= 5 and len(seen["--preset"]) >= 5
+
+
+@pytest.mark.parametrize("module", SEARCH_CLIS)
+def test_search_config_options_are_the_shared_declaration(
+    parsers: dict, module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--progressive-decisions, --precision and --compile (issues 16/17) are declared once, in SHARED_OPTIONS:
+    every search CLI has the table's action class, help, nargs, metavar and choices; parsed, they give the
+    SearchConfig fields (config_changes); a bad window is one argparse line with exit status 2."""
+    from datanas_core.cli_options import SEARCH_CONFIG_OPTIONS, add_options, config_changes
+    from datanas_core.search.config import SearchConfig
+
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    parser = parsers[module]
+    opts = _options(parser)
+    reference_parser = argparse.ArgumentParser()
+    add_options(reference_parser, SEARCH_CONFIG_OPTIONS)
+    reference = _options(reference_parser)
+    for name in SEARCH_CONFIG_OPTIONS:
+        action, ref = opts[name], reference[name]
+        assert type(action) is type(ref), f"{module} {name}: not the shared action"
+        assert action.help == SHARED_OPTIONS[name].help, f"{module} {name}: help differs from the table"
+        assert (action.nargs, action.metavar, action.choices, action.default, action.dest) == (
+            ref.nargs,
+            ref.metavar,
+            ref.choices,
+            ref.default,
+            ref.dest,
+        ), f"{module} {name}"
+    assert opts["--compile"].choices == ("off", "default", "reduce-overhead", "max-autotune")
+    required = ["--data-dir", "d"] if module == "datanas_seg.search" else []  # seg's one required flag
+    args = parser.parse_args([*required, "--progressive-decisions", "0.1", "0.7", "--precision", "bf16"])
+    changes = config_changes(args)
+    assert changes == {"progressive_decisions": (0.1, 0.7), "precision": "bf16"}
+    assert SearchConfig(**changes).progressive_decisions == (0.1, 0.7)
+    assert config_changes(parser.parse_args(required)) == {}  # defaults: the preset's / SearchConfig's
+    for bad in (["0.7", "0.1"], ["0.5", "0.5"], ["-0.1", "0.5"], ["0.2", "1.5"], ["0.1", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([*required, "--progressive-decisions", *bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "--progressive-decisions" in lines[0] and " ".join(bad) in lines[0], err
+
+
+def test_a_bad_window_in_a_config_file_is_one_line(tmp_path: Path, parsers: dict) -> None:
+    """--config FILE with a bad progressive_decisions window is refused before the run (ConfigError, one line),
+    a good one is the default that a flag given overrides."""
+    from datanas_core.cli_options import parse_cli
+    from datanas_core.errors import ConfigError
+
+    if "datanas_lm.search" not in parsers:
+        pytest.skip("datanas_lm not installed")
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text(json.dumps({"progressive_decisions": [0.7, 0.1]}))
+    good.write_text(json.dumps({"progressive_decisions": [0.2, 0.6], "precision": "bf16"}))
+    with pytest.raises(ConfigError, match=r"progressive_decisions.*\[0\.7, 0\.1\]"):
+        parse_cli(_parser("datanas_lm.search"), ["--config", str(bad)])
+    args = parse_cli(_parser("datanas_lm.search"), ["--config", str(good)])
+    assert (args.progressive_decisions, args.precision) == ([0.2, 0.6], "bf16")
+    args = parse_cli(
+        _parser("datanas_lm.search"), ["--config", str(good), "--progressive-decisions", "0", "1"]
+    )
+    assert args.progressive_decisions == [0.0, 1.0]
 
 
 def test_runtime_flags_are_generated_from_runtime_args(monkeypatch: pytest.MonkeyPatch) -> None:

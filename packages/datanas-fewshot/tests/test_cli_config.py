@@ -126,6 +126,25 @@ def test_one_search_config_for_the_few_shot_and_clustering_searches() -> None:
     assert cfg.rule == "argmax_edge" and list(cfg.regularizers) == []
 
 
+def test_progressive_decisions_precision_and_compile_reach_both_searches() -> None:
+    """The shared --progressive-decisions / --precision / --compile (issues 16/17) reach the SearchConfig of the
+    few-shot and the clustering search; not given: no decisions, fp32, eager; a bad window exits 2."""
+    argv = ["--progressive-decisions", "0.1", "0.7", "--precision", "bf16", "--compile", "default"]
+    cfg = search.search_config(search.build_parser().parse_args(argv), 0, epochs=3)
+    assert (cfg.progressive_decisions, cfg.precision, cfg.compile) == ((0.1, 0.7), "bf16", "default")
+    config = cluster_cli.config_from_args(cluster_cli.build_parser().parse_args(argv), n_clusters=3, seed=0)
+    assert (config.search.progressive_decisions, config.search.precision) == ((0.1, 0.7), "bf16")
+    assert config.to_dict()["search"]["progressive_decisions"] == [0.1, 0.7]  # what config.json records
+    for build in (search.build_parser, cluster_cli.build_parser):
+        cfg = search.search_config(build().parse_args([]), 0, epochs=1)
+        assert (cfg.progressive_decisions, cfg.precision, cfg.compile) == (None, "fp32", "off")
+        cfg = search.search_config(build().parse_args(["--preset", "darts", *argv[:3]]), 0, epochs=1)
+        assert cfg.progressive_decisions == (0.1, 0.7) and cfg.estimator == "softmax"
+        with pytest.raises(SystemExit) as exc:
+            build().parse_args(["--progressive-decisions", "0.7", "0.1"])
+        assert exc.value.code == 2
+
+
 @pytest.mark.slow
 def test_cluster_ctrl_c_prints_the_package_resume_command_and_resume_alone_finishes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

@@ -158,3 +158,60 @@ def test_runtime_flags_come_from_runtime_args_with_the_cli_defaults() -> None:
     assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(out=Path("runs/lm-compare"))
     args = compare.build_parser().parse_args(["--genotype", "darts_v2", "--out", "o", "--seed", "4", "-vv"])
     assert dataclass_from_args(RuntimeArgs, args) == RuntimeArgs(out=Path("o"), seed=4, verbose=2)
+
+
+def _lm_search_config(argv: list[str]) -> Any:
+    args = search.build_parser().parse_args(argv)
+    return search.search_config(resolve_settings(SEARCH_SIZES, args.preset, args), args, 0)
+
+
+def test_progressive_decisions_precision_and_compile_reach_searchconfig() -> None:
+    """The shared --progressive-decisions / --precision / --compile (issues 16/17) set the LM search's
+    SearchConfig; not given, the preset's window (data: none), fp32 and eager stay."""
+    config = _lm_search_config(
+        ["--progressive-decisions", "0.1", "0.7", "--precision", "bf16", "--compile", "default"]
+    )
+    assert (config.progressive_decisions, config.precision, config.compile) == ((0.1, 0.7), "bf16", "default")
+    config = _lm_search_config([])
+    assert (config.progressive_decisions, config.precision, config.compile) == (None, "fp32", "off")
+    assert _lm_search_config(["--preset", "data_decide"]).progressive_decisions == (0.1, 0.7)
+    assert _lm_search_config(
+        ["--preset", "data_decide", "--progressive-decisions", "0", "0.5"]
+    ).progressive_decisions == (0.0, 0.5)
+    with pytest.raises(SystemExit) as exc:
+        search.build_parser().parse_args(["--progressive-decisions", "0.5", "1.5"])
+    assert exc.value.code == 2
+
+
+def test_lm_search_decides_with_the_window_and_resume_keeps_it(
+    patterned_corpus_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tiny LM search with --progressive-decisions 0 0.5 ends decided (config.json and manifest record the
+    window); --resume RUN_DIR --epochs 2 keeps it (and may switch --precision), another window is refused."""
+    run = tmp_path / "run"
+    argv = [
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+        *TINY,
+        "--no-progress",
+        "--epochs",
+        "1",
+    ]
+    assert search.main([*argv, "--progressive-decisions", "0", "0.5", "--out", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["search_config"]["progressive_decisions"] == [0.0, 0.5]
+    assert saved["cli_args"]["progressive_decisions"] == [0.0, 0.5]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "[0.0, 0.5]" in json.dumps(manifest).replace("\n", "")
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    decided = [r["decided_edges"] for r in last if "decided_edges" in r]
+    assert decided and max(decided) >= 1
+    assert search.main(["--resume", str(run), "--epochs", "2", "--precision", "bf16"]) == 0
+    assert json.loads((run / "config.json").read_text())["search_config"]["progressive_decisions"] == [
+        0.0,
+        0.5,
+    ]
+    assert search.main(["--resume", str(run), "--epochs", "3", "--progressive-decisions", "0.2", "0.8"]) == 2
+    assert "progressive_decisions[0]: saved 0.0, now 0.2" in caplog.text

@@ -109,3 +109,18 @@ def test_precision_and_compile_flags_reach_searchconfig() -> None:
     assert (config.precision, config.compile) == ("bf16", "default")
     config = search.search_config(search.build_parser().parse_args(["--data-dir", "x"]), 0)
     assert (config.precision, config.compile) == ("fp32", "off")
+
+
+def test_progressive_decisions_flag_reaches_searchconfig() -> None:
+    """--progressive-decisions (the shared option, issue 16) sets the window over the preset's (none for data);
+    a bad window is one argparse line, exit status 2."""
+    parser = search.build_parser()
+    args = parser.parse_args(
+        ["--data-dir", "x", "--progressive-decisions", "0.1", "0.7", "--precision", "bf16"]
+    )
+    config = search.search_config(args, 0)
+    assert (config.progressive_decisions, config.precision) == ((0.1, 0.7), "bf16")
+    assert search.search_config(parser.parse_args(["--data-dir", "x"]), 0).progressive_decisions is None
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--data-dir", "x", "--progressive-decisions", "0.7", "0.1"])
+    assert exc.value.code == 2

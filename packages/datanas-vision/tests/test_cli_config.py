@@ -162,6 +162,12 @@ def test_the_dataclasses_refuse_bad_values() -> None:
             "--eval-every must be >= 0",
         ),
         ("datanas_vision.compare", ["--jobs", "0"], "--jobs must be a positive integer, got 0"),
+        (
+            "datanas_vision.search",
+            ["--progressive-decisions", "0.7", "0.1"],
+            "--progressive-decisions: START END must be fractions of the architecture steps with "
+            "0 <= START < END <= 1, got 0.7 0.1",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_and_exit_status_2(
@@ -190,3 +196,21 @@ def test_precision_and_compile_flags_reach_searchconfig() -> None:
     assert (config.precision, config.compile) == ("fp32", "off")
     with pytest.raises(SystemExit):
         parser.parse_args(["--compile", "fast"])
+
+
+def test_progressive_decisions_is_the_shared_option() -> None:
+    """--progressive-decisions comes from datanas_core.cli_options (declared once for every search CLI, issue
+    16): it sets the window over the preset's, data_decide keeps its own without it, and the default is off."""
+    from datanas_core.cli_options import SHARED_OPTIONS
+
+    parser = search.build_parser()
+    action = next(a for a in parser._actions if "--progressive-decisions" in a.option_strings)
+    assert action.help == SHARED_OPTIONS["--progressive-decisions"].help
+    argv = ["--progressive-decisions", "0.1", "0.7", "--precision", "bf16"]
+    config = search.search_config(parser.parse_args(argv), 0)
+    assert (config.progressive_decisions, config.precision) == ((0.1, 0.7), "bf16")
+    assert search.search_config(parser.parse_args([]), 0).progressive_decisions is None
+    decide = ["--preset", "data_decide", "--space", "nb201"]
+    assert search.search_config(parser.parse_args(decide), 0).progressive_decisions == (0.1, 0.7)
+    config = search.search_config(parser.parse_args([*decide, "--progressive-decisions", "0.2", "0.5"]), 0)
+    assert config.progressive_decisions == (0.2, 0.5)

@@ -39,6 +39,7 @@ __all__ = [
     "ESTIMATOR_NAMES",
     "REGULARIZER_NAMES",
     "RULE_NAMES",
+    "SEARCH_CONFIG_OPTIONS",
     "HelpFormatter",
     "Option",
     "SHARED_OPTIONS",
@@ -49,6 +50,7 @@ __all__ = [
     "command",
     "dataclass_help",
     "cli_config",
+    "config_changes",
     "format_summary",
     "new_parser",
     "parse_cli",
@@ -228,6 +230,31 @@ def _choices(name: str) -> tuple[str, ...] | None:
     return None
 
 
+class _DecisionWindow(argparse.Action):
+    """``--progressive-decisions START END``: two floats checked like
+    :attr:`~datanas_core.search.SearchConfig.progressive_decisions` (a bad window is an argparse error: one
+    line, exit status 2, naming the values)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        from datanas_core.search.config import is_decision_window
+
+        try:
+            window = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise argparse.ArgumentError(
+                self, f"START END must be two numbers, got {' '.join(values)}"
+            ) from None
+        if not is_decision_window(window):
+            raise argparse.ArgumentError(
+                self,
+                "START END must be fractions of the architecture steps with 0 <= START < END <= 1, got "
+                + " ".join(values),
+            )
+        setattr(namespace, self.dest, window)
+
+
 #: Every option shared by two or more domain CLIs. Domain CLIs add them with :func:`add_options` (and may
 #: override ``default``/``help``/``choices`` per CLI); nothing here is written twice.
 SHARED_OPTIONS: dict[str, Option] = {
@@ -278,6 +305,14 @@ SHARED_OPTIONS: dict[str, Option] = {
             "weight_sampling",
         ),
         Option(
+            ("--progressive-decisions",),
+            "decide the edges one at a time between the fractions START and END of the architecture steps, the "
+            "most certain first, each fixed to its top op (SGAS-style); after END only the chosen cell trains, so "
+            "the search ends decided (e.g. 0.1 0.7; off unless given or set by the preset)",
+            {"nargs": 2, "metavar": ("START", "END"), "action": _DecisionWindow},
+            "progressive_decisions",
+        ),
+        Option(
             ("--precision",),
             "arithmetic of the supernet forward and loss: fp32, or bf16 under torch.autocast (an approximation "
             "of the float32 search, flagged in the log, manifest and summary; sampling, architecture parameters, "
@@ -323,6 +358,24 @@ SHARED_OPTIONS: dict[str, Option] = {
         ),
     )
 }
+
+
+#: The shared options every domain search CLI adds unchanged and passes to its
+#: :class:`~datanas_core.search.SearchConfig` as given (:func:`config_changes`); not given, the preset's value or
+#: SearchConfig's default (off, fp32, eager) applies.
+SEARCH_CONFIG_OPTIONS = ("--progressive-decisions", "--precision", "--compile")
+
+
+def config_changes(args: argparse.Namespace, names: Iterable[str] = SEARCH_CONFIG_OPTIONS) -> dict[str, Any]:
+    """The :class:`~datanas_core.search.SearchConfig` fields that the shared options ``names`` set in the parsed
+    ``args``: ``{field: value}`` for each one given (not ``None``); lists become tuples."""
+    out: dict[str, Any] = {}
+    for name in names:
+        opt = SHARED_OPTIONS[name]
+        value = getattr(args, opt.dest, None)
+        if value is not None and opt.config_field is not None:
+            out[opt.config_field] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def shared_option_names() -> list[str]:
@@ -737,6 +790,14 @@ def parse_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
             raise ConfigError(
                 f"option {dest!r} = {value!r} in the config is not one of {', '.join(map(str, action.choices))}"
             )
+        if value is not None and isinstance(action, _DecisionWindow):
+            from datanas_core.search.config import is_decision_window
+
+            if not is_decision_window(value):
+                raise ConfigError(
+                    f"option {dest!r} = {value!r} in the config is not two fractions START END of the "
+                    "architecture steps with 0 <= START < END <= 1"
+                )
         parser.set_defaults(**{dest: value})
         if action.required and value is not None:
             action.required = False  # the saved run supplies it (``--resume RUN_DIR`` alone)

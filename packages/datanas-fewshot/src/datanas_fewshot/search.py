@@ -87,6 +87,7 @@ def add_method_args(s: Any, *, samples: int | None, w_lr: float, arch_warmup: in
         },
         dests={"--arch-warmup-epochs": "arch_warmup"},
     )
+    cli_options.add_options(s, cli_options.SEARCH_CONFIG_OPTIONS)
 
 
 def fewshot_config(args: argparse.Namespace, seed: int, **extra: Any) -> FewShotConfig:
@@ -140,9 +141,9 @@ def search_config(args: argparse.Namespace, seed: int, *, epochs: int) -> Search
     """The core :class:`~datanas_core.search.SearchConfig` of the few-shot and clustering searches.
 
     The method is ``--preset``'s recipe for the cell space (or ``--estimator``), with ``--samples`` (for the
-    estimators that draw samples: egs, gumbel; EGS without a preset draws 2), ``--executor``, ``--reg`` and
-    ``--rule`` applied; the optimiser is this CLI's (``--w-lr`` with a cosine floor of a tenth, no weight
-    decay, ``--a-lr``, ``--arch-warmup-epochs``).
+    estimators that draw samples: egs, gumbel; EGS without a preset draws 2), ``--executor``, ``--reg``,
+    ``--rule``, ``--progressive-decisions``, ``--precision`` and ``--compile`` applied; the optimiser is this
+    CLI's (``--w-lr`` with a cosine floor of a tenth, no weight decay, ``--a-lr``, ``--arch-warmup-epochs``).
     """
     method: dict[str, Any] = {"estimator": args.estimator, "estimator_options": {}}
     if args.preset:
@@ -161,6 +162,8 @@ def search_config(args: argparse.Namespace, seed: int, *, epochs: int) -> Search
         method["regularizers"] = cli_options.regularizer_specs(args.reg)
     if args.rule is not None:
         method["rule"] = args.rule
+    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    method.update(cli_options.config_changes(args))
     return SearchConfig(
         epochs=epochs,
         **method,

@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--a-lr": "architecture learning rate (Adam; default from --size)",
         },
     )
+    cli_options.add_options(g, cli_options.SEARCH_CONFIG_OPTIONS)
     add_model_args(parser)
     add_runtime_args(parser)
     return parser
@@ -287,6 +288,8 @@ def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse
         raise ConfigError(f"--rule-k applies to the topk_edges/topk_pairs rules, not {rule!r}")
     else:
         overrides["rule_options"] = {}
+    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    overrides.update(cli_options.config_changes(args))
     return SearchConfig.preset(args.method, RNNSpace(), **overrides)
 
 

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         defaults={"--weight-sampling": "distribution"},
         help={"--threads": "torch CPU threads (default: torch's choice)"},
     )
-    cli_options.add_options(g, ["--precision", "--compile"])
+    cli_options.add_options(g, cli_options.SEARCH_CONFIG_OPTIONS)
     add_runtime_args(p)
     return p
 
@@ -107,9 +107,8 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         over["executor"] = args.executor
     if args.reg is not None:
         over["regularizers"] = cli_options.regularizer_specs(args.reg)
-    for name in ("precision", "compile"):  # --precision, --compile (None: SearchConfig's fp32 / off)
-        if getattr(args, name, None) is not None:
-            over[name] = getattr(args, name)
+    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    over.update(cli_options.config_changes(args))
     return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 
 

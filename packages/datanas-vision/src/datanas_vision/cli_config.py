@@ -167,8 +167,6 @@ class VisionMethodOptions:
         a_lr_warmup: fraction of the architecture steps over which the architecture lr ramps up linearly.
         a_lr_schedule: schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see
             datanas_core.schedules).
-        progressive_decisions: START END fractions of the architecture steps over which the edges are
-            decided one at a time, most certain first (e.g. 0.1 0.5; the cell is final after END).
     """
 
     estimator_option: tuple[str, ...] | None = None
@@ -181,7 +179,6 @@ class VisionMethodOptions:
     arch_travel: float | None = None
     a_lr_warmup: float | None = None
     a_lr_schedule: str | None = None
-    progressive_decisions: tuple[float, float] | None = None
 
     #: The flags given more than once (``--estimator-option a=1 --estimator-option b=2``).
     REPEATED = ("estimator_option", "rule_option")

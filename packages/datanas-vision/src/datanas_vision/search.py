@@ -175,13 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
             "arch_travel",
             "a_lr_warmup",
             "a_lr_schedule",
-            "progressive_decisions",
         ],
-        metavars={"progressive_decisions": ("START", "END")},
     )
     cli_options.add_options(
         o,
-        ["--weight-sampling"],
+        ["--progressive-decisions", "--weight-sampling"],
         help={
             "--weight-sampling": "where the weight step draws its architecture: the distribution (default) or "
             "uniform logits (fair path sampling; see SearchConfig.weight_sampling)"

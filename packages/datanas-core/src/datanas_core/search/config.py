@@ -47,6 +47,7 @@ __all__ = [
     "PRESET_SPECS",
     "PresetSpec",
     "SearchConfig",
+    "is_decision_window",
     "preset_config",
     "preset_method_fields",
     "preset_stages",
@@ -55,6 +56,18 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def is_decision_window(window: Any) -> bool:
+    """Whether ``window`` is a valid :attr:`SearchConfig.progressive_decisions` window: two numbers ``(start,
+    end)`` with ``0 <= start < end <= 1`` (the one check of the field and of ``--progressive-decisions``)."""
+    return (
+        isinstance(window, (tuple, list))
+        and len(window) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+        and 0.0 <= float(window[0]) < float(window[1]) <= 1.0
+    )
+
 
 _ORDERS = ("first", "second", "single_level")
 _STEP_ORDERS = ("arch_first", "weight_first")
@@ -229,13 +242,7 @@ class SearchConfig:
             raise ConfigError(f"arch_travel must be > 0 or None, got {self.arch_travel!r}")
         if self.progressive_decisions is not None:
             window = self.progressive_decisions
-            ok = (
-                isinstance(window, (tuple, list))
-                and len(window) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
-                and 0.0 <= float(window[0]) < float(window[1]) <= 1.0
-            )
-            if not ok:
+            if not is_decision_window(window):
                 raise ConfigError(
                     "progressive_decisions must be (start, end) fractions of the architecture steps with "
                     f"0 <= start < end <= 1, or None; got {window!r}"
