@@ -9,19 +9,11 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from datanas_core import SearchConfig, Searcher, get_space
 from datanas_core.search import decisions as decisions_module
 from datanas_core.search.decisions import decided_edges, due_decisions, node_quota, progressive_decide
 from datanas_core.testing import ToySpace, ToyTask
-
-
-class _Task:
-    def loss(self, model, batch, arch):  # noqa: ANN001, ANN201
-        x, y = batch
-        logits = model(x, arch)
-        return F.cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean()}
 
 
 def _data(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -43,7 +35,7 @@ def _darts(epochs: int = 4, window: tuple[float, float] = (0.0, 0.5), **cfg: Any
     base.update(cfg)
     space = get_space("darts", steps=3, multiplier=3)
     return Searcher(
-        space, _Task(), SearchConfig(**base), supernet_kwargs={"C": 4, "layers": 2, "num_classes": 3}
+        space, ToyTask(), SearchConfig(**base), supernet_kwargs={"C": 4, "layers": 2, "num_classes": 3}
     )
 
 
@@ -98,7 +90,7 @@ def test_node_quota_follows_the_rule_of_the_search() -> None:
     assert node_quota(_darts(rule_options={"k": 3})) == (3, ("none",))  # options on the space's default rule
     assert node_quota(_darts(rule="data")) is None  # a variable number of inputs per node
     assert node_quota(_darts(rule="argmax_edge")) is None
-    nb201 = Searcher(get_space("nb201"), _Task(), SearchConfig(epochs=1), supernet_kwargs={"C": 4, "N": 1})
+    nb201 = Searcher(get_space("nb201"), ToyTask(), SearchConfig(epochs=1), supernet_kwargs={"C": 4, "N": 1})
     assert node_quota(nb201) is None
 
 
@@ -297,7 +289,7 @@ def test_nb201_decides_bit_identically_to_the_old_algorithm(monkeypatch: pytest.
         arch_travel=3.0,
         arch_warmup_epochs=1,
     )
-    s = Searcher(space, _Task(), cfg, supernet_kwargs={"C": 4, "N": 1, "num_classes": 3})
+    s = Searcher(space, ToyTask(), cfg, supernet_kwargs={"C": 4, "N": 1, "num_classes": 3})
     real = decisions_module.progressive_decide
     sequence: list[dict[str, torch.Tensor]] = []
 
