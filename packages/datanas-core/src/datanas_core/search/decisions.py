@@ -138,41 +138,6 @@ def _log_decision(
     )
 
 
-def _decide_by_margin(
-    dist: Any,
-    masks: dict[str, torch.Tensor],
-    probs: dict[str, torch.Tensor],
-    decided: int,
-    target: int,
-    pos: tuple[int, int, int],
-) -> tuple[int, set[str]]:
-    """The plain rule: the largest top-1 margin over all undecided edges, fixed to its top op."""
-    k, total, num_edges = pos
-    changed: set[str] = set()
-    while decided < target:
-        best: tuple[float, str, int, int] | None = None
-        for ct, spec in dist.cells.items():
-            m = masks[ct].cpu()
-            p = probs[ct].masked_fill(~m, -1.0)
-            for r in range(spec.num_edges):
-                if int(m[r].sum()) <= 1:
-                    continue
-                top = torch.topk(p[r], 2)
-                margin = float(top.values[0] - top.values[1])
-                if best is None or margin > best[0]:
-                    best = (margin, ct, r, int(top.indices[0]))
-        if best is None:  # every edge already holds one op
-            break
-        margin, ct, r, op = best
-        row = torch.zeros_like(masks[ct][r])
-        row[op] = True
-        masks[ct][r] = row
-        changed.add(ct)
-        decided += 1
-        _log_decision(dist.cells[ct], r, op, margin, k, total, decided, num_edges)
-    return decided, changed
-
-
 class _Nodes:
     """Per-node bookkeeping of one keep-k cell type: places ``min(k, in-degree)``, excluded op columns."""
 
@@ -196,7 +161,7 @@ class _Nodes:
         return kept, open_rows
 
 
-def _decide_by_node(
+def _decide(
     dist: Any,
     masks: dict[str, torch.Tensor],
     probs: dict[str, torch.Tensor],
@@ -205,7 +170,8 @@ def _decide_by_node(
     pos: tuple[int, int, int],
     nodes: dict[str, _Nodes],
 ) -> tuple[int, set[str]]:
-    """Node-aware decisions for keep-k rules (see the module docstring)."""
+    """Decide edges until ``target`` (see the module docstring): the plain top-1 margin in cell types without
+    an entry in ``nodes`` (NB201, the ``data`` rule, no ``none`` op), node-aware in the keep-k ones."""
     k, total, num_edges = pos
     changed: set[str] = set()
 
@@ -309,10 +275,7 @@ def progressive_decide(searcher: Any) -> dict[str, float]:
             for ct, spec in dist.cells.items()
             if "none" in spec.ops and "none" in exclude
         }
-    if nodes:
-        decided, changed = _decide_by_node(dist, masks, probs, decided, target, (k, total, num_edges), nodes)
-    else:
-        decided, changed = _decide_by_margin(dist, masks, probs, decided, target, (k, total, num_edges))
+    decided, changed = _decide(dist, masks, probs, decided, target, (k, total, num_edges), nodes)
     for ct in changed:
         dist.set_mask(ct, masks[ct])
     return {"decided_edges": float(decided)}
