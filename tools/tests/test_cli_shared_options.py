@@ -191,6 +191,49 @@ def test_search_config_options_are_the_shared_declaration(
         assert len(lines) == 1 and "--progressive-decisions" in lines[0] and " ".join(bad) in lines[0], err
 
 
+#: Compare CLIs that run a search themselves (vision; seg and lm compare take --genotype, fewshot's cluster CLI is
+#: a search CLI): they take the search's shared options and pass them on.
+COMPARE_SEARCH_CLIS = ["datanas_vision.compare"]
+
+
+@pytest.mark.parametrize("module", COMPARE_SEARCH_CLIS)
+def test_compare_clis_take_the_shared_search_options(
+    parsers: dict, module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A compare CLI that searches has --progressive-decisions, --precision and --compile from the shared
+    declaration (same action, nargs, metavar, choices, default, dest; the table's help after a note that they
+    apply to the search); a bad window is one argparse line with exit status 2."""
+    from datanas_core.cli_options import SEARCH_CONFIG_OPTIONS, add_options, config_changes
+
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    parser = parsers[module]
+    opts = _options(parser)
+    reference_parser = argparse.ArgumentParser()
+    add_options(reference_parser, SEARCH_CONFIG_OPTIONS)
+    reference = _options(reference_parser)
+    for name in SEARCH_CONFIG_OPTIONS:
+        action, ref = opts[name], reference[name]
+        assert type(action) is type(ref), f"{module} {name}: not the shared action"
+        assert action.help.endswith(SHARED_OPTIONS[name].help) and "search" in action.help.split(":")[0]
+        assert (action.nargs, action.metavar, action.choices, action.default, action.dest) == (
+            ref.nargs,
+            ref.metavar,
+            ref.choices,
+            ref.default,
+            ref.dest,
+        ), f"{module} {name}"
+    required = ["--out", "x"]
+    args = parser.parse_args([*required, "--progressive-decisions", "0.2", "0.6", "--compile", "default"])
+    assert config_changes(args) == {"progressive_decisions": (0.2, 0.6), "compile": "default"}
+    assert config_changes(parser.parse_args(required)) == {}
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args([*required, "--progressive-decisions", "0.8", "0.2"])
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--progressive-decisions" in lines[0] and "0.8 0.2" in lines[0], lines
+
+
 def test_a_bad_window_in_a_config_file_is_one_line(tmp_path: Path, parsers: dict) -> None:
     """--config FILE with a bad progressive_decisions window is refused before the run (ConfigError, one line),
     a good one is the default that a flag given overrides."""

@@ -168,6 +168,12 @@ def test_the_dataclasses_refuse_bad_values() -> None:
             "--progressive-decisions: START END must be fractions of the architecture steps with "
             "0 <= START < END <= 1, got 0.7 0.1",
         ),
+        (
+            "datanas_vision.compare",
+            ["--progressive-decisions", "0.8", "0.2"],
+            "--progressive-decisions: START END must be fractions of the architecture steps with "
+            "0 <= START < END <= 1, got 0.8 0.2",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_and_exit_status_2(

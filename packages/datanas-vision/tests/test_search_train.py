@@ -244,6 +244,42 @@ def test_compare_jobs_gives_the_sequential_table(tmp_path):
     )
 
 
+def test_compare_forwards_the_shared_search_options(tmp_path, monkeypatch):
+    """--progressive-decisions, --precision and --compile given to compare reach the search it runs (its saved
+    config); not given, none of them is in the search's argv (the preset's / SearchConfig's value applies)."""
+    from datanas_vision import compare
+
+    base = ["--space", "nb201", "--search-epochs", "1", "--search-C", "4", "--search-layers", "1",
+            "--search-batch-size", "8", "--max-per-class", "3", "--test-max-per-class", "1", "--threads", "1",
+            "--device", "cpu", "--random", "0"]  # fmt: skip
+    shared = ["--progressive-decisions", "0.1", "0.7", "--precision", "fp32", "--compile", "off"]
+    assert compare_main([*base, *shared, "--out", str(tmp_path / "run"), "--only", "search"]) == 0
+    saved = json.loads((tmp_path / "run" / "search" / "config.json").read_text())["search_config"]
+    assert saved["progressive_decisions"] == [0.1, 0.7]
+    assert (saved["precision"], saved["compile"]) == ("fp32", "off")
+
+    # the search's argv, without running it: the flags only when given
+    genotype = (tmp_path / "run" / "search" / "genotype.json").read_text()
+    seen: list[list[str]] = []
+
+    def fake_search(argv):
+        seen.append(list(argv))
+        (tmp_path / "fake" / "search").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fake" / "search" / "genotype.json").write_text(genotype)
+        return 0
+
+    monkeypatch.setattr(search_cli, "main", fake_search)
+    for extra in ([], ["--progressive-decisions", "0", "1", "--compile", "default"]):
+        (tmp_path / "fake" / "search" / "genotype.json").unlink(missing_ok=True)
+        args = compare.build_parser().parse_args([*base, *extra, "--out", str(tmp_path / "fake")])
+        compare._search(args, None, tmp_path / "fake", torch.device("cpu"))
+    plain, given = seen
+    assert not {"--progressive-decisions", "--precision", "--compile"} & set(plain)
+    i = given.index("--progressive-decisions")
+    assert given[i : i + 3] == ["--progressive-decisions", "0.0", "1.0"]
+    assert given[given.index("--compile") + 1] == "default" and "--precision" not in given
+
+
 def test_compare_rejects_bad_jobs_and_only(tmp_path, caplog):
     base = ["--out", str(tmp_path), "--genotype", "darts_v2", "--random", "1", "--max-per-class", "2",
             "--test-max-per-class", "1"]  # fmt: skip

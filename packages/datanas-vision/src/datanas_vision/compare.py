@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--weight-sampling": "where the search's weight step draws its architecture (see datanas_vision.search)",
         },
     )
+    add_options(  # --progressive-decisions, --precision, --compile: the search CLI's shared declaration
+        s,
+        cli_options.SEARCH_CONFIG_OPTIONS,
+        help={
+            name: f"applies to the search (skipped with --genotype): {cli_options.SHARED_OPTIONS[name].help}"
+            for name in cli_options.SEARCH_CONFIG_OPTIONS
+        },
+    )
     add_dataclass_options(
         s,
         VisionMethodOptions,
@@ -240,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     return p
+
+
+def _search_config_argv(args: argparse.Namespace) -> list[str]:
+    """The shared search options given to compare (:data:`~datanas_core.cli_options.SEARCH_CONFIG_OPTIONS`:
+    ``--progressive-decisions``, ``--precision``, ``--compile``) as flags of the search; none when not given
+    (the search then takes the preset's or SearchConfig's value)."""
+    argv: list[str] = []
+    for name in cli_options.SEARCH_CONFIG_OPTIONS:
+        value = getattr(args, cli_options.SHARED_OPTIONS[name].dest, None)
+        if value is not None:
+            argv += [name, *(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))]
+    return argv
 
 
 def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch.device) -> Genotype:
@@ -285,6 +305,7 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
     ):
         if value is not None:
             argv += [flag, str(value)]
+    argv += _search_config_argv(args)
     for r in args.reg or ():
         argv += ["--reg", r]
     for kv in args.estimator_option or ():
