@@ -10,6 +10,11 @@
   chain keeps four or five activations per block.
 * :class:`MaxPool3x3Fn`: 3x3 max pooling (channels-last on CPU) that keeps nothing but its input and
   recomputes the argmax in backward (the module path keeps a channels-last copy and int64 indices).
+* :class:`DenseEdgeFn`: a whole NB201-style edge (skip, ReLU-Conv-BN and 3x3 average-pool columns, the
+  weighted sum included) as one autograd function: BatchNorm folded into a per-channel scale and bias of the
+  conv output, its backward with the column weight as BatchNorm weight (the weight's gradient from the same
+  call), one ReLU shared by the edges leaving a node, pool window sums as a depthwise ones-kernel convolution
+  (shared by a node's edges), conv weight gradients only when the backward pass uses them.
 
 Same functions as the module chains (values and gradients up to rounding); the float64 tests in
 ``tests/test_lean_exact.py`` hold them to the plain path at relative error 1e-10.
@@ -24,12 +29,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DenseEdgeFn",
     "MaxPool3x3Fn",
     "ReluDwPwBnFn",
     "batch_norm_with_stats",
+    "dense_edge",
     "dw_block_forward",
     "dw_blocks",
     "max_pool3x3",
+    "rcb_parts",
     "relu_layout",
 ]
 
@@ -462,3 +470,275 @@ def pool_bn_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor]:
         c, bn.running_mean if track else None, bn.running_var if track else None, momentum
     )
     return mean, torch.rsqrt(var + bn.eps)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The dense NB201-style edge: skip, ReLU-Conv-BN and average-pool columns in one autograd function
+# ----------------------------------------------------------------------------------------------------------
+
+#: column kinds of :class:`DenseEdgeFn`
+SKIP, RCB, AVG = 0, 1, 2
+
+
+def rcb_parts(op: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d] | None:
+    """``(conv, bn)`` when ``op`` is a hook-free ``Sequential(ReLU, Conv2d, BatchNorm2d)`` (NB201's
+    ``nor_conv_kxk``, :class:`~datanas_core.ops.ReLUConvBN`) with an out-of-place ReLU, a bias-free conv with
+    zero padding and a non-affine training-mode BatchNorm, else ``None``."""
+    if not isinstance(op, nn.Sequential) or len(op) != 3 or not _no_hooks(op):
+        return None
+    relu, conv, bn = op[0], op[1], op[2]
+    if not (type(relu) is nn.ReLU and not relu.inplace and _no_hooks(relu)):
+        return None
+    if not (
+        type(conv) is nn.Conv2d
+        and conv.bias is None
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and _no_hooks(conv)
+    ):
+        return None
+    if not bn_trick_ok(bn) or bn.num_features != conv.out_channels:
+        return None
+    return conv, bn  # type: ignore[return-value]
+
+
+def _tensor_positions(args: tuple[Any, ...]) -> list[int]:
+    """Per argument of a custom function, its index among the tensor arguments (``ctx.next_functions``)."""
+    out, j = [], 0
+    for a in args:
+        out.append(j)
+        j += isinstance(a, Tensor)
+    return out
+
+
+def _will_run(ctx: Any, i: int) -> bool:
+    """Whether the current backward pass needs the gradient of input ``i`` of a custom function: its
+    ``needs_input_grad`` and, where PyTorch can tell, whether the engine will run the node it feeds (false for
+    parameters left out of ``autograd.grad(..., inputs)`` / ``backward(inputs=...)``). Leaves cannot be asked
+    under ``autograd.grad``: then ``True``."""
+    if not ctx.needs_input_grad[i]:
+        return False
+    node = ctx.next_functions[ctx.tensor_pos[i]][0]  # next_functions lists the tensor inputs only
+    if node is None:
+        return False
+    will = getattr(torch._C, "_will_engine_execute_node", None)
+    if will is None:
+        return True
+    try:
+        return bool(will(node))
+    except RuntimeError:
+        return True
+
+
+class DenseEdgeFn(torch.autograd.Function):
+    """``sum_k w_k * op_k(x)`` for an edge whose columns are all skip (identity), ReLU-Conv-BN (non-affine
+    BatchNorm with batch statistics) or 3x3 average pools (padding excluded), as one autograd function.
+
+    Inputs: ``meta`` (per column ``(SKIP,)``, ``(RCB, conv, bn)`` or ``(AVG, pool)``), ``x``, ``r`` =
+    ``relu(x)`` computed without autograd (shared by the edges that leave one node), the column weights, then
+    the weights of the ReLU-Conv-BN convolutions (pass views, ``W.view_as(W)``, so that backward can tell
+    whether their gradient is wanted in this pass). Forward: each convolution output ``c_j``, its batch
+    statistics (running statistics updated as ``nn.BatchNorm2d`` does), and ``w_j * bn(c_j)`` folded into
+    one per-channel scale and one bias (``c_j * (w_j invstd_j) - w_j invstd_j mean_j``), pools as a box sum
+    times ``w_k`` times the reciprocal-count map. Kept for backward: ``x``, ``r``, the ``c_j`` and their
+    statistics, nothing else. Backward: the BatchNorm input gradients with ``w_j`` as BatchNorm weight (PyTorch's
+    kernel) and ``dL/dw_j = sum_ch <g, bn(c_j)>_ch`` from the same call, one convolution backward per column
+    (weight gradient only when the engine will use it: none in an architecture step), one ReLU mask for the
+    summed gradient, the pool adjoint computed once for both ``dL/dx`` and ``dL/dw_k = <pool^T(g), x>``.
+    Same values and gradients as the module chains and the weighted sum, up to rounding.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, meta: tuple[Any, ...], x: Tensor, r: Tensor | None, boxed: Tensor | None, *rest: Tensor
+    ) -> Tensor:
+        n = len(meta)
+        ws, Ws = rest[:n], rest[n:]
+        cs: list[Tensor] = []
+        stats: list[Tensor] = []
+        scales: list[Tensor] = []
+        bias: Tensor | None = None
+        j = 0
+        for i, m in enumerate(meta):
+            if m[0] != RCB:
+                continue
+            conv, bn = m[1], m[2]
+            c = F.conv2d(r, Ws[j], None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            j += 1
+            mean, invstd = pool_bn_stats(bn, c)
+            a = ws[i].to(invstd.dtype) * invstd
+            b = a * mean
+            bias = b if bias is None else bias + b
+            cs.append(c)
+            stats += [mean, invstd]
+            scales.append(a)
+        out: Tensor | None = None
+        for c, a in zip(cs, scales, strict=True):
+            view = a.to(c.dtype).view(1, -1, 1, 1)
+            if out is None:
+                out = torch.addcmul((-bias).to(c.dtype).view(1, -1, 1, 1), c, view)  # type: ignore[union-attr]
+            else:
+                out.addcmul_(c, view)
+        rc: Tensor | None = None
+        for i, m in enumerate(meta):
+            if m[0] == SKIP:
+                out = x * ws[i] if out is None else out.addcmul_(x, ws[i])
+            elif m[0] == AVG:
+                pool = m[1]
+                rc = pool.reciprocal_counts(x)
+                s = box_sum(x) if boxed is None else boxed
+                if pool.stride > 1:
+                    s = s[..., :: pool.stride, :: pool.stride]
+                scale = rc * ws[i]
+                if out is None:
+                    out = s * scale
+                else:
+                    out.addcmul_(s, scale)
+        ctx.meta = meta
+        ctx.n = n
+        ctx.tensor_pos = _tensor_positions((meta, x, r, boxed, *rest))
+        ctx.has_rc = rc is not None
+        ctx.save_for_backward(x, r, *ws, *Ws, *cs, *stats, *([rc] if rc is not None else []))
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        from datanas_core.ops import avg_pool3x3_adjoint
+
+        meta, n = ctx.meta, ctx.n
+        saved = ctx.saved_tensors
+        x, r = saved[0], saved[1]
+        ws = saved[2 : 2 + n]
+        nW = sum(1 for m in meta if m[0] == RCB)
+        Ws = saved[2 + n : 2 + n + nW]
+        cs = saved[2 + n + nW : 2 + n + 2 * nW]
+        stats = saved[2 + n + 2 * nW : 2 + n + 4 * nW]
+        rc = saved[-1] if ctx.has_rc else None
+        need_x = _will_run(ctx, 1)
+        need_w = [_will_run(ctx, 4 + i) for i in range(n)]
+        need_W = [_will_run(ctx, 4 + n + j) for j in range(nW)]
+        gws: list[Tensor | None] = [None] * n
+        gWs: list[Tensor | None] = [None] * nW
+        gr: Tensor | None = None
+        j = 0
+        for i, m in enumerate(meta):
+            if m[0] != RCB:
+                continue
+            conv = m[1]
+            c, W = cs[j], Ws[j]
+            mean, invstd = stats[2 * j], stats[2 * j + 1]
+            nWj = need_W[j]
+            j += 1
+            if not (need_x or need_w[i] or nWj):
+                continue
+            scale = ws[i].to(c.dtype).reshape(1).expand(c.shape[1]).contiguous()
+            gc, gbn, _ = torch.ops.aten.native_batch_norm_backward(
+                _dense_like(g, c),
+                c,
+                scale,
+                None,
+                None,
+                mean,
+                invstd,
+                True,
+                0.0,
+                [need_x or nWj, need_w[i], False],
+            )
+            if need_w[i]:
+                gws[i] = gbn.sum().to(ws[i].dtype).reshape(ws[i].shape)
+            if need_x or nWj:
+                grj, gWj, _ = torch.ops.aten.convolution_backward(
+                    gc,
+                    r,
+                    W,
+                    None,
+                    list(conv.stride),
+                    list(conv.padding),
+                    list(conv.dilation),
+                    False,
+                    [0, 0],
+                    conv.groups,
+                    [need_x, nWj, False],
+                )
+                gWs[j - 1] = gWj
+                if need_x:
+                    gr = grj if gr is None else gr.add_(grj)
+        gx: Tensor | None = None
+        if need_x and gr is not None:
+            gx = torch.ops.aten.threshold_backward(gr, r, 0)
+        for i, m in enumerate(meta):
+            if m[0] == SKIP:
+                if need_w[i]:
+                    gws[i] = _inner_same(x, g).reshape(ws[i].shape)
+                if need_x:
+                    gx = g * ws[i] if gx is None else gx.addcmul_(g, ws[i])
+            elif m[0] == AVG and (need_x or need_w[i]):
+                if m[1].stride == 1:
+                    adj = box_sum(g * rc)
+                else:
+                    adj = avg_pool3x3_adjoint(g, rc, m[1].stride, tuple(x.shape[-2:]))
+                if need_w[i]:
+                    gws[i] = _inner_same(x, adj).reshape(ws[i].shape)
+                if need_x:
+                    gx = adj.mul_(ws[i]) if gx is None else gx.addcmul_(adj, ws[i])
+        return (None, gx, None, None, *gws, *gWs)
+
+
+def _inner_same(a: Tensor, b: Tensor) -> Tensor:
+    """``<a, b>`` (same shape) in ``b``'s dtype, over memory order when both share one dense layout."""
+    if a.stride() == b.stride():
+        if a.is_contiguous():
+            return torch.dot(a.reshape(-1).to(b.dtype), b.reshape(-1))
+        if a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last):
+            return torch.dot(a.permute(0, 2, 3, 1).reshape(-1).to(b.dtype), b.permute(0, 2, 3, 1).reshape(-1))
+    return torch.dot(a.reshape(-1).to(b.dtype), b.reshape(-1))
+
+
+_BOX_KERNELS: dict[tuple[Any, ...], Tensor] = {}
+
+
+def box_sum(x: Tensor) -> Tensor:
+    """Sum over every 3x3 window of ``x`` (zero padding 1, stride 1), without autograd. A channels-last
+    4-d CPU tensor goes through a depthwise convolution with a ones kernel (on CPU about 2.5x faster than the
+    shifted adds of :func:`~datanas_core.ops._box3`, same sums in another order), anything else through
+    ``_box3``."""
+    from datanas_core.ops import _box3
+
+    with torch.no_grad():
+        if x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            C = x.shape[1]
+            key = (C, x.dtype)
+            k = _BOX_KERNELS.get(key)
+            if k is None:
+                k = _BOX_KERNELS[key] = torch.ones(C, 1, 3, 3, dtype=x.dtype).contiguous(
+                    memory_format=torch.channels_last
+                )
+            return F.conv2d(x, k, None, 1, 1, 1, C)
+        return _box3(x)
+
+
+def dense_edge(
+    x: Tensor,
+    r: Tensor | None,
+    meta: tuple[Any, ...],
+    ws: list[Tensor],
+    shared: dict[Any, Any] | None = None,
+) -> Tensor:
+    """``sum_k ws[k] * op_k(x)`` through :class:`DenseEdgeFn` (``r``: ``relu(x)`` without autograd, or ``None``
+    to compute it here); ``meta`` as :class:`DenseEdgeFn` takes it. ``shared``: the per-cell dict in which the
+    edges leaving one node share the 3x3 window sums of their average pools (computed once per node)."""
+    Ws = [m[1].weight for m in meta if m[0] == RCB]
+    if r is None and Ws:
+        with torch.no_grad():
+            r = torch.relu(x)
+    boxed = None
+    if shared is not None and any(m[0] == AVG for m in meta):
+        hit = shared.get(("box", id(x)))
+        if hit is not None and hit[0] is x:
+            boxed = hit[1]
+        else:
+            boxed = box_sum(x)
+            shared[("box", id(x))] = (x, boxed)
+    if torch.is_grad_enabled():
+        Ws = [W.view_as(W) if W.requires_grad else W for W in Ws]
+    return DenseEdgeFn.apply(meta, x, r, boxed, *ws, *Ws)

@@ -30,7 +30,9 @@ an edge that start with a ReLU share one ``relu(x)``. DARTS' separable and dilat
 blocks and its pooling ops with their BatchNorm as one function each (:mod:`datanas_core.space.fused`:
 depthwise convolutions in channels-last layout, only block inputs and outputs kept, the pool output
 recomputed in backward and shared with the weight's inner product); with a per-cell ``shared`` dict the
-edges that leave one node share ``relu(x)``. Same values and gradients as the plain products and sums (up to
+edges that leave one node share ``relu(x)``. Edges whose graph columns are all skips, ReLU-Conv-BN blocks
+and plain 3x3 average pools (NB201's), with at least one ReLU-Conv-BN, run as one
+:class:`~datanas_core.space.fused.DenseEdgeFn` (zero-weight columns beside it as above). Same values and gradients as the plain products and sums (up to
 rounding), which ``CellSample.plain_exact`` keeps reachable for reference.
 
 :class:`PreparedCellSample` is the per-forward view of a :class:`~datanas_core.sample.CellSample` that the
@@ -52,15 +54,20 @@ from datanas_core.errors import ConfigError, SearchSpaceError
 from datanas_core.ops import OPS, AvgPool3x3, MaxPool3x3, Pool, avg_pool3x3_adjoint, out_size, with_pool_bn
 from datanas_core.sample import CellSample
 from datanas_core.space.fused import (
+    AVG,
+    RCB,
+    SKIP,
     PoolBnFn,
     batch_norm_with_stats,
     bn_trick_ok,
+    dense_edge,
     dw_blocks,
     dw_chain,
     max_pool3x3,
     pool_bn_parts,
     pool_bn_stats,
     pool_recompute,
+    rcb_parts,
     relu_layout,
 )
 
@@ -556,6 +563,15 @@ class MixedOp(nn.Module):
             return r
 
         slots = self._slots
+        dense = self._dense_columns(x, active, zero)
+        if dense is not None:
+            cols, meta, zcols_d = dense
+            r = relu_x() if any(m[0] == RCB for m in meta) else None
+            base = dense_edge(x, r, meta, [w[k] for k in cols], shared)
+            if not zcols_d:
+                return base
+            zw_d, zo_d, carried_d = self._zero_outputs(x, w, zcols_d, arch_grad, r)
+            return zero_weight_terms(base, zw_d, zo_d, carried_d) if (zw_d or carried_d) else base
         gw: list[Tensor] = []
         go: list[Tensor] = []
         bnsrc: list[tuple[Any, ...] | None] = []  # (kind, tensors for the weight's inner product)
@@ -660,6 +676,67 @@ class MixedOp(nn.Module):
         hold = tuple(holders.get(i) for i in range(len(go)))
         zst = tuple(zstats.get(i) for i in range(len(zo)))
         return _MixedSum.apply(len(go), len(zw), kinds, hold, zst, *gw, *go, *bn_flat, *zw, *zo, *carried)
+
+    def _dense_columns(
+        self, x: Tensor, active: Sequence[int], zero: Collection[int]
+    ) -> tuple[list[int], tuple[Any, ...], list[int]] | None:
+        """``(graph columns, DenseEdgeFn meta, zero-weight columns)`` when every graph column of this call is
+        a skip, a ReLU-Conv-BN or a plain 3x3 average pool and at least one is a ReLU-Conv-BN (NB201's
+        edges), else ``None`` (the general lean path runs)."""
+        if x.dim() != 4 or torch.is_autocast_enabled(x.device.type):
+            return None
+        slots = self._slots
+        cols: list[int] = []
+        zcols: list[int] = []
+        meta: list[tuple[Any, ...]] = []
+        has_rcb = False
+        for k in active:
+            slot = slots[k]
+            if slot < 0:
+                continue
+            if k in zero and self._forward_only_ok(k):
+                zcols.append(k)
+                continue
+            op = self.ops[slot]
+            parts = rcb_parts(op)
+            if parts is not None:
+                meta.append((RCB, parts[0], parts[1]))
+                has_rcb = True
+            elif type(op) is nn.Identity and not (op._forward_hooks or op._forward_pre_hooks):
+                meta.append((SKIP,))
+            elif (pool := _plain_avg_pool(op)) is not None and min(x.shape[-2:]) >= 2:
+                meta.append((AVG, pool))
+            else:
+                return None
+            cols.append(k)
+        if not has_rcb:
+            return None
+        return cols, tuple(meta), zcols
+
+    def _zero_outputs(
+        self, x: Tensor, w: Sequence[Tensor], zcols: Sequence[int], arch_grad: bool, rx: Tensor | None
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Weights, forward-only outputs and carried tensors of the zero-weight columns ``zcols`` for
+        :func:`zero_weight_terms` (``rx``: ``relu(x)`` if already computed)."""
+        if not torch.is_grad_enabled():
+            return [], [], []
+        slots = self._slots
+        mods = [self.ops[slots[k]] for k in zcols]
+        carried = [t for t in [x, *(p for m in mods for p in m.parameters())] if t.requires_grad]
+        ws = [w[k] for k in zcols]
+        if not (arch_grad and any(t.requires_grad for t in ws)):
+            return [], [], carried
+        zo: list[Tensor] = []
+        with torch.no_grad():
+            for k, m in zip(zcols, mods, strict=True):
+                tail = self._relu_tail(k)
+                if tail is not None and not (m._forward_hooks or m._forward_pre_hooks):
+                    if rx is None:
+                        rx = torch.relu(x)
+                    zo.append(tail(rx))
+                else:
+                    zo.append(m(x))
+        return ws, zo, carried
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
