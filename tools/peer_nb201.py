@@ -154,7 +154,7 @@ def summarize(out: Path, method: str) -> str:
         finals.append(f["accuracy"])
         curve = " / ".join("-" if h["accuracy"] is None else f"{h['accuracy']:.1f}" for h in r["history"])
         lines.append(
-            f"| {r['seed']} | `{f['arch']}` | {f['accuracy']:.2f} | {f['entropy']:.3f} | {curve} | {r['cpu_minutes']} |"
+            f"| {r['seed']} | `{f['arch'].replace('|', chr(92) + '|')}` | {f['accuracy']:.2f} | {f['entropy']:.3f} | {curve} | {r['cpu_minutes']} |"
         )
     valid = [a for a in finals if a is not None]
     if valid:
