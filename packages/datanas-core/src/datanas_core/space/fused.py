@@ -7,7 +7,9 @@
   a batched matrix product that writes a contiguous output; for backward it keeps only its input and its
   BatchNorm output (plus per-channel statistics) and recomputes the ReLU and the depthwise convolution: the
   BatchNorm backward is computed from the normalised output, the ReLU mask from the input. The plain module
-  chain keeps four or five activations per block.
+  chain keeps four or five activations per block. Conv weight gradients (and the recomputed depthwise output
+  the pointwise one needs) are computed only when the backward pass uses them: an architecture step, an
+  ``autograd.grad`` w.r.t. the architecture parameters, computes input gradients only.
 * :class:`MaxPool3x3Fn`: 3x3 max pooling (channels-last on CPU) that keeps nothing but its input and
   recomputes the argmax in backward (the module path keeps a channels-last copy and int64 indices).
 * :class:`DenseEdgeFn`: a whole NB201-style edge (skip, ReLU-Conv-BN and 3x3 average-pool columns, the
@@ -181,7 +183,8 @@ class ReluDwPwBnFn(torch.autograd.Function):
     and pointwise weights, the two conv modules (geometry) and the BatchNorm module (its running statistics
     are updated as ``nn.BatchNorm2d`` does). Backward recomputes the depthwise output; the BatchNorm input
     gradient comes from the normalised output ``y`` (``(g - mean(g) - y mean(g y)) invstd``, PyTorch's own
-    kernel with ``y`` as input, mean 0, scale ``invstd``).
+    kernel with ``y`` as input, mean 0, scale ``invstd``). Weight gradients are computed only when the
+    backward pass uses them (not in an ``autograd.grad`` w.r.t. the architecture parameters only).
     """
 
     @staticmethod
@@ -199,6 +202,7 @@ class ReluDwPwBnFn(torch.autograd.Function):
         y, _mean, invstd = batch_norm_with_stats(bn, p)
         ctx.geom = (tuple(dw.stride), tuple(dw.padding), tuple(dw.dilation), dw.groups)
         ctx.shared = r is not None
+        ctx.tensor_pos = _tensor_positions((a, r, w_dw, w_pw))
         ctx.save_for_backward(r if r is not None else a, w_dw, w_pw, y, invstd)
         return y
 
@@ -206,8 +210,9 @@ class ReluDwPwBnFn(torch.autograd.Function):
     def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         src, w_dw, w_pw, y, invstd = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.geom
-        need = ctx.needs_input_grad
-        need_a, need_dw, need_pw = need[0], need[2], need[3]
+        # gradients this backward pass uses: an architecture step (autograd.grad w.r.t. the architecture
+        # parameters) needs no conv weight gradients
+        need_a, need_dw, need_pw = _will_run(ctx, 0), _will_run(ctx, 2), _will_run(ctx, 3)
         if not (need_a or need_dw or need_pw):
             return (None,) * 7
         C_out = y.shape[1]
@@ -223,11 +228,18 @@ class ReluDwPwBnFn(torch.autograd.Function):
             0.0,
             [True, False, False],
         )[0]
-        r = src if ctx.shared else relu_layout(src)
-        d = F.conv2d(r, w_dw, None, stride, padding, dilation, groups)
-        B, C, H, W = d.shape
+        if ctx.shared:
+            r = src
+        elif need_pw or need_dw or not src.is_contiguous(memory_format=torch.channels_last):
+            r = relu_layout(src)
+        else:  # only the input gradient: src gives the layout and the ReLU mask (src > 0 iff relu(src) > 0)
+            r = src
+        B, C, H, W = gp.shape[0], w_pw.shape[1], gp.shape[2], gp.shape[3]
         gp2 = _rows(gp)
-        g_pw = torch.mm(gp2.t(), _rows(d)).view_as(w_pw) if need_pw else None
+        g_pw = None
+        if need_pw:  # the depthwise output is recomputed only for the pointwise weight's gradient
+            d = F.conv2d(r, w_dw, None, stride, padding, dilation, groups)
+            g_pw = torch.mm(gp2.t(), _rows(d)).view_as(w_pw)
         g_a = g_dw = None
         if need_a or need_dw:
             gd = _from_rows(torch.mm(gp2, w_pw.view(C_out, C)), B, H, W)  # dL/dd, channels-last
@@ -406,6 +418,51 @@ def pool_bn_parts(chain: list[nn.Module] | None) -> tuple[str, int, nn.Module, n
     return None
 
 
+def _box_kernel(x: Tensor) -> Tensor | None:
+    """The ones kernel of a depthwise 3x3 box sum over ``x``'s channels when ``x`` is a channels-last 4-d CPU
+    tensor (the layout the depthwise convolutions run fast in), else ``None``."""
+    if not (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return None
+    key = (x.shape[1], x.dtype)
+    k = _BOX_KERNELS.get(key)
+    if k is None:
+        k = _BOX_KERNELS[key] = torch.ones(x.shape[1], 1, 3, 3, dtype=x.dtype).contiguous(
+            memory_format=torch.channels_last
+        )
+    return k
+
+
+def avg_pool_values(x: Tensor, stride: int, pool: nn.Module) -> Tensor:
+    """``pool(x)`` (an :class:`~datanas_core.ops.AvgPool3x3`) without autograd: for a channels-last CPU input
+    the window sums of the strided outputs only, as one depthwise convolution with a ones kernel (the
+    shifted adds of ``_box3`` are several times slower on channels-last tensors), times the reciprocal-count
+    map; same values up to rounding. Used by the DARTS pool+BatchNorm ops only."""
+    k = _box_kernel(x)
+    with torch.no_grad():
+        if k is None:
+            return pool(x)
+        return F.conv2d(x, k, None, stride, 1, 1, x.shape[1]) * pool.reciprocal_counts(x)
+
+
+def avg_pool_adjoint(g: Tensor, x: Tensor, stride: int, pool: nn.Module) -> Tensor:
+    """The input gradient of :func:`avg_pool_values` (the pool's adjoint) for output gradient ``g``: the
+    transposed ones-kernel convolution of ``g`` times the reciprocal counts (``_box3`` path when ``x`` is not
+    a channels-last CPU tensor)."""
+    from datanas_core.ops import avg_pool3x3_adjoint
+
+    k = _box_kernel(x)
+    rc = pool.reciprocal_counts(x)
+    if k is None:
+        return avg_pool3x3_adjoint(g, rc, stride, tuple(x.shape[-2:]))
+    gs = (g * rc).contiguous(memory_format=torch.channels_last)
+    C = x.shape[1]
+    if stride == 1:
+        return F.conv2d(gs, k, None, 1, 1, 1, C)  # the ones kernel is symmetric: its own adjoint
+    return torch.ops.aten.convolution_backward(
+        gs, x, k, None, [stride, stride], [1, 1], [1, 1], False, [0, 0], C, [True, False, False]
+    )[0]
+
+
 def pool_recompute(x: Tensor, mode: str, stride: int, pool: nn.Module) -> Recompute:
     """A :class:`Recompute` of the pool's output for ``x`` (max: ``(output, argmax indices)``)."""
 
@@ -416,7 +473,7 @@ def pool_recompute(x: Tensor, mode: str, stride: int, pool: nn.Module) -> Recomp
                     _to_cl(x), [3, 3], [stride, stride], [1, 1], [1, 1], False
                 )
                 return c, idx
-            return pool(x), None
+            return avg_pool_values(x, stride, pool), None
 
     return Recompute(fn)
 
@@ -430,7 +487,7 @@ class PoolBnFn(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, x: Tensor, mode: str, stride: int, pool: nn.Module, bn: nn.BatchNorm2d, holder: Recompute
     ) -> tuple[Tensor, Tensor, Tensor]:
-        c = _max_pool_cl(x, stride) if mode == "max" else pool(x)
+        c = _max_pool_cl(x, stride) if mode == "max" else avg_pool_values(x, stride, pool)
         y, mean, invstd = batch_norm_with_stats(bn, c)
         ctx.mode, ctx.stride, ctx.pool, ctx.holder = mode, stride, pool, holder
         ctx.save_for_backward(x, mean, invstd)
@@ -456,9 +513,7 @@ class PoolBnFn(torch.autograd.Function):
                 _dense_like(gc, xc), xc, [3, 3], [s, s], [1, 1], [1, 1], False, idx
             ).contiguous(memory_format=_layout(x))
         else:
-            from datanas_core.ops import avg_pool3x3_adjoint
-
-            gx = avg_pool3x3_adjoint(gc, ctx.pool.reciprocal_counts(x), s, tuple(x.shape[-2:]))
+            gx = avg_pool_adjoint(gc, x, s, ctx.pool)
         return gx, None, None, None, None, None
 
 

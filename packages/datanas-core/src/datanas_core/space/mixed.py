@@ -58,6 +58,7 @@ from datanas_core.space.fused import (
     RCB,
     SKIP,
     PoolBnFn,
+    avg_pool_values,
     batch_norm_with_stats,
     bn_trick_ok,
     dense_edge,
@@ -322,7 +323,7 @@ def _shared_pool(x: Tensor, parts: tuple[Any, ...], shared: dict[Any, Any] | Non
     hit = None if shared is None else shared.get(key)
     if hit is not None and hit[0] is x:
         return hit[1]
-    c = max_pool3x3(x, stride) if mode == "max" else pool(x)
+    c = max_pool3x3(x, stride) if mode == "max" else avg_pool_values(x, stride, pool)
     if shared is not None:
         shared[key] = (x, c)
     return c
