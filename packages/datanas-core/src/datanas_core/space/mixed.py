@@ -513,15 +513,9 @@ class MixedOp(nn.Module):
                 if proxy is not None:
                     out = out + proxy
             return out
-        lean: list[int] = []
-        for k in active:
-            slot = slots[k]
-            if slot < 0:
-                continue
-            if k in zero and self._forward_only_ok(k):
-                lean.append(k)
-                continue
-            y = w[k] * self.ops[slot](x)
+        graph, lean = self._split_active(active, zero)
+        for k, op in graph:
+            y = w[k] * op(x)
             out = y if out is None else out + y
         if lean:
             out = self._zero_columns(x, w, lean, out, arch_grad)
@@ -576,19 +570,12 @@ class MixedOp(nn.Module):
         gw: list[Tensor] = []
         go: list[Tensor] = []
         bnsrc: list[tuple[Any, ...] | None] = []  # (kind, tensors for the weight's inner product)
-        zcols: list[int] = []
         rx: Tensor | None = None
         rxl: Tensor | None = None  # relu(x) in the depthwise convolutions' layout, shared
         holders: dict[int, Any] = {}  # graph column -> Recompute of its BatchNorm input
         zstats: dict[int, tuple[Tensor, Tensor]] = {}  # zero column -> BatchNorm statistics of its output
-        for k in active:
-            slot = slots[k]
-            if slot < 0:
-                continue
-            if k in zero and self._forward_only_ok(k):
-                zcols.append(k)
-                continue
-            op = self.ops[slot]
+        graph, zcols = self._split_active(active, zero)
+        for k, op in graph:
             chain = _chain(op)
             pool = _plain_avg_pool(op)
             if pool is not None and w[k].requires_grad:
@@ -686,19 +673,11 @@ class MixedOp(nn.Module):
         edges), else ``None`` (the general lean path runs)."""
         if x.dim() != 4 or torch.is_autocast_enabled(x.device.type):
             return None
-        slots = self._slots
         cols: list[int] = []
-        zcols: list[int] = []
         meta: list[tuple[Any, ...]] = []
         has_rcb = False
-        for k in active:
-            slot = slots[k]
-            if slot < 0:
-                continue
-            if k in zero and self._forward_only_ok(k):
-                zcols.append(k)
-                continue
-            op = self.ops[slot]
+        graph, zcols = self._split_active(active, zero)
+        for k, op in graph:
             parts = rcb_parts(op)
             if parts is not None:
                 meta.append((RCB, parts[0], parts[1]))
@@ -738,6 +717,23 @@ class MixedOp(nn.Module):
                 else:
                     zo.append(m(x))
         return ws, zo, carried
+
+    def _split_active(
+        self, active: Sequence[int], zero: Collection[int]
+    ) -> tuple[list[tuple[int, nn.Module]], list[int]]:
+        """The active columns that have a module, in order, split into those that run in the autograd graph
+        (``(column, op)``) and the zero-weight ones that may run forward-only."""
+        graph: list[tuple[int, nn.Module]] = []
+        forward_only: list[int] = []
+        for k in active:
+            slot = self._slots[k]
+            if slot < 0:
+                continue
+            if k in zero and self._forward_only_ok(k):
+                forward_only.append(k)
+            else:
+                graph.append((k, self.ops[slot]))
+        return graph, forward_only
 
     def _forward_only_ok(self, k: int) -> bool:
         """Whether column ``k`` may run forward-only at weight 0 (checked once, a fallback is logged)."""
