@@ -313,6 +313,29 @@ SHARED_OPTIONS: dict[str, Option] = {
             "progressive_decisions",
         ),
         Option(
+            ("--decision-criterion",),
+            "how --progressive-decisions picks the next edge and its op: margin (largest top-1 probability "
+            "margin), fix (lowest mean validation loss with the edge fixed to the op) or remove (DARTS-PT: largest "
+            "loss increase when the op is removed); fix and remove cost candidates x --decision-samples x "
+            "--decision-batches forwards per decision, need --progressive-decisions and are refused in keep-k "
+            "cells (DARTS' topk_edges); not part of DATA's published method (default: margin)",
+            {},
+            "decision_criterion",
+        ),
+        Option(
+            ("--decision-batches",),
+            "held-out batches (the first of the architecture split) a measured --decision-criterion averages over "
+            "(default: 8)",
+            {"metavar": "N"},
+            "decision_batches",
+        ),
+        Option(
+            ("--decision-samples",),
+            "architecture samples per candidate a measured --decision-criterion averages over (default: 2)",
+            {"metavar": "N"},
+            "decision_samples",
+        ),
+        Option(
             ("--precision",),
             "arithmetic of the supernet forward and loss: fp32, or bf16 under torch.autocast (an approximation "
             "of the float32 search, flagged in the log, manifest and summary; sampling, architecture parameters, "
@@ -363,7 +386,14 @@ SHARED_OPTIONS: dict[str, Option] = {
 #: The shared options every domain search CLI adds unchanged and passes to its
 #: :class:`~datanas_core.search.SearchConfig` as given (:func:`config_changes`); not given, the preset's value or
 #: SearchConfig's default (off, fp32, eager) applies.
-SEARCH_CONFIG_OPTIONS = ("--progressive-decisions", "--precision", "--compile")
+SEARCH_CONFIG_OPTIONS = (
+    "--progressive-decisions",
+    "--decision-criterion",
+    "--decision-batches",
+    "--decision-samples",
+    "--precision",
+    "--compile",
+)
 
 
 def config_changes(args: argparse.Namespace, names: Iterable[str] = SEARCH_CONFIG_OPTIONS) -> dict[str, Any]:

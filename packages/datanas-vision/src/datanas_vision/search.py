@@ -179,7 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_options.add_options(
         o,
-        ["--progressive-decisions", "--weight-sampling"],
+        [
+            "--progressive-decisions",
+            "--decision-criterion",
+            "--decision-batches",
+            "--decision-samples",
+            "--weight-sampling",
+        ],
         help={
             "--weight-sampling": "where the weight step draws its architecture: the distribution (default) or "
             "uniform logits (fair path sampling; see SearchConfig.weight_sampling)"

@@ -80,6 +80,8 @@ _W_OPTIMIZERS = ("sgd", "adam", "adamw")
 _PRECISIONS = ("fp32", "bf16")
 #: ``torch.compile`` modes of the supernet forward ("reduce-overhead" is its CUDA-graph mode); "off": eager.
 _COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+#: How progressive decisions choose the next edge and its op (see :mod:`datanas_core.search.decisions`).
+_DECISION_CRITERIA = ("margin", "fix", "remove")
 
 
 def _native_executor(estimator: str, options: Mapping[str, Any]) -> str:
@@ -170,6 +172,18 @@ class SearchConfig:
             keeps k inputs per node (``topk_edges``, ``topk_pairs``) a node's other edges are fixed to
             ``none`` once it holds k decided ones, so the derived cell is exactly the decided edges. Not part of any
             published recipe of the DATA family; ``None`` (default): off.
+        decision_criterion: how progressive decisions pick the next edge and its op. ``"margin"`` (default):
+            the largest top-1 probability margin, fixed to its top op. ``"fix"``: the supernet's mean task
+            loss with the edge fixed to each allowed op (the other edges sampled from the distribution); the
+            edge whose best op leads its runner-up by the largest loss gap is fixed to that op. ``"remove"``
+            (DARTS-PT, Wang et al. 2021): the loss increase when each op is removed from the edge; the op whose
+            removal hurts most is the edge's op, the edge with the largest gap to its second op goes first.
+            The measured criteria cost ``candidates x decision_samples x decision_batches`` forwards per
+            decision, need a ``progressive_decisions`` window, and are refused in keep-k cells with a ``none``
+            op (DARTS-like ``topk_edges``/``topk_pairs``); an option, not part of DATA's published method.
+        decision_batches: held-out batches (the first of the architecture split) that a measured criterion
+            averages over.
+        decision_samples: architecture samples per candidate that a measured criterion averages over.
         precision: ``"fp32"`` (default) or ``"bf16"``: the supernet forward and the task loss of the weight and
             architecture steps run under ``torch.autocast(dtype=torch.bfloat16)`` on the supernet's device
             type. Sampling, regularisers, architecture parameters and their gradients, and both optimiser
@@ -212,6 +226,9 @@ class SearchConfig:
     a_lr_warmup: float = 0.0
     arch_travel: float | None = None
     progressive_decisions: tuple[float, float] | None = None
+    decision_criterion: Literal["margin", "fix", "remove"] = "margin"
+    decision_batches: int = 8
+    decision_samples: int = 2
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
@@ -248,6 +265,21 @@ class SearchConfig:
                     f"0 <= start < end <= 1, or None; got {window!r}"
                 )
             object.__setattr__(self, "progressive_decisions", (float(window[0]), float(window[1])))
+        if self.decision_criterion not in _DECISION_CRITERIA:
+            raise ConfigError(
+                f"decision_criterion must be one of {', '.join(_DECISION_CRITERIA)}; got "
+                f"{self.decision_criterion!r}"
+            )
+        for name in ("decision_batches", "decision_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.decision_criterion != "margin" and self.progressive_decisions is None:
+            raise ConfigError(
+                f"decision_criterion={self.decision_criterion!r} chooses how progressive decisions decide, but "
+                "progressive_decisions is off; set a window (e.g. progressive_decisions=(0.1, 0.7), "
+                "--progressive-decisions 0.1 0.7) or keep decision_criterion='margin'"
+            )
         if self.a_lr_schedule is not None:
             from datanas_core.schedules import BaseSchedule, parse_schedule
 
@@ -828,6 +860,9 @@ METHOD_FIELDS = (
     "a_lr_warmup",
     "arch_travel",
     "progressive_decisions",
+    "decision_criterion",
+    "decision_batches",
+    "decision_samples",
     "weight_sampling",
 )
 

@@ -38,21 +38,95 @@ op over the next allowed non-``none`` op (0 when there is none). Ties go to the 
 lower edge row. The margin is a guess that fits every estimator's deterministic probabilities; it is
 configurable only through the window.
 
+Measured criteria (``SearchConfig.decision_criterion``). The margin is read off the architecture parameters,
+and at a short budget the margins are tiny (0.002-0.005 on NB201 at a few hundred CPU steps): the decisions
+then follow the noise and bias of the architecture gradient, and the cells found vary widely between seeds.
+DARTS-PT (Wang et al., ICLR 2021, "Rethinking Architecture Selection in Differentiable NAS") showed that
+choosing an op by its measured effect on the supernet's validation performance is far more reliable than by
+its parameter's size. Two such criteria are available; they are options of progressive decisions, not part of
+DATA's published method:
+
+- ``"fix"``: for every undecided edge ``r`` (every cell type) and every op ``j`` its mask still allows, the mean
+  task loss (``Searcher.forward_loss(batch, arch, kind="decision")``, the supernet's validation loss without
+  regularisers, under ``torch.no_grad()``) of the supernet with ``r`` fixed to ``j`` (a one-op mask row) and
+  every other edge drawn from the current distribution by the estimator's own ``sample`` (honouring the other
+  masks). The edge decided next is the one with the largest gap between its runner-up op's loss and its best
+  op's loss; it is fixed to its best (lowest-loss) op.
+- ``"remove"`` (DARTS-PT's perturbation): candidate ``(r, j)`` is the supernet with op ``j`` *removed* from
+  ``r``'s mask (the estimator samples among the remaining ops). The op whose removal increases the loss most
+  is the edge's op; the edge decided next is the one with the largest gap between its best and second-best
+  op's loss increase (the increase over the unperturbed supernet is logged; the gap does not depend on it).
+  On a row with two allowed ops both criteria measure the same two networks. With a hard-sampling estimator
+  (EGS, GDAS) and common random numbers, removing an op that none of the measured samples drew on that edge
+  leaves every sample unchanged (an increase of exactly 0), so ``"remove"`` tells apart only the ops the
+  samples contain; ``"fix"`` measures every allowed op. DARTS-PT's own setting is the deterministic mixture
+  (``estimator="softmax"``), where every op contributes.
+
+Each candidate's loss is the mean over ``decision_samples`` architecture samples x ``decision_batches``
+held-out batches, with common random numbers: every candidate sees the same batches, and its samples come from
+a dedicated ``torch.Generator`` re-seeded for each candidate from ``(config.seed, global_step)`` (never the
+searcher's generator), so candidates differ only in the measured edge and the searcher's random streams are
+unchanged. The global RNG (dropout in the RNN space) is forked and re-seeded the same way, then restored. A
+decision round costs ``candidates x decision_samples x decision_batches`` forward passes per decided edge
+(``"remove"`` one set more for the unperturbed baseline), with ``candidates`` the allowed ops of all undecided
+edges: NB201's first decision measures 6 edges x 5 ops = 30 candidates, 480 forwards at the defaults (8
+batches x 2 samples): 35 s for a C=8, N=1 supernet at batch 64 of 32x32 images on one CPU thread of a shared
+machine, about 60 search steps (EGS M=4) of the same supernet; the six decisions of a search measure 105
+candidate sets in all, about 3.5 times that. When several edges are due at one step they are decided one after the other, each
+measured with the previous ones in place.
+
+The supernet is measured in training mode, as the search steps compute the architecture loss: NB201's and
+DARTS' supernets use non-affine BatchNorm that tracks running statistics, but those are a running mean over
+the sampled mixtures of every past step, not the statistics of a network with one edge fixed, so eval mode
+would score candidates with mismatched normalisation. Every buffer (the running statistics included) is saved
+before the measurement and restored after it, so a measurement changes neither the weights, the BN buffers,
+the architecture parameters, the masks (each temporary mask is restored with ``set_mask``; a cell type without
+a mask gets none back) nor any generator.
+
+The held-out batches are ``searcher.decision_batches``. :meth:`Searcher.fit` fills them once, before the first
+step (also after a resume), with the first ``decision_batches`` batches of the validation loader (the
+architecture split) at a fixed epoch: a loader with ``set_epoch`` (the vision loaders, core's
+``DeterministicLoader``; the runner's ``EpochStream`` is unwrapped to the loader it cycles) is set to epoch 0,
+read, and set back to the epoch it was at, so the batches are the same in a resumed run and the search's own
+validation stream is untouched; another iterable gives the first batches of a fresh iterator (deterministic
+when its order is). The consistency monitor's fixed ``eval_loader`` is not used: ``run_search`` does not pass
+it to ``fit``, and the decision batches should be what every caller of ``fit`` gets. Code that calls
+``Searcher.step`` directly sets ``searcher.decision_batches = [...]``; a measured criterion without batches is a
+:class:`~datanas_core.errors.ConfigError`, never a silent fallback to the margin.
+
+Keep-k cells (the node rules above: ``topk_edges``/``topk_pairs`` with an excluded ``none`` op, i.e. DARTS-like
+spaces and the RNN space's ``k=1``) support only the margin: a measured criterion there is refused with a
+:class:`~datanas_core.errors.ConfigError` when the search starts (and at the first decision of a searcher
+stepped by hand). NB201 (``argmax_edge``), the ``data`` rule and spaces without a ``none`` op are supported.
+
 Everything is a pure function of the architecture parameters, the masks (saved in checkpoints with the
-estimator state) and the global step, so a resumed search decides exactly as an uninterrupted one.
+estimator state), the global step and, for the measured criteria, the weights and the held-out batches, so a
+resumed search decides exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
+from datanas_core.errors import ConfigError, NumericalError
 from datanas_core.schedules import arch_step_position
 
-__all__ = ["decided_edges", "due_decisions", "node_quota", "progressive_decide"]
+__all__ = [
+    "check_decision_criterion",
+    "decided_edges",
+    "decision_batches_from",
+    "due_decisions",
+    "measure_candidates",
+    "node_quota",
+    "prepare_decision_batches",
+    "progressive_decide",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -246,11 +320,296 @@ def _decide(
     return decided, changed
 
 
+def _keep_k_nodes(searcher: Any) -> dict[str, _Nodes]:
+    """The keep-k cell types of the search (see the module docstring), empty when the rule keeps no ``k``."""
+    quota = node_quota(searcher)
+    if quota is None:
+        return {}
+    per_node, exclude = quota
+    return {
+        ct: _Nodes(spec, per_node, exclude)
+        for ct, spec in searcher.distribution.cells.items()
+        if "none" in spec.ops and "none" in exclude
+    }
+
+
+_MEASURED = ("fix", "remove")
+
+
+def check_decision_criterion(searcher: Any) -> None:
+    """Refuse a measured ``decision_criterion`` in keep-k cells (see the module docstring).
+
+    Raises:
+        ConfigError: ``decision_criterion`` is ``"fix"`` or ``"remove"`` and the derivation rule keeps ``k``
+            inputs per node of a cell type with an excluded ``none`` op.
+    """
+    cfg = searcher.config
+    criterion = getattr(cfg, "decision_criterion", "margin")
+    if cfg.progressive_decisions is None or criterion == "margin":
+        return
+    nodes = _keep_k_nodes(searcher)
+    if nodes:
+        raise ConfigError(
+            f"decision_criterion={criterion!r} is not supported in keep-k cells (cell type(s) "
+            f"{', '.join(sorted(nodes))}: the derivation rule keeps k inputs per node and excludes 'none'); "
+            "valid there: 'margin' (the measured criteria 'fix' and 'remove' work with argmax_edge, e.g. NB201, "
+            "and the data rule)"
+        )
+
+
+def decision_batches_from(loader: Iterable[Any], n: int) -> list[Any]:
+    """The first ``n`` batches of ``loader`` at a fixed epoch (see the module docstring).
+
+    A loader with ``set_epoch`` (or a wrapper whose ``.loader`` has one, the runner's ``EpochStream``) is set
+    to epoch 0, read, and set back to the epoch it would have run next; any other iterable gives the first
+    batches of a fresh iterator.
+    """
+    inner: Any = loader
+    if not callable(getattr(inner, "set_epoch", None)):
+        wrapped = getattr(loader, "loader", None)
+        if callable(getattr(wrapped, "set_epoch", None)):
+            inner = wrapped
+    set_epoch = getattr(inner, "set_epoch", None)
+    if not callable(set_epoch):
+        return list(_take(iter(loader), n))
+    pending = getattr(inner, "next_epoch", None)  # core's DeterministicLoader
+    if isinstance(pending, bool) or not isinstance(pending, int):
+        pending = getattr(inner, "epoch", None)  # the vision ImageLoader: the epoch of the next iteration
+    set_epoch(0)
+    try:
+        return list(_take(iter(inner), n))
+    finally:
+        if isinstance(pending, int) and not isinstance(pending, bool):
+            set_epoch(pending)
+
+
+def _take(it: Iterator[Any], n: int) -> Iterator[Any]:
+    for i, batch in enumerate(it):
+        if i >= n:
+            break
+        yield batch
+
+
+def prepare_decision_batches(searcher: Any, loader: Iterable[Any] | None) -> None:
+    """Check the criterion and fill ``searcher.decision_batches`` from ``loader`` when a measured criterion
+    needs them and none are set (called by :meth:`Searcher.fit` before the first step)."""
+    cfg = searcher.config
+    if cfg.progressive_decisions is None or getattr(cfg, "decision_criterion", "margin") == "margin":
+        return
+    check_decision_criterion(searcher)
+    if getattr(searcher, "decision_batches", None):
+        return
+    if loader is None:
+        raise ConfigError(
+            f"decision_criterion={cfg.decision_criterion!r} measures the supernet on held-out batches, but the "
+            "search has no validation loader; pass one to fit or set searcher.decision_batches = [batch, ...]"
+        )
+    searcher.decision_batches = decision_batches_from(loader, int(cfg.decision_batches))
+
+
+def _held_out(searcher: Any) -> list[Any]:
+    cfg = searcher.config
+    batches = list(getattr(searcher, "decision_batches", None) or [])[: int(cfg.decision_batches)]
+    if not batches:
+        raise ConfigError(
+            f"decision_criterion={cfg.decision_criterion!r} measures the supernet on held-out batches, but "
+            "searcher.decision_batches is empty: Searcher.fit takes them from the validation loader; set "
+            "searcher.decision_batches = [batch, ...] when calling step() yourself"
+        )
+    return batches
+
+
+def _measure_seed(seed: int, global_step: int) -> int:
+    """The seed of a decision round's sample generator: a function of the config seed and the step only."""
+    return (int(seed) * 1_000_003 + 7_919 * (int(global_step) + 1) + 424_242) % (2**62)
+
+
+def _seed_global(seed: int, device: torch.device) -> None:
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index or torch.cuda.current_device()].manual_seed(seed)
+
+
+def _mean_loss(searcher: Any, batches: list[Any], seed: int) -> float:
+    """The mean task loss over ``decision_samples`` samples x ``batches``, the samples drawn from a generator
+    seeded with ``seed`` (the same for every candidate: common random numbers)."""
+    from datanas_core.search.task import split_loss
+
+    dist = searcher.distribution
+    gen = torch.Generator().manual_seed(seed)
+    _seed_global(seed, _device(searcher))
+    forward = getattr(searcher, "forward_loss", None)
+    total, count = 0.0, 0
+    for _ in range(int(searcher.config.decision_samples)):
+        arch = dist.sample(generator=gen)
+        for batch in batches:
+            if callable(forward):
+                out = forward(batch, arch, kind="decision")
+            else:
+                out = searcher.task.loss(searcher.supernet, batch, arch)
+            loss, _ = split_loss(out)
+            value = float(loss)
+            if not math.isfinite(value):
+                raise NumericalError(
+                    f"a progressive decision measured a task loss of {value} at step {searcher.global_step}"
+                )
+            total += value
+            count += 1
+    return total / count
+
+
+def _device(searcher: Any) -> torch.device:
+    for p in searcher.supernet.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def measure_candidates(
+    searcher: Any, criterion: str | None = None
+) -> tuple[dict[tuple[str, int], torch.Tensor], float | None]:
+    """Measure every candidate of a decision round (see the module docstring).
+
+    Returns:
+        ``(scores, baseline)``: ``scores[(cell type, edge row)]`` for every undecided edge, a float64 ``[K]``
+        tensor with, per op the row allows, the mean loss with the edge fixed to that op (``"fix"``) or the
+        loss increase when the op is removed (``"remove"``), NaN for the ops it does not allow; ``baseline``
+        the unperturbed supernet's mean loss (``"remove"``; ``None`` for ``"fix"``). Nothing of the searcher
+        changes.
+
+    Raises:
+        ConfigError: an unknown criterion, or no held-out batches.
+    """
+    cfg = searcher.config
+    criterion = criterion or cfg.decision_criterion
+    if criterion not in _MEASURED:
+        raise ConfigError(
+            f"a measured decision criterion must be one of {', '.join(_MEASURED)}; got {criterion!r}"
+        )
+    batches = _held_out(searcher)
+    dist = searcher.distribution
+    net = searcher.supernet
+    saved = {ct: dist.estimator.mask_of(spec, dist.logits[ct]) for ct, spec in dist.cells.items()}
+    saved = {ct: None if m is None else m.detach().cpu().clone() for ct, m in saved.items()}
+    masks = _masks(dist)
+    buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
+    was_training = net.training
+    device = _device(searcher)
+    seed = _measure_seed(cfg.seed, searcher.global_step)
+    devices = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
+    scores: dict[tuple[str, int], torch.Tensor] = {}
+    baseline: float | None = None
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            if not was_training:
+                net.train()
+            if criterion == "remove":
+                baseline = _mean_loss(searcher, batches, seed)
+            for ct, spec in dist.cells.items():
+                m = masks[ct].cpu()
+                for r in range(spec.num_edges):
+                    allowed = m[r].nonzero().flatten().tolist()
+                    if len(allowed) <= 1:
+                        continue
+                    values = torch.full((spec.num_ops,), math.nan, dtype=torch.float64)
+                    for j in allowed:
+                        cand = m.clone()
+                        if criterion == "fix":
+                            cand[r] = False
+                            cand[r, j] = True
+                        else:
+                            cand[r, j] = False
+                        dist.set_mask(ct, cand)
+                        loss = _mean_loss(searcher, batches, seed)
+                        values[j] = loss if baseline is None else loss - baseline
+                    dist.set_mask(ct, saved[ct])
+                    scores[(ct, r)] = values
+    finally:
+        for ct, m in saved.items():
+            dist.set_mask(ct, m)
+        with torch.no_grad():
+            for n, b in net.named_buffers():
+                if n in buffers:
+                    b.copy_(buffers[n])
+        if not was_training:
+            net.eval()
+    return scores, baseline
+
+
+def _rank(values: torch.Tensor, criterion: str) -> tuple[int, float, int]:
+    """``(best op, gap to the runner-up, runner-up op)`` of one edge's measured values: the lowest loss
+    (``"fix"``) or the largest loss increase (``"remove"``); ties go to the lower op column."""
+    key = values if criterion == "fix" else -values
+    key = torch.where(torch.isnan(key), torch.full_like(key, math.inf), key)
+    order = torch.sort(key, stable=True).indices
+    best, second = int(order[0]), int(order[1])
+    return best, float(key[second] - key[best]), second
+
+
+def _decide_measured(
+    searcher: Any, masks: dict[str, torch.Tensor], decided: int, target: int, pos: tuple[int, int, int]
+) -> int:
+    """Decide edges until ``target`` with the measured criterion (one measurement per decision)."""
+    cfg = searcher.config
+    criterion = cfg.decision_criterion
+    dist = searcher.distribution
+    k, total, num_edges = pos
+    while decided < target:
+        t0 = time.perf_counter()
+        scores, baseline = measure_candidates(searcher, criterion)
+        seconds = time.perf_counter() - t0
+        best: tuple[float, str, int, int, int] | None = None
+        for ct, spec in dist.cells.items():  # ties: the first cell type, then the lower edge row
+            for r in range(spec.num_edges):
+                values = scores.get((ct, r))
+                if values is None:
+                    continue
+                op, gap, second = _rank(values, criterion)
+                if best is None or gap > best[0]:
+                    best = (gap, ct, r, op, second)
+        if best is None:  # every edge already holds one op
+            break
+        gap, ct, r, op, second = best
+        row = torch.zeros_like(masks[ct][r])
+        row[op] = True
+        masks[ct][r] = row
+        dist.set_mask(ct, masks[ct])
+        decided += 1
+        spec = dist.cells[ct]
+        values = scores[(ct, r)]
+        what = "loss" if criterion == "fix" else "loss increase when removed"
+        logger.info(
+            "decided edge %s: %s (criterion %s: gap %.4f in loss units; %s %.4f, runner-up %s %.4f%s; "
+            "measured %d candidates x %d samples x %d batches in %.2f s) at architecture step %d of %d "
+            "(%d of %d edges decided)",
+            spec.edge_key(r),
+            spec.ops[op],
+            criterion,
+            gap,
+            what,
+            float(values[op]),
+            spec.ops[second],
+            float(values[second]),
+            "" if baseline is None else f", unperturbed loss {baseline:.4f}",
+            sum(int((~torch.isnan(v)).sum()) for v in scores.values()),
+            int(cfg.decision_samples),
+            len(_held_out(searcher)),
+            seconds,
+            k + 1,
+            total,
+            decided,
+            num_edges,
+        )
+    return decided
+
+
 def progressive_decide(searcher: Any) -> dict[str, float]:
     """Decide the edges that are due at ``searcher.global_step`` (see the module docstring).
 
     Returns ``{"decided_edges": n}`` for the step logs, empty when ``progressive_decisions`` is off or the
     architecture warm-up is not over.
+
+    Raises:
+        ConfigError: a measured ``decision_criterion`` in keep-k cells, or without held-out batches.
     """
     cfg = searcher.config
     window = cfg.progressive_decisions
@@ -264,17 +623,13 @@ def progressive_decide(searcher: Any) -> dict[str, float]:
     target = due_decisions(window, k, total, num_edges)
     if decided >= target:
         return {"decided_edges": float(decided)}
+    if getattr(cfg, "decision_criterion", "margin") != "margin":
+        check_decision_criterion(searcher)
+        decided = _decide_measured(searcher, masks, decided, target, (k, total, num_edges))
+        return {"decided_edges": float(decided)}
     with torch.no_grad():
         probs = {ct: p.detach().float().cpu() for ct, p in dist.probs().items()}
-    quota = node_quota(searcher)
-    nodes: dict[str, _Nodes] = {}
-    if quota is not None:
-        per_node, exclude = quota
-        nodes = {
-            ct: _Nodes(spec, per_node, exclude)
-            for ct, spec in dist.cells.items()
-            if "none" in spec.ops and "none" in exclude
-        }
+    nodes = _keep_k_nodes(searcher)
     decided, changed = _decide(dist, masks, probs, decided, target, (k, total, num_edges), nodes)
     for ct in changed:
         dist.set_mask(ct, masks[ct])

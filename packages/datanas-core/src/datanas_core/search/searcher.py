@@ -200,6 +200,9 @@ class Searcher:
         #: Hooks called after gradients are computed and before the optimiser step (distributed all-reduce).
         #: Steps per epoch, read from the training loader by :meth:`fit` (needed by per-step schedules).
         self.steps_per_epoch: int | None = None
+        #: Held-out batches of a measured ``SearchConfig.decision_criterion`` (:mod:`~datanas_core.search.decisions`):
+        #: filled by :meth:`fit` from the validation loader; set them yourself when calling :meth:`step` directly.
+        self.decision_batches: list[Any] | None = None
         self.arch_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
         self.weight_grad_hooks: list[Callable[[Sequence[nn.Parameter]], None]] = []
         # config.compile: the compiled supernet (built at the first step), the step kinds it has run for, and
@@ -609,6 +612,10 @@ class Searcher:
         n = self._len(train_loader)
         if isinstance(n, int) and n > 0:
             self.steps_per_epoch = n
+        if self.config.progressive_decisions is not None and self.config.decision_criterion != "margin":
+            from datanas_core.search.decisions import prepare_decision_batches
+
+            prepare_decision_batches(self, val_loader)  # the held-out batches, the same after a resume
         while self.epoch < self.config.epochs and not self.stop_requested:
             self.distribution.set_epoch(self.epoch, self.config.epochs)
             set_epoch = getattr(train_loader, "set_epoch", None)
