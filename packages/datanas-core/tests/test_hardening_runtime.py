@@ -208,6 +208,28 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_from_step_0(t
     assert res.genotype is not None and RunDir(run).read_summary()["status"] == "completed"
 
 
+def test_a_run_saved_before_a_search_option_existed_resumes(tmp_path: Path, monkeypatch: Any) -> None:
+    """A run written by an older version has no key for a newer SearchConfig field (and no CLI key for its
+    flag): it resumes while the field keeps its default (which reproduces the old behaviour) or the flag is
+    not given, and a non-default value is still reported as a difference."""
+    run = tmp_path / "run"
+    real = SearchConfig.to_dict
+    new_fields = ("decision_criterion", "decision_batches", "decision_samples")
+
+    def old_to_dict(self: SearchConfig) -> dict[str, Any]:
+        return {k: v for k, v in real(self).items() if k not in new_fields}
+
+    monkeypatch.setattr(SearchConfig, "to_dict", old_to_dict)
+    _run(run, epochs=1, config={"data": "toy"})
+    monkeypatch.setattr(SearchConfig, "to_dict", real)
+    with pytest.raises(ConfigError, match=r"search_config.decision_batches: not in the saved run, now 4"):
+        _run(run, resume=True, epochs=2, cfg={"decision_batches": 4})
+    with pytest.raises(ConfigError, match=r"config.decision_batches: not in the saved run, now 4"):
+        _run(run, resume=True, epochs=2, config={"data": "toy", "decision_batches": 4})
+    res = _run(run, resume=True, epochs=2, config={"data": "toy", "decision_criterion": None})
+    assert res.genotype is not None and RunDir(run).read_summary()["status"] == "completed"
+
+
 def test_all_checkpoints_damaged_says_what_to_do_and_restart_works(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _run(run, epochs=2)

@@ -170,6 +170,30 @@ def _fingerprint(searcher: Any, config: Mapping[str, Any] | None) -> dict[str, A
     )
 
 
+def _with_new_defaults(saved: Any, current: Any) -> Any:
+    """``saved`` with the keys it lacks filled in where the run cannot have differed: the key is absent from
+    the saved fingerprint (the run predates the option) and its current value is ``None`` (a CLI option not
+    given) or the default of the :class:`~datanas_core.search.SearchConfig` field of that name. New search
+    options are added with a default that reproduces the old behaviour, so a run saved before they existed
+    resumes under the new code; a non-default value still counts as a difference."""
+    if not (isinstance(saved, Mapping) and isinstance(current, Mapping)):
+        return saved
+    import dataclasses
+
+    from datanas_core.search.config import SearchConfig
+
+    defaults = {
+        f.name: to_jsonable(f.default)
+        for f in dataclasses.fields(SearchConfig)
+        if f.default is not dataclasses.MISSING
+    }
+    out = {k: _with_new_defaults(v, current.get(k)) for k, v in saved.items()}
+    for k, v in current.items():
+        if k not in out and (v is None or (k in defaults and defaults[k] == v)):
+            out[k] = v
+    return out
+
+
 def _count_flops(model: torch.nn.Module, example: Any) -> int:
     """Multiply-accumulates of Conv/Linear layers for one forward pass of ``example`` (batch of 1)."""
     total = [0]
@@ -411,7 +435,7 @@ def run_search(
             ignore = frozenset(f"config.{k}" for k in resume_ignore) | frozenset(
                 f"{prefix}.{k}" for k in overridable for prefix in ("config", "search_config", *groups)
             )
-            diffs = describe_mismatch(saved_fp, fingerprint, ignore=ignore)
+            diffs = describe_mismatch(_with_new_defaults(saved_fp, fingerprint), fingerprint, ignore=ignore)
             if diffs:
                 raise ConfigError(
                     f"cannot resume {str(rd.path)!r}: the run was made with a different configuration or "
