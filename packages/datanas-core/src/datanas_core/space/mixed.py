@@ -58,6 +58,8 @@ from datanas_core.space.fused import (
     RCB,
     SKIP,
     PoolBnFn,
+    _dense_like,
+    _will_run,
     avg_pool_values,
     batch_norm_with_stats,
     bn_trick_ok,
@@ -123,6 +125,33 @@ def _inner(a: Tensor, b: Tensor) -> Tensor:
     return torch.dot(a.reshape(-1).to(b.dtype), b.reshape(-1))
 
 
+def _bn_inner(g: Tensor, c: Tensor, mean: Tensor, invstd: Tensor) -> Tensor:
+    """``<g, (c - mean) * invstd>`` (per-channel statistics, channel dim 1) in ``g``'s dtype. 4-d tensors of
+    one dtype go through PyTorch's BatchNorm backward kernel (the gradient of a unit BatchNorm weight: one
+    fused pass over ``g`` and ``c``, nothing allocated at their size), anything else through
+    ``sum_ch invstd (<g, c>_ch - mean sum(g)_ch)``."""
+    if g.dim() == 4 and c.dim() == 4 and g.dtype == c.dtype == mean.dtype == invstd.dtype:
+        ones = invstd.new_ones(c.shape[1])
+        gw = torch.ops.aten.native_batch_norm_backward(
+            _dense_like(g, c), c, ones, None, None, mean, invstd, True, 0.0, [False, True, False]
+        )[1]
+        return gw.sum()
+    dims = [d for d in range(g.dim()) if d != 1]
+    gc = (g * c).sum(dims)
+    return (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * g.sum(dims))).sum()
+
+
+def _carried_zeros(ctx: Any, first: int) -> list[Tensor | None]:
+    """Exact-zero gradients (stride-0 expanded scalars, no memory) for the carried tensors, inputs ``first``,
+    ``first + 1``, ... of a custom function whose ``ctx.carried`` holds their ``(shape, dtype, device)``;
+    ``None`` (nothing to add) for those this backward pass does not reach (e.g. the op parameters in an
+    ``autograd.grad`` w.r.t. the architecture parameters), see :func:`~datanas_core.space.fused._will_run`."""
+    return [
+        torch.zeros((), dtype=dt, device=dev).expand(shape) if _will_run(ctx, first + i) else None
+        for i, (shape, dt, dev) in enumerate(ctx.carried)
+    ]
+
+
 class _ZeroWeightTerms(torch.autograd.Function):
     """``base + sum_k w_k * o_k`` for weights ``w_k`` that are exactly 0: the value is ``base``.
 
@@ -138,6 +167,7 @@ class _ZeroWeightTerms(torch.autograd.Function):
         ctx.n = n
         ctx.wshapes = [w.shape for w in rest[:n]]
         ctx.carried = [(t.shape, t.dtype, t.device) for t in rest[2 * n :]]
+        ctx.tensor_pos = [0, 0, *range(1, 1 + len(rest))]
         ctx.save_for_backward(*rest[n : 2 * n])
         return base.view_as(base)
 
@@ -156,10 +186,7 @@ class _ZeroWeightTerms(torch.autograd.Function):
                     else:
                         flat = g.reshape(-1)
                         gw[i] = torch.mv(o.reshape(-1, flat.numel()).to(flat.dtype), flat).reshape(shape)
-        gc = [
-            torch.zeros((), dtype=dt, device=dev).expand(shape) if need[2 + 2 * n + i] else None
-            for i, (shape, dt, dev) in enumerate(ctx.carried)
-        ]
+        gc = _carried_zeros(ctx, 2 + 2 * n)
         return (g, None, *gw, *([None] * n), *gc)
 
 
@@ -201,6 +228,7 @@ class _MixedSum(torch.autograd.Function):
         ctx.ng, ctx.nz, ctx.nb, ctx.zshapes, ctx.kinds, ctx.holders = ng, nz, nb, zshapes, kinds, holders
         ctx.zstats = zstats
         ctx.carried = [(t.shape, t.dtype, t.device) for t in carried]
+        ctx.tensor_pos = [0] * 5 + list(range(len(rest)))
         keep = [
             o if (wk.requires_grad and kd == 0) else None for o, wk, kd in zip(outs, ws, kinds, strict=True)
         ]
@@ -221,7 +249,6 @@ class _MixedSum(torch.autograd.Function):
         g = _dense(g)
         gws: list[Tensor | None] = [None] * ng
         gos: list[Tensor | None] = [None] * ng
-        gsum: Tensor | None = None
         j = 0
         for i in range(ng):
             kd = ctx.kinds[i]
@@ -240,11 +267,7 @@ class _MixedSum(torch.autograd.Function):
                     j += 2
                     c = ctx.holders[i].get()[0] if need[5 + i] else None
                 if need[5 + i]:
-                    dims = [d for d in range(g.dim()) if d != 1]
-                    if gsum is None:
-                        gsum = g.sum(dims)
-                    gc = (g * c).sum(dims)
-                    gws[i] = (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ws[i].shape)
+                    gws[i] = _bn_inner(g, c, mean, invstd).reshape(ws[i].shape)
             elif need[5 + i] and i in kept:
                 gws[i] = _inner(kept[i], g).reshape(ws[i].shape)
             if need[5 + ng + i]:
@@ -257,18 +280,8 @@ class _MixedSum(torch.autograd.Function):
                 if st is None:
                     gzw[i] = _inner(zouts[i], g).reshape(ctx.zshapes[i])
                 else:  # a BatchNorm output given by its input (zouts[i]) and batch statistics
-                    mean, invstd = st
-                    dims = [d for d in range(g.dim()) if d != 1]
-                    if gsum is None:
-                        gsum = g.sum(dims)
-                    gc = (g * zouts[i]).sum(dims)
-                    gzw[i] = (
-                        (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * gsum)).sum().reshape(ctx.zshapes[i])
-                    )
-        gc_ = [
-            torch.zeros((), dtype=dt, device=dev).expand(shape) if need[base + 2 * nz + i] else None
-            for i, (shape, dt, dev) in enumerate(ctx.carried)
-        ]
+                    gzw[i] = _bn_inner(g, zouts[i], st[0], st[1]).reshape(ctx.zshapes[i])
+        gc_ = _carried_zeros(ctx, base + 2 * nz)
         return (None, None, None, None, None, *gws, *gos, *([None] * nb), *gzw, *([None] * nz), *gc_)
 
 
@@ -594,7 +607,9 @@ class MixedOp(nn.Module):
             elif (blocks := dw_blocks(chain)) is not None:
                 if rxl is None:
                     rxl = relu_x()
-                go.append(dw_chain(x, rxl, blocks))
+                # a weight step (no architecture gradient) keeps the blocks' depthwise outputs for the conv
+                # weights' gradients instead of recomputing them
+                go.append(dw_chain(x, rxl, blocks, keep=not arch_grad))
                 bnsrc.append(None)
             else:
                 z = x
