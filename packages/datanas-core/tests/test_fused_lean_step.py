@@ -148,3 +148,26 @@ def test_carried_zeros_only_where_reached() -> None:
             else:
                 _close(a, b)
     assert any(b is not None and b.abs().max() == 0 for b in nw)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_shared_pool_bn_stats_update_every_batch_norm_alike(momentum: Any, dtype: Any) -> None:
+    from datanas_core.space.fused import pool_bn_stats
+
+    gen = torch.Generator().manual_seed(9)
+    c = (torch.randn(4, 3, 5, 5, generator=gen, dtype=dtype) * 3 + 2).contiguous(memory_format=CL)
+    bns = [torch.nn.BatchNorm2d(3, affine=False, momentum=momentum).to(dtype) for _ in range(3)]
+    twins = copy.deepcopy(bns)
+    shared: dict[Any, Any] = {}
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    for _ in range(2):  # two batches: the running statistics and the cumulative count move twice
+        for bn, twin in zip(bns, twins, strict=True):
+            ref = bn(c)
+            mean, invstd = pool_bn_stats(twin, c, shared)
+            y = (c - mean[:, None, None]) * invstd[:, None, None]
+            torch.testing.assert_close(y, ref, rtol=tol, atol=tol)
+            for a, b in zip(bn.buffers(), twin.buffers(), strict=True):
+                torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+        shared.clear()
+        c = c * 0.5 + 1

@@ -550,13 +550,34 @@ class PoolBnFn(torch.autograd.Function):
         return gx, None, None, None, None, None
 
 
-def pool_bn_stats(bn: nn.BatchNorm2d, c: Tensor) -> tuple[Tensor, Tensor]:
+def pool_bn_stats(
+    bn: nn.BatchNorm2d, c: Tensor, shared: dict[Any, Any] | None = None
+) -> tuple[Tensor, Tensor]:
     """Batch mean and inverse standard deviation with which ``bn`` (training mode) would normalise ``c``,
-    updating its running statistics exactly as its forward would, without computing the normalised output."""
+    updating its running statistics exactly as its forward would, without computing the normalised output.
+
+    ``shared``: the per-cell dict in which the BatchNorms of one tensor (the pool output of a node, shared by
+    the edges that leave it) share its batch mean and variance: computed once, each further BatchNorm's
+    running statistics updated from them with the same formula as PyTorch's kernel (``(1 - m) running + m
+    stat``, the variance unbiased), equal up to rounding."""
+    key = ("bnstats", id(c))
+    hit = None if shared is None else shared.get(key)
+    n = c.numel() // max(c.shape[1], 1) if c.dim() > 1 else 0
+    if hit is not None and hit[0] is c and n > 1:
+        mean, var = hit[1], hit[2]
+        track, momentum = _bn_step(bn)
+        if track:
+            with torch.no_grad():
+                rm, rv = bn.running_mean, bn.running_var
+                rm.mul_(1.0 - momentum).add_(mean.to(rm.dtype), alpha=momentum)
+                rv.mul_(1.0 - momentum).add_(var.to(rv.dtype), alpha=momentum * n / (n - 1))
+        return mean, torch.rsqrt(var + bn.eps)
     track, momentum = _bn_step(bn)
     mean, var = torch.batch_norm_update_stats(
         c, bn.running_mean if track else None, bn.running_var if track else None, momentum
     )
+    if shared is not None:
+        shared[key] = (c, mean, var)
     return mean, torch.rsqrt(var + bn.eps)
 
 

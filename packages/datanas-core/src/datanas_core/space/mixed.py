@@ -646,7 +646,7 @@ class MixedOp(nn.Module):
                             # BatchNorm(pool(x)) as the pool output (shared by the edges leaving this node)
                             # and this BatchNorm's batch statistics (running statistics updated alike)
                             c = _shared_pool(x, parts, shared)
-                            zstats[len(zo)] = pool_bn_stats(parts[3], c)
+                            zstats[len(zo)] = pool_bn_stats(parts[3], c, shared)
                             zo.append(c)
                             continue
                         blocks = None if chain is None else dw_blocks(chain)
