@@ -607,9 +607,11 @@ class MixedOp(nn.Module):
             elif (blocks := dw_blocks(chain)) is not None:
                 if rxl is None:
                     rxl = relu_x()
-                # a weight step (no architecture gradient) keeps the blocks' depthwise outputs for the conv
-                # weights' gradients instead of recomputing them
-                go.append(dw_chain(x, rxl, blocks, keep=not arch_grad))
+                # a weight step (no architecture gradient) of a sparse sample keeps the blocks' depthwise
+                # outputs for the conv weights' gradients instead of recomputing them: its zero-weight
+                # columns do not run, so the few kept tensors stay below the peak of the architecture step
+                # (whose forward-only outputs dominate it); dense samples (softmax) recompute as before
+                go.append(dw_chain(x, rxl, blocks, keep=not arch_grad and bool(zcols)))
                 bnsrc.append(None)
             else:
                 z = x
