@@ -55,7 +55,7 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "EGS (DATA)",
         "EGS M=4, a_lr 3e-3 under a cosine decay per architecture step, w_lr 0.1, 3 warm-up epochs, ADC 0.1, "
         "progressive edge decisions between 10 % and 70 % of the architecture steps (the cell is final for "
-        "the last 30 %); the same configuration as --preset data_decide",
+        "the last 30 %); the configuration of --preset data_decide before 2026-12-07 (now decisions 30-70 %)",
         "--estimator egs --samples 4 --a-lr 3e-3 --arch-warmup-epochs 3 --reg adc:0.1 --executor exact "
         "--progressive-decisions 0.1 0.7 --w-lr 0.1 --schedule-unit step --a-lr-schedule cosine:1:0".split(),
     ),
@@ -98,8 +98,29 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
     "data_decide": (
         "EGS (DATA)",
         "--preset data_decide (EGS M=4, 3 weights-only epochs, arch lr 0.84 / arch steps under a cosine decay, "
-        "progressive edge decisions between 10 % and 70 % of the architecture steps)",
+        "progressive edge decisions between 30 % and 70 % of the architecture steps)",
         "--preset data_decide --executor exact".split(),
+    ),
+    "data_decide_30_80": (
+        "EGS (DATA)",
+        "--preset data_decide with progressive edge decisions between 30 % and 80 % of the architecture steps "
+        "(the last decision falls in the ninth of 10 epochs)",
+        "--preset data_decide --progressive-decisions 0.3 0.8 --executor exact".split(),
+    ),
+    "data_decide_10_70": (
+        "EGS (DATA)",
+        "--preset data_decide with its first window, decisions between 10 % and 70 % of the architecture steps",
+        "--preset data_decide --progressive-decisions 0.1 0.7 --executor exact".split(),
+    ),
+    "data_decide_10_70_w5": (
+        "EGS (DATA)",
+        "data_decide_10_70 with 5 weights-only epochs instead of 3",
+        "--preset data_decide --progressive-decisions 0.1 0.7 --arch-warmup-epochs 5 --executor exact".split(),
+    ),
+    "data_decide_10_70_fix": (
+        "EGS (DATA)",
+        "data_decide_10_70 with the measured decision criterion 'fix' (8 held-out batches x 2 samples)",
+        "--preset data_decide --progressive-decisions 0.1 0.7 --decision-criterion fix --executor exact".split(),
     ),
     "data_short_decide": (
         "EGS (DATA)",
@@ -141,6 +162,12 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "GDAS",
         "gdas_w3 + progressive edge decisions between 10 % and 70 % of the architecture steps",
         "--preset gdas --arch-warmup-epochs 3 --progressive-decisions 0.1 0.7 --executor sparse".split(),
+    ),
+    "gdas_decide_early": (
+        "GDAS",
+        "--preset gdas (no warm-up) + progressive edge decisions between 2 % and 30 % of the architecture steps "
+        "(decide before the drift to parameter-free ops)",
+        "--preset gdas --progressive-decisions 0.02 0.3 --executor sparse".split(),
     ),
     "gdas_uniform": (
         "GDAS",

@@ -132,7 +132,7 @@ def test_config_round_trip_and_the_preset() -> None:
     assert cfg.progressive_decisions == (0.1, 0.5)
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg
     preset = preset_config("data_decide", "nb201")
-    assert preset.progressive_decisions == (0.1, 0.7)
+    assert preset.progressive_decisions == (0.3, 0.7)
     assert preset.estimator == "egs" and preset.resolved_executor == "exact"
     assert preset.estimator_options["samples"] == 4 and preset.arch_warmup_epochs == 3
     # the study's budget (280 architecture steps) gets exactly the measured 3e-3 per step

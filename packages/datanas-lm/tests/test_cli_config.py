@@ -174,7 +174,7 @@ def test_progressive_decisions_precision_and_compile_reach_searchconfig() -> Non
     assert (config.progressive_decisions, config.precision, config.compile) == ((0.1, 0.7), "bf16", "default")
     config = _lm_search_config([])
     assert (config.progressive_decisions, config.precision, config.compile) == (None, "fp32", "off")
-    assert _lm_search_config(["--preset", "data_decide"]).progressive_decisions == (0.1, 0.7)
+    assert _lm_search_config(["--preset", "data_decide"]).progressive_decisions == (0.3, 0.7)
     assert _lm_search_config(
         ["--preset", "data_decide", "--progressive-decisions", "0", "0.5"]
     ).progressive_decisions == (0.0, 0.5)

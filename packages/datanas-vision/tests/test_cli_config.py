@@ -217,6 +217,6 @@ def test_progressive_decisions_is_the_shared_option() -> None:
     assert (config.progressive_decisions, config.precision) == ((0.1, 0.7), "bf16")
     assert search.search_config(parser.parse_args([]), 0).progressive_decisions is None
     decide = ["--preset", "data_decide", "--space", "nb201"]
-    assert search.search_config(parser.parse_args(decide), 0).progressive_decisions == (0.1, 0.7)
+    assert search.search_config(parser.parse_args(decide), 0).progressive_decisions == (0.3, 0.7)
     config = search.search_config(parser.parse_args([*decide, "--progressive-decisions", "0.2", "0.5"]), 0)
     assert config.progressive_decisions == (0.2, 0.5)

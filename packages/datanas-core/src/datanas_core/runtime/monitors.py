@@ -444,7 +444,7 @@ class DecisionMonitor:
             f"{self.max_entropy}; median top-op margin {margin:.3f}, {weak:.0%} of the edges below "
             f"{self.min_margin}), so the kept ops won by differences the search cannot tell from noise; "
             f"{stable}. To decide within {budget}: decide the edges progressively (preset 'data_decide', or "
-            f"SearchConfig(progressive_decisions=(0.1, 0.7)): --progressive-decisions 0.1 0.7), use a "
+            f"SearchConfig(progressive_decisions=(0.3, 0.7)): --progressive-decisions 0.3 0.7), use a "
             f"budget-aware schedule (SearchConfig(schedule_unit='step', arch_travel=24, "
             f"a_lr_schedule='cosine:1:0'): --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0), "
             f"raise the architecture learning rate (--a-lr, now {cfg.a_lr:g}) or search for more epochs."

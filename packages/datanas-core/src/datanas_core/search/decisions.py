@@ -62,6 +62,13 @@ DATA's published method:
   samples contain; ``"fix"`` measures every allowed op. DARTS-PT's own setting is the deterministic mixture
   (``estimator="softmax"``), where every op contributes.
 
+Measured outcome (NB201 study budget, EGS M=4 ``data_decide``, seed 0, 2026-12-07): ``"fix"`` is *not* a
+better criterion there. Its first four decisions were ``0->3 skip_connect``, ``2->3 none``, ``1->3
+avg_pool_3x3`` and ``0->1 none``: with the other edges drawn from the ensemble sampler, the supernet's loss is
+lowest when an edge contributes nothing or little (loss gaps of 0.002-0.025), so the criterion walks the cell
+to ``none``/pooling, and each round cost 12-52 s on the shared machine. The search was stopped there. What
+helped instead was deciding later (``progressive_decisions=(0.3, 0.8)``, see the NB201 study README).
+
 Each candidate's loss is the mean over ``decision_samples`` architecture samples x ``decision_batches``
 held-out batches, with common random numbers: every candidate sees the same batches, and its samples come from
 a dedicated ``torch.Generator`` re-seeded for each candidate from ``(config.seed, global_step)`` (never the
@@ -212,6 +219,13 @@ def _log_decision(
     )
 
 
+def _decided_row(row: torch.Tensor, op: int) -> torch.Tensor:
+    """A mask row that keeps only op column ``op`` (a decided or pruned edge)."""
+    out = torch.zeros_like(row)
+    out[op] = True
+    return out
+
+
 class _Nodes:
     """Per-node bookkeeping of one keep-k cell type: places ``min(k, in-degree)``, excluded op columns."""
 
@@ -255,9 +269,7 @@ def _decide(
         if kept < nd.places[node]:
             return 0
         for r in open_rows:
-            row = torch.zeros_like(masks[ct][r])
-            row[nd.none] = True
-            masks[ct][r] = row
+            masks[ct][r] = _decided_row(masks[ct][r], nd.none)
             changed.add(ct)
             logger.info(
                 "pruned edge %s: none (node %d holds its %d decided input(s)) at architecture step %d of %d "
@@ -309,9 +321,7 @@ def _decide(
         if best is None:  # every edge already holds one op
             break
         _, margin, ct, r, op = best
-        row = torch.zeros_like(masks[ct][r])
-        row[op] = True
-        masks[ct][r] = row
+        masks[ct][r] = _decided_row(masks[ct][r], op)
         changed.add(ct)
         decided += 1
         _log_decision(dist.cells[ct], r, op, margin, k, total, decided, num_edges)
@@ -569,9 +579,7 @@ def _decide_measured(
         if best is None:  # every edge already holds one op
             break
         gap, ct, r, op, second = best
-        row = torch.zeros_like(masks[ct][r])
-        row[op] = True
-        masks[ct][r] = row
+        masks[ct][r] = _decided_row(masks[ct][r], op)
         dist.set_mask(ct, masks[ct])
         decided += 1
         spec = dist.cells[ct]
