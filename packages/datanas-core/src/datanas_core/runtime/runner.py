@@ -176,8 +176,6 @@ def _with_new_defaults(saved: Any, current: Any) -> Any:
     given) or the default of the :class:`~datanas_core.search.SearchConfig` field of that name. New search
     options are added with a default that reproduces the old behaviour, so a run saved before they existed
     resumes under the new code; a non-default value still counts as a difference."""
-    if not (isinstance(saved, Mapping) and isinstance(current, Mapping)):
-        return saved
     import dataclasses
 
     from datanas_core.search.config import SearchConfig
@@ -187,11 +185,17 @@ def _with_new_defaults(saved: Any, current: Any) -> Any:
         for f in dataclasses.fields(SearchConfig)
         if f.default is not dataclasses.MISSING
     }
-    out = {k: _with_new_defaults(v, current.get(k)) for k, v in saved.items()}
-    for k, v in current.items():
-        if k not in out and (v is None or (k in defaults and defaults[k] == v)):
-            out[k] = v
-    return out
+
+    def fill(saved: Any, current: Any) -> Any:
+        if not (isinstance(saved, Mapping) and isinstance(current, Mapping)):
+            return saved
+        out = {k: fill(v, current.get(k)) for k, v in saved.items()}
+        for k, v in current.items():
+            if k not in out and (v is None or (k in defaults and defaults[k] == v)):
+                out[k] = v
+        return out
+
+    return fill(saved, current)
 
 
 def _count_flops(model: torch.nn.Module, example: Any) -> int:

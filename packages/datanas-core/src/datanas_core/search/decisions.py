@@ -354,7 +354,7 @@ def check_decision_criterion(searcher: Any) -> None:
             inputs per node of a cell type with an excluded ``none`` op.
     """
     cfg = searcher.config
-    criterion = getattr(cfg, "decision_criterion", "margin")
+    criterion = cfg.decision_criterion
     if cfg.progressive_decisions is None or criterion == "margin":
         return
     nodes = _keep_k_nodes(searcher)
@@ -404,7 +404,7 @@ def prepare_decision_batches(searcher: Any, loader: Iterable[Any] | None) -> Non
     """Check the criterion and fill ``searcher.decision_batches`` from ``loader`` when a measured criterion
     needs them and none are set (called by :meth:`Searcher.fit` before the first step)."""
     cfg = searcher.config
-    if cfg.progressive_decisions is None or getattr(cfg, "decision_criterion", "margin") == "margin":
+    if cfg.progressive_decisions is None or cfg.decision_criterion == "margin":
         return
     check_decision_criterion(searcher)
     if getattr(searcher, "decision_batches", None):
@@ -447,7 +447,7 @@ def _mean_loss(searcher: Any, batches: list[Any], seed: int) -> float:
 
     dist = searcher.distribution
     gen = torch.Generator().manual_seed(seed)
-    _seed_global(seed, _device(searcher))
+    _seed_global(seed, searcher.device)
     forward = getattr(searcher, "forward_loss", None)
     total, count = 0.0, 0
     for _ in range(int(searcher.config.decision_samples)):
@@ -466,12 +466,6 @@ def _mean_loss(searcher: Any, batches: list[Any], seed: int) -> float:
             total += value
             count += 1
     return total / count
-
-
-def _device(searcher: Any) -> torch.device:
-    for p in searcher.supernet.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def measure_candidates(
@@ -503,7 +497,7 @@ def measure_candidates(
     masks = _masks(dist)
     buffers = {n: b.detach().clone() for n, b in net.named_buffers()}
     was_training = net.training
-    device = _device(searcher)
+    device = searcher.device
     seed = _measure_seed(cfg.seed, searcher.global_step)
     devices = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
     scores: dict[tuple[str, int], torch.Tensor] = {}
@@ -631,7 +625,7 @@ def progressive_decide(searcher: Any) -> dict[str, float]:
     target = due_decisions(window, k, total, num_edges)
     if decided >= target:
         return {"decided_edges": float(decided)}
-    if getattr(cfg, "decision_criterion", "margin") != "margin":
+    if cfg.decision_criterion != "margin":
         check_decision_criterion(searcher)
         decided = _decide_measured(searcher, masks, decided, target, (k, total, num_edges))
         return {"decided_edges": float(decided)}
