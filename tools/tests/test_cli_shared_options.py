@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,11 @@ SEARCH_FLAGS = [
     "--progressive-decisions",
     "--precision",
     "--compile",
+    "--weight-sampling",
+    "--schedule-unit",
+    "--arch-travel",
+    "--a-lr-warmup",
+    "--a-lr-schedule",
 ]
 
 #: Runtime flags whose default in a CLI differs from :class:`RuntimeArgs`' on purpose (passed to
@@ -348,3 +354,194 @@ print(json.dumps({{"done": done, "heavy": sorted(m for m in {HEAVY!r} if m in sy
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert len(doc["done"]) >= 2
     assert doc["heavy"] == [], f"--help imported {doc['heavy']}"
+
+
+# ------------------------------------------------------------------------ the schedule and sampling flags
+#: The budget-aware schedule and weight-sampling flags (one declaration in core's SHARED_OPTIONS, added by every
+#: search CLI through SEARCH_CONFIG_OPTIONS) with values that differ from every CLI's default.
+SCHEDULE_ARGV = [
+    "--schedule-unit", "step", "--arch-travel", "24", "--a-lr-schedule", "cosine:1:0", "--a-lr-warmup", "0.2",
+    "--weight-sampling", "uniform",
+]  # fmt: skip
+
+#: The flags a search CLI's parser requires (seg: --data-dir).
+REQUIRED = {"datanas_seg.search": ["--data-dir", "d"]}
+
+
+def _built_search_config(module: str, args: argparse.Namespace) -> Any:
+    """The SearchConfig that the search CLI ``module`` runs with for the parsed ``args`` (seed 0): the function
+    its run calls."""
+    mod = importlib.import_module(module)
+    if module == "datanas_lm.search":
+        from datanas_lm.cli_config import SEARCH_SIZES, resolve_settings
+
+        return mod.search_config(resolve_settings(SEARCH_SIZES, args.preset, args), args, 0)
+    if module == "datanas_fewshot.search":
+        return mod.search_config(args, 0, epochs=args.epochs)
+    if module == "datanas_fewshot.cluster.__main__":
+        return mod.search_config(args, 0, epochs=args.search_epochs)
+    return mod.search_config(args, 0)  # vision, seg
+
+
+def _schedule(config: Any) -> tuple:
+    sched = config.a_lr_schedule or {}
+    return (
+        config.schedule_unit,
+        config.arch_travel,
+        config.a_lr_warmup,
+        config.weight_sampling,
+        sched.get("type"),
+        sched.get("end"),
+    )
+
+
+@pytest.mark.parametrize("module", SEARCH_CLIS)
+def test_schedule_flags_reach_the_search_config(parsers: dict, module: str) -> None:
+    """--schedule-unit, --arch-travel, --a-lr-warmup, --a-lr-schedule and --weight-sampling parse in every search
+    CLI into the SearchConfig it runs; not given, the preset's (or the vision search's budget-aware default)
+    applies."""
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    parser, required = parsers[module], REQUIRED.get(module, [])
+    config = _built_search_config(module, parser.parse_args([*required, *SCHEDULE_ARGV]))
+    assert _schedule(config) == ("step", 24.0, 0.2, "uniform", "cosine", 0.0)
+    default = _built_search_config(module, parser.parse_args(required))
+    if module == "datanas_vision.search":  # DEFAULT_METHOD: budget-aware unless --a-lr is given
+        assert _schedule(default)[:4] == ("step", 24.0, 0.0, "distribution")
+        explicit = _built_search_config(module, parser.parse_args(["--a-lr", "0.01"]))
+        assert (explicit.arch_travel, explicit.a_lr) == (None, 0.01)
+        both = _built_search_config(module, parser.parse_args(["--a-lr", "0.01", "--arch-travel", "8"]))
+        assert both.arch_travel == 8.0
+    else:  # the preset's (data: the published per-epoch recipe)
+        assert _schedule(default) == ("epoch", None, 0.0, "distribution", None, None)
+
+
+BAD_VALUES = [
+    (["--schedule-unit", "hour"], ["hour", "epoch", "step"]),
+    (["--weight-sampling", "fair"], ["fair", "distribution", "uniform"]),
+    (["--arch-travel", "0"], ["arch_travel", "> 0"]),
+    (["--arch-travel", "far"], ["far", "number"]),
+    (["--a-lr-warmup", "1.5"], ["1.5", "[0, 1)"]),
+    (["--a-lr-schedule", "bogus:1"], ["bogus", "cosine", "linear"]),
+    (["--a-lr-schedule", "linear:1:-1"], ["linear:1:-1", ">= 0"]),
+]
+
+
+@pytest.mark.parametrize("module", SEARCH_CLIS)
+def test_bad_schedule_values_are_one_line_with_exit_status_2(
+    parsers: dict, module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad value is refused while parsing: one line naming the flag, the value and the valid choices/range."""
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    parser, required = parsers[module], REQUIRED.get(module, [])
+    for argv, words in BAD_VALUES:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([*required, *argv])
+        assert exc.value.code == 2, argv
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and argv[0] in lines[0], (argv, lines)
+        assert all(w in lines[0] for w in words), (argv, lines[0])
+
+
+@pytest.mark.parametrize("module", SEARCH_CLIS)
+def test_resume_keeps_the_schedule_flags(parsers: dict, module: str, tmp_path: Path) -> None:
+    """``--resume RUN_DIR`` re-reads the flags from the run's saved options (cli_args) into the SearchConfig; a
+    flag given with it wins."""
+    from datanas_core.cli_options import CONFIG_KEY, cli_config, parse_cli
+
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    required = REQUIRED.get(module, [])
+    saved = _parser(module).parse_args([*required, *SCHEDULE_ARGV])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({CONFIG_KEY: cli_config(saved)}))
+    resumed = parse_cli(_parser(module), ["--resume", str(run)])
+    assert _schedule(_built_search_config(module, resumed)) == ("step", 24.0, 0.2, "uniform", "cosine", 0.0)
+    changed = parse_cli(_parser(module), ["--resume", str(run), "--arch-travel", "12"])
+    assert _built_search_config(module, changed).arch_travel == 12.0
+
+
+def test_resuming_an_old_vision_run_keeps_its_schedule(tmp_path: Path) -> None:
+    """Vision runs saved before the flags were shared hold them under VisionMethodOptions' old field names
+    (schedule_unit, arch_travel, a_lr_warmup, a_lr_schedule; weight_sampling as the shared option): resuming
+    such a run keeps its schedule."""
+    from datanas_core.cli_options import CONFIG_KEY, parse_cli
+
+    search = pytest.importorskip("datanas_vision.search")
+    old = {
+        "data": "digits", "space": "nb201", "epochs": 6, "estimator": "egs", "samples": 4, "preset": None,
+        "a_lr": None, "estimator_option": None, "rule_option": None, "stages": None, "grad_clip": None,
+        "schedule_unit": "epoch", "arch_travel": 8.0, "a_lr_warmup": 0.1, "a_lr_schedule": "linear:1:0.5",
+        "weight_sampling": "uniform",
+    }  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(
+        json.dumps({CONFIG_KEY: old, "search_config": {"arch_warmup_epochs": 1}})
+    )
+    args = parse_cli(search.build_parser(), ["--resume", str(run)])
+    config = search.search_config(args, 0)
+    assert _schedule(config) == ("epoch", 8.0, 0.1, "uniform", "linear", 0.5)
+    assert (config.epochs, config.arch_warmup_epochs) == (6, 1)
+
+
+@pytest.mark.parametrize("module", COMPARE_SEARCH_CLIS)
+def test_compare_passes_the_schedule_flags_to_its_search(parsers: dict, module: str) -> None:
+    """compare takes the flags from the shared declaration and gives them to the search it runs."""
+    if module not in parsers:
+        pytest.skip(f"{module} not installed")
+    compare = importlib.import_module(module)
+    search = importlib.import_module("datanas_vision.search")
+    args = parsers[module].parse_args(["--out", "x", *SCHEDULE_ARGV])
+    forwarded = compare._search_config_argv(args)
+    assert compare._search_config_argv(parsers[module].parse_args(["--out", "x"])) == []
+    config = search.search_config(search.build_parser().parse_args(forwarded), 0)
+    assert _schedule(config) == ("step", 24.0, 0.2, "uniform", "cosine", 0.0)
+
+
+# ------------------------------------------------------------------------ the undecided-search advice
+def _undecided_verdicts() -> list[str]:
+    """The undecided-search verdict of a run with a fixed lr and of one with a budget-aware lr."""
+    from types import SimpleNamespace
+
+    from datanas_core.runtime.monitors import DecisionMonitor
+    from datanas_core.search.config import SearchConfig
+
+    out = []
+    for config in (SearchConfig(epochs=4), SearchConfig(epochs=4, schedule_unit="step", arch_travel=24.0)):
+        searcher = SimpleNamespace(config=config, steps_per_epoch=10)
+        out.append(DecisionMonitor()._verdict(searcher, 0.99, 0.01, 1.0, False))
+    return out
+
+
+def test_undecided_advice_names_flags_every_search_cli_takes(parsers: dict) -> None:
+    """Every flag the undecided-search verdict names (parsed out of its text) is an option of every domain
+    search CLI, and the suggested settings parse into the SearchConfig each CLI runs."""
+    from datanas_core.runtime.monitors import BUDGET_AWARE_ARGV, PROGRESSIVE_DECISIONS_ARGV
+
+    fixed_lr, travel = _undecided_verdicts()
+    assert " ".join(PROGRESSIVE_DECISIONS_ARGV) in fixed_lr and " ".join(BUDGET_AWARE_ARGV) in fixed_lr
+    assert "--a-lr, now 0.0003" in fixed_lr
+    assert "--arch-travel, now 24" in travel and "--a-lr" not in travel  # --a-lr is ignored there
+    flags = {f for text in (fixed_lr, travel) for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)}
+    assert {
+        "--progressive-decisions",
+        "--schedule-unit",
+        "--arch-travel",
+        "--a-lr-schedule",
+        "--a-lr",
+    } <= flags
+    checked = 0
+    for module in SEARCH_CLIS:
+        if module not in parsers:
+            continue
+        missing = sorted(flags - set(_options(parsers[module])))
+        assert not missing, f"the undecided-search advice names {missing}, which {module} lacks"
+        argv = [*REQUIRED.get(module, []), *PROGRESSIVE_DECISIONS_ARGV, *BUDGET_AWARE_ARGV]
+        config = _built_search_config(module, parsers[module].parse_args(argv))
+        assert config.progressive_decisions == (0.3, 0.7), module
+        assert _schedule(config)[:2] == ("step", 24.0) and config.a_lr_schedule["type"] == "cosine", module
+        checked += 1
+    assert checked >= 2

@@ -107,9 +107,9 @@ def test_method_options_name_searchconfig_fields() -> None:
         if f.name in (*VisionMethodOptions.REPEATED, "stages"):
             continue
         assert f.name in known, f.name
-    assert set(VisionMethodOptions(grad_clip=2.0, arch_travel=8.0).search_config_changes()) == {
+    assert set(VisionMethodOptions(grad_clip=2.0, a_weight_decay=1e-3).search_config_changes()) == {
         "grad_clip",
-        "arch_travel",
+        "a_weight_decay",
     }
 
 

@@ -255,6 +255,36 @@ class _DecisionWindow(argparse.Action):
         setattr(namespace, self.dest, window)
 
 
+class _FieldValue:
+    """The argparse ``type`` of a :class:`~datanas_core.search.SearchConfig` field whose range SearchConfig
+    checks (``--arch-travel``, ``--a-lr-warmup``, ``--a-lr-schedule``): ``base(text)``, refused at parse time
+    (one argparse line, exit status 2) when SearchConfig refuses it, with SearchConfig's reason."""
+
+    def __init__(self, config_field: str, base: Callable[[str], Any]) -> None:
+        self.config_field = config_field
+        self.base = base
+        self.__name__ = getattr(base, "__name__", "value")
+
+    def __call__(self, text: str) -> Any:
+        from datanas_core.errors import DataNASError
+        from datanas_core.search.config import SearchConfig
+
+        try:
+            value = self.base(text)
+        except (TypeError, ValueError):
+            kind = "number" if self.base is float else self.__name__
+            raise argparse.ArgumentTypeError(f"must be a {kind}, got {text!r}") from None
+        try:
+            SearchConfig(**{self.config_field: value})
+        except DataNASError as exc:
+            reason = exc.args[0] if exc.args else str(exc)
+            raise argparse.ArgumentTypeError(f"{text!r} refused: {reason}") from None
+        return value
+
+    def __repr__(self) -> str:
+        return f"_FieldValue({self.config_field!r}, {self.__name__})"
+
+
 #: Every option shared by two or more domain CLIs. Domain CLIs add them with :func:`add_options` (and may
 #: override ``default``/``help``/``choices`` per CLI); nothing here is written twice.
 SHARED_OPTIONS: dict[str, Option] = {
@@ -300,9 +330,38 @@ SHARED_OPTIONS: dict[str, Option] = {
         Option(("--a-lr",), "architecture learning rate (Adam)", {}, "a_lr"),
         Option(
             ("--weight-sampling",),
-            "where the weight step draws its architecture: the distribution or uniform logits",
+            "where the weight step draws its architecture: the distribution or uniform logits (fair path "
+            "sampling; see SearchConfig.weight_sampling); not given: the preset's, else distribution",
             {},
             "weight_sampling",
+        ),
+        Option(
+            ("--schedule-unit",),
+            "what the temperature / M / arch-lr schedules progress over: epochs (published) or architecture "
+            "steps (every step; ends at the last step whatever the budget); not given: the preset's or the CLI's",
+            {},
+            "schedule_unit",
+        ),
+        Option(
+            ("--arch-travel",),
+            "budget-aware architecture lr: a_lr = ARCH_TRAVEL / number of architecture steps (DATA's published "
+            "run: about 12); replaces --a-lr; not given: the preset's or the CLI's",
+            {"type": _FieldValue("arch_travel", float), "metavar": "ARCH_TRAVEL"},
+            "arch_travel",
+        ),
+        Option(
+            ("--a-lr-warmup",),
+            "fraction of the architecture steps over which the architecture lr ramps up linearly; not given: "
+            "the preset's or the CLI's",
+            {"type": _FieldValue("a_lr_warmup", float), "metavar": "FRACTION"},
+            "a_lr_warmup",
+        ),
+        Option(
+            ("--a-lr-schedule",),
+            "schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see datanas_core.schedules); not "
+            "given: the preset's or the CLI's",
+            {"type": _FieldValue("a_lr_schedule", str), "metavar": "SCHEDULE"},
+            "a_lr_schedule",
         ),
         Option(
             ("--progressive-decisions",),
@@ -384,13 +443,19 @@ SHARED_OPTIONS: dict[str, Option] = {
 
 
 #: The shared options every domain search CLI adds unchanged and passes to its
-#: :class:`~datanas_core.search.SearchConfig` as given (:func:`config_changes`); not given, the preset's value or
-#: SearchConfig's default (off, fp32, eager) applies.
+#: :class:`~datanas_core.search.SearchConfig` as given (:func:`config_changes`); not given (``None``), the
+#: preset's value, the CLI's own default (the vision search's budget-aware lr) or SearchConfig's default (off,
+#: fp32, eager, per-epoch schedules, distribution sampling) applies.
 SEARCH_CONFIG_OPTIONS = (
     "--progressive-decisions",
     "--decision-criterion",
     "--decision-batches",
     "--decision-samples",
+    "--weight-sampling",
+    "--schedule-unit",
+    "--arch-travel",
+    "--a-lr-warmup",
+    "--a-lr-schedule",
     "--precision",
     "--compile",
 )

@@ -142,8 +142,11 @@ def search_config(args: argparse.Namespace, seed: int, *, epochs: int) -> Search
 
     The method is ``--preset``'s recipe for the cell space (or ``--estimator``), with ``--samples`` (for the
     estimators that draw samples: egs, gumbel; EGS without a preset draws 2), ``--executor``, ``--reg``,
-    ``--rule``, ``--progressive-decisions``, ``--precision`` and ``--compile`` applied; the optimiser is this
-    CLI's (``--w-lr`` with a cosine floor of a tenth, no weight decay, ``--a-lr``, ``--arch-warmup-epochs``).
+    ``--rule`` and the shared search options (:data:`~datanas_core.cli_options.SEARCH_CONFIG_OPTIONS`:
+    ``--weight-sampling``, ``--schedule-unit``, ``--arch-travel``, ``--a-lr-warmup``, ``--a-lr-schedule``,
+    ``--progressive-decisions``, ``--precision``, ``--compile``) applied; the optimiser is this CLI's (``--w-lr``
+    with a cosine floor of a tenth, no weight decay, ``--a-lr`` unless ``--arch-travel`` replaces it,
+    ``--arch-warmup-epochs``).
     """
     method: dict[str, Any] = {"estimator": args.estimator, "estimator_options": {}}
     if args.preset:
@@ -162,7 +165,8 @@ def search_config(args: argparse.Namespace, seed: int, *, epochs: int) -> Search
         method["regularizers"] = cli_options.regularizer_specs(args.reg)
     if args.rule is not None:
         method["rule"] = args.rule
-    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    # --weight-sampling, the schedule flags (--schedule-unit, --arch-travel, --a-lr-warmup, --a-lr-schedule),
+    # --progressive-decisions, --precision, --compile (not given: the preset's, else SearchConfig's defaults)
     method.update(cli_options.config_changes(args))
     return SearchConfig(
         epochs=epochs,

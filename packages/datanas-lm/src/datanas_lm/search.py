@@ -288,7 +288,8 @@ def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse
         raise ConfigError(f"--rule-k applies to the topk_edges/topk_pairs rules, not {rule!r}")
     else:
         overrides["rule_options"] = {}
-    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    # --weight-sampling, the schedule flags (--schedule-unit, --arch-travel, ...), --progressive-decisions,
+    # --precision, --compile (not given: the preset's)
     overrides.update(cli_options.config_changes(args))
     return SearchConfig.preset(args.method, RNNSpace(), **overrides)
 

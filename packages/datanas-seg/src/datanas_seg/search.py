@@ -74,10 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     cli_options.add_options(
-        g,
-        ["--weight-sampling", "--threads"],
-        defaults={"--weight-sampling": "distribution"},
-        help={"--threads": "torch CPU threads (default: torch's choice)"},
+        g, ["--threads"], help={"--threads": "torch CPU threads (default: torch's choice)"}
     )
     cli_options.add_options(g, cli_options.SEARCH_CONFIG_OPTIONS)
     add_runtime_args(p)
@@ -94,7 +91,6 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         "w_lr_min": args.w_lr * 0.02,
         "a_lr": args.a_lr,
         "arch_warmup_epochs": args.arch_warmup_epochs,
-        "weight_sampling": args.weight_sampling,
         "seed": seed,
     }
     if args.samples and PRESETS[args.preset].get("estimator", "egs") in ("egs", "gumbel"):
@@ -107,7 +103,8 @@ def search_config(args: argparse.Namespace, seed: int) -> SearchConfig:
         over["executor"] = args.executor
     if args.reg is not None:
         over["regularizers"] = cli_options.regularizer_specs(args.reg)
-    # --progressive-decisions, --precision, --compile (not given: the preset's window, fp32, eager)
+    # --weight-sampling, the schedule flags, --progressive-decisions, --precision, --compile (not given: the
+    # preset's)
     over.update(cli_options.config_changes(args))
     return SearchConfig.preset(args.preset, SegDartsSpace(), **over)
 

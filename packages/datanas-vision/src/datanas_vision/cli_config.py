@@ -150,7 +150,9 @@ class VisionSearchSettings:
 class VisionMethodOptions:
     """Search settings only the vision search exposes. Each field but the repeatable ``KEY=VALUE`` lists and
     ``stages`` is the :class:`~datanas_core.search.SearchConfig` field of the same name; ``None`` keeps the
-    preset's value (or SearchConfig's default).
+    preset's value (or SearchConfig's default). The schedule flags every search CLI has (``--schedule-unit``,
+    ``--arch-travel``, ``--a-lr-warmup``, ``--a-lr-schedule``, ``--weight-sampling``) are core's shared options
+    (:data:`~datanas_core.cli_options.SEARCH_CONFIG_OPTIONS`).
 
     Attributes:
         estimator_option: extra estimator option, e.g. tau=linear:5:1 (repeatable).
@@ -160,13 +162,6 @@ class VisionMethodOptions:
         w_weight_decay: weight decay of the weights.
         a_weight_decay: architecture weight decay.
         grad_clip: weight gradient-norm clip.
-        schedule_unit: what the temperature / M / arch-lr schedules progress over: epochs (published) or
-            architecture steps (every step; ends at the last step whatever the budget).
-        arch_travel: budget-aware architecture lr: a_lr = ARCH_TRAVEL / number of architecture steps (DATA's
-            published run: about 12); replaces --a-lr.
-        a_lr_warmup: fraction of the architecture steps over which the architecture lr ramps up linearly.
-        a_lr_schedule: schedule of a factor on the architecture lr, e.g. cosine:1:0.1 (see
-            datanas_core.schedules).
     """
 
     estimator_option: tuple[str, ...] | None = None
@@ -175,10 +170,6 @@ class VisionMethodOptions:
     w_weight_decay: float | None = None
     a_weight_decay: float | None = None
     grad_clip: float | None = None
-    schedule_unit: Literal["epoch", "step"] | None = None
-    arch_travel: float | None = None
-    a_lr_warmup: float | None = None
-    a_lr_schedule: str | None = None
 
     #: The flags given more than once (``--estimator-option a=1 --estimator-option b=2``).
     REPEATED = ("estimator_option", "rule_option")

@@ -195,21 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--samples": "EGS samples M (4: the setting that beat random cells, see README)",
             "--reg": "regularizer spec of the search (see datanas_vision.search)",
             "--a-lr": "architecture learning rate of the search (default: the search CLI's budget-aware lr, "
-            "arch_travel 24 over the architecture steps; DATA's 3e-4 barely moves the distribution in a short "
+            "--arch-travel 24 over the architecture steps; DATA's 3e-4 barely moves the distribution in a short "
             "search)",
             "--w-lr": "supernet weight learning rate (default: the search CLI's, 0.1 without --preset)",
             "--arch-warmup-epochs": "search epochs before the architecture is updated",
         },
     )
+    add_options(s, ["--rule"], help={"--rule": "derivation rule of the search (default: the space's)"})
+    # --weight-sampling, the schedule flags, --progressive-decisions, --precision, --compile: the search CLI's
+    # shared declaration, passed on to the search
     add_options(
-        s,
-        ["--rule", "--weight-sampling"],
-        help={
-            "--rule": "derivation rule of the search (default: the space's)",
-            "--weight-sampling": "where the search's weight step draws its architecture (see datanas_vision.search)",
-        },
-    )
-    add_options(  # --progressive-decisions, --precision, --compile: the search CLI's shared declaration
         s,
         cli_options.SEARCH_CONFIG_OPTIONS,
         help={
@@ -252,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _search_config_argv(args: argparse.Namespace) -> list[str]:
     """The shared search options given to compare (:data:`~datanas_core.cli_options.SEARCH_CONFIG_OPTIONS`:
-    ``--progressive-decisions``, ``--precision``, ``--compile``) as flags of the search; none when not given
-    (the search then takes the preset's or SearchConfig's value)."""
+    ``--weight-sampling``, ``--schedule-unit``, ``--arch-travel``, ``--progressive-decisions``, ``--precision``,
+    ...) as flags of the search; none when not given (the search then takes the preset's, its own or
+    SearchConfig's value)."""
     argv: list[str] = []
     for name in cli_options.SEARCH_CONFIG_OPTIONS:
         value = getattr(args, cli_options.SHARED_OPTIONS[name].dest, None)
@@ -299,7 +295,6 @@ def _search(args: argparse.Namespace, data: VisionData, out: Path, device: torch
         ("--preset", args.preset),
         ("--arch-warmup-epochs", args.arch_warmup_epochs),
         ("--rule", args.rule),
-        ("--weight-sampling", args.weight_sampling),
         ("--train-fraction", args.search_train_fraction),
         ("--benchmark", args.benchmark),
     ):

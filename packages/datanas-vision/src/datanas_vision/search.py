@@ -165,37 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     cli_options.add_dataclass_options(
-        o,
-        VisionMethodOptions,
-        [
-            "w_weight_decay",
-            "a_weight_decay",
-            "grad_clip",
-            "schedule_unit",
-            "arch_travel",
-            "a_lr_warmup",
-            "a_lr_schedule",
-        ],
+        o, VisionMethodOptions, ["w_weight_decay", "a_weight_decay", "grad_clip"]
     )
-    cli_options.add_options(
-        o,
-        [
-            "--progressive-decisions",
-            "--decision-criterion",
-            "--decision-batches",
-            "--decision-samples",
-            "--weight-sampling",
-        ],
-        help={
-            "--weight-sampling": "where the weight step draws its architecture: the distribution (default) or "
-            "uniform logits (fair path sampling; see SearchConfig.weight_sampling)"
-        },
-    )
+    # --weight-sampling, the schedule flags, progressive decisions, --precision, --compile: the shared
+    # declaration every search CLI adds (without --preset the schedule flags default to DEFAULT_METHOD's)
+    execution = ("--precision", "--compile")
+    cli_options.add_options(o, [n for n in cli_options.SEARCH_CONFIG_OPTIONS if n not in execution])
     cli_options.add_dataclass_options(
         o, VisionSearchSettings, ["consistency_batches", "benchmark"], metavars={"benchmark": "PATH"}
     )
     g = p.add_argument_group("execution (GPU)")
-    cli_options.add_options(g, ["--precision", "--compile"])
+    cli_options.add_options(g, execution)
     cli_options.add_options(
         p,
         ["--threads"],

@@ -23,7 +23,9 @@ from datanas_core.runtime._jsonutil import is_number
 from datanas_core.runtime.cellplot import is_param_free_op
 
 __all__ = [
+    "BUDGET_AWARE_ARGV",
     "CONSISTENCY_SAMPLES",
+    "PROGRESSIVE_DECISIONS_ARGV",
     "CollapseMonitor",
     "ConsistencyMonitor",
     "DecisionMonitor",
@@ -357,6 +359,14 @@ def _median(xs: list[float]) -> float:
     return 0.0 if n == 0 else (ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2]))
 
 
+#: The flags of progressive edge decisions that the undecided-search verdict suggests; every domain search CLI
+#: takes them (``tools/tests/test_cli_shared_options.py`` parses the verdict's flags with each CLI).
+PROGRESSIVE_DECISIONS_ARGV = ("--progressive-decisions", "0.3", "0.7")
+#: The flags of the budget-aware architecture schedule that the undecided-search verdict suggests (per-step
+#: schedules, lr = 24 / architecture steps under a cosine decay to 0); every domain search CLI takes them.
+BUDGET_AWARE_ARGV = ("--schedule-unit", "step", "--arch-travel", "24", "--a-lr-schedule", "cosine:1:0")
+
+
 class DecisionMonitor:
     """Whether the search has decided: per-edge decision statistics every epoch, a verdict at the end.
 
@@ -438,16 +448,22 @@ class DecisionMonitor:
             if isinstance(steps, int)
             else f"{total} epochs"
         )
+        if cfg.arch_travel is None:
+            lr = (
+                f"use a budget-aware schedule ({' '.join(BUDGET_AWARE_ARGV)}; SearchConfig(schedule_unit='step', "
+                f"arch_travel=24, a_lr_schedule='cosine:1:0')), raise the architecture learning rate (--a-lr, now "
+                f"{cfg.a_lr:g})"
+            )
+        else:  # the lr is already budget-aware: --a-lr is ignored
+            lr = f"raise the architecture travel (--arch-travel, now {cfg.arch_travel:g})"
         return (
             f"UNDECIDED SEARCH: the derived cell is not supported by the search. The architecture "
             f"probabilities are still close to uniform (mean normalised entropy {entropy:.3f}, decided below "
             f"{self.max_entropy}; median top-op margin {margin:.3f}, {weak:.0%} of the edges below "
             f"{self.min_margin}), so the kept ops won by differences the search cannot tell from noise; "
-            f"{stable}. To decide within {budget}: decide the edges progressively (preset 'data_decide', or "
-            f"SearchConfig(progressive_decisions=(0.3, 0.7)): --progressive-decisions 0.3 0.7), use a "
-            f"budget-aware schedule (SearchConfig(schedule_unit='step', arch_travel=24, "
-            f"a_lr_schedule='cosine:1:0'): --schedule-unit step --arch-travel 24 --a-lr-schedule cosine:1:0), "
-            f"raise the architecture learning rate (--a-lr, now {cfg.a_lr:g}) or search for more epochs."
+            f"{stable}. To decide within {budget}: decide the edges progressively "
+            f"({' '.join(PROGRESSIVE_DECISIONS_ARGV)}; SearchConfig(progressive_decisions=(0.3, 0.7)); the preset "
+            f"data_decide does this in the spaces it supports), {lr} or search for more epochs."
         )
 
 
