@@ -184,3 +184,46 @@ def test_compare_cli_worker_processes_match_the_sequential_run(
     seq = json.loads((tmp_path / "seq" / "comparison.json").read_text(encoding="utf-8"))
     par = json.loads((tmp_path / "par" / "comparison.json").read_text(encoding="utf-8"))
     assert [r["val_ppl"] for r in seq["rows"]] == pytest.approx([r["val_ppl"] for r in par["rows"]], rel=1e-4)
+
+
+def test_compare_keeps_going_when_a_model_diverges(patterned_corpus_dir: Path, tmp_path: Path) -> None:
+    # a learning rate that makes every model's loss overflow: each diverged model is a row of the table,
+    # not the end of the comparison
+    out = tmp_path / "cmp"
+    argv = [
+        "--genotype",
+        "darts_v2",
+        "--random",
+        "2",
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+    ]
+    argv += [*TINY, "--epochs", "1", "--train-tokens", "48", "--eval-tokens", "24", "--lr", "1e30"]
+    argv += ["--clip", "1e30", "--out", str(out)]
+    assert compare.main(argv) == 0
+    doc = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert [r["name"] for r in doc["rows"]] == ["searched", "random_1", "random_2", "lstm"]
+    for row in doc["rows"]:
+        assert row["val_ppl"] is None and row["test_ppl"] is None
+        assert "became" in row["diverged"] and row["params"] > 0
+    assert doc["median_random"] == {"val_ppl": None, "test_ppl": None}
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    assert md.count("diverged") == 10  # valid and test of the four rows and of the median row
+
+
+def test_compare_median_counts_a_diverged_random_cell_as_the_worst() -> None:
+    rows = [
+        {"name": "random_1", "val_ppl": None, "test_ppl": None},
+        {"name": "random_2", "val_ppl": 300.0, "test_ppl": 290.0},
+        {"name": "random_3", "val_ppl": 200.0, "test_ppl": 310.0},
+    ]
+    assert compare._median_random(rows) == {"val_ppl": 300.0, "test_ppl": 310.0}
+    assert compare._median_random(rows[:2]) == {"val_ppl": None, "test_ppl": None}  # median of 300 and inf
+    assert compare._median_random([]) is None
+    searched = {"name": "searched", "val_ppl": None, "test_ppl": None, "diverged": "loss became inf"}
+    assert compare._summary_metrics(searched, {"val_ppl": 300.0, "test_ppl": None}) == {
+        "searched_diverged": True,
+        "random_median_val_ppl": 300.0,
+    }

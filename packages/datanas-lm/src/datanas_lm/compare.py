@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
+from datanas_core.errors import NumericalError
 from datanas_core.genotype import Genotype
 from datanas_lm.cli_config import TRAIN_SIZES, LMCompareOptions, LMTrainSettings, resolve_settings
 
@@ -63,24 +65,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _markdown(rows: list[dict[str, Any]], median: dict[str, float] | None, settings: LMTrainSettings) -> str:
+def _markdown(
+    rows: list[dict[str, Any]], median: dict[str, float | None] | None, settings: LMTrainSettings
+) -> str:
     lines = [
         "| model | cell | params | valid ppl | test ppl | train time (s) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['cell']} | {r['params']:,} | {r['val_ppl']:.2f} | {r['test_ppl']:.2f} | "
+            f"| {r['name']} | {r['cell']} | {r['params']:,} | {_ppl(r['val_ppl'])} | {_ppl(r['test_ppl'])} | "
             f"{r['time_s']:.0f} |"
         )
     if median is not None:
-        lines.append(f"| median of random cells | | | {median['val_ppl']:.2f} | {median['test_ppl']:.2f} | |")
+        lines.append(
+            f"| median of random cells | | | {_ppl(median['val_ppl'])} | {_ppl(median['test_ppl'])} | |"
+        )
     budget = (
         f"Budget per model: {settings.epochs} epochs x "
         f"{settings.train_tokens or 'all'} training tokens, embedding = hidden = {settings.emsize}, "
         f"batch {settings.batch_size}, BPTT {settings.bptt}."
     )
     return "\n".join(lines) + "\n\n" + budget + "\n"
+
+
+def _median_random(rand: list[dict[str, Any]]) -> dict[str, float | None] | None:
+    """Median perplexities of the random cells, a diverged cell counting as the worst (``None`` where the
+    median itself is a diverged cell)."""
+    if not rand:
+        return None
+    out: dict[str, float | None] = {}
+    for k in ("val_ppl", "test_ppl"):
+        m = statistics.median(math.inf if r[k] is None else r[k] for r in rand)
+        out[k] = m if math.isfinite(m) else None
+    return out
+
+
+def _summary_metrics(
+    searched: dict[str, Any] | None, median: dict[str, float | None] | None
+) -> dict[str, Any]:
+    """The searched cell's and the random median's perplexities (a diverged one as ``searched_diverged``)."""
+    out: dict[str, Any] = {}
+    if searched is not None:
+        if searched.get("diverged"):
+            out["searched_diverged"] = True
+        out.update({f"searched_{k}": searched[k] for k in ("val_ppl", "test_ppl") if searched[k] is not None})
+    out.update({f"random_median_{k}": v for k, v in (median or {}).items() if v is not None})
+    return out
+
+
+def _ppl(value: float | None) -> str:
+    return "diverged" if value is None else f"{value:.2f}"
 
 
 def _cell_text(genotype: Any) -> str:
@@ -96,8 +131,7 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
 
     from datanas_core.runtime import configure_logging, seed_everything
     from datanas_lm.data import load_corpus
-    from datanas_lm.search import data_files, run_settings
-    from datanas_lm.train import build_model, run_training, train_config
+    from datanas_lm.train import build_model
 
     if job["threads"] is not None:
         torch.set_num_threads(int(job["threads"]))
@@ -109,7 +143,39 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     seed_everything(job["seed"])
     model = build_model(job["kind"], genotype, len(corpus.vocab), settings).to(job["device"])
     t0 = time.time()
-    scores = run_training(
+    cell = "LSTM" if genotype is None else _cell_text(genotype)
+    try:
+        scores = _train(job, model, corpus, genotype, settings)
+    except NumericalError as exc:
+        # a model whose training diverges is a result of the comparison (the worst one), not the end of it
+        logger.warning("%s diverged: %s", job["name"], exc)
+        return {
+            "name": job["name"],
+            "cell": cell,
+            "params": sum(p.numel() for p in model.parameters()),
+            "val_ppl": None,
+            "test_ppl": None,
+            "diverged": str(exc),
+            "time_s": time.time() - t0,
+        }
+    row = {
+        "name": job["name"],
+        "cell": cell,
+        "params": scores["params"],
+        "val_ppl": scores["val_ppl"],
+        "test_ppl": scores["test_ppl"],
+        "time_s": time.time() - t0,
+    }
+    logger.info("%s: valid ppl %.2f, test ppl %.2f", job["name"], row["val_ppl"], row["test_ppl"])
+    return row
+
+
+def _train(job: dict[str, Any], model: Any, corpus: Any, genotype: Any, settings: Any) -> dict[str, Any]:
+    """Train ``model`` for the comparison; raises :class:`NumericalError` if its loss diverges."""
+    from datanas_lm.search import data_files, run_settings
+    from datanas_lm.train import run_training, train_config
+
+    return run_training(
         model,
         corpus,
         train_config(settings, job["seed"]),
@@ -124,16 +190,6 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
         data_files=data_files(job["data"], Path(job["data_dir"])),
         log_every=10**9,
     )
-    row = {
-        "name": job["name"],
-        "cell": "LSTM" if genotype is None else _cell_text(genotype),
-        "params": scores["params"],
-        "val_ppl": scores["val_ppl"],
-        "test_ppl": scores["test_ppl"],
-        "time_s": time.time() - t0,
-    }
-    logger.info("%s: valid ppl %.2f, test ppl %.2f", job["name"], row["val_ppl"], row["test_ppl"])
-    return row
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -178,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
         with ProcessPoolExecutor(max_workers=options.jobs, mp_context=mp.get_context("spawn")) as pool:
             rows = list(pool.map(_train_one, jobs))
     rand = [r for r in rows if r["name"].startswith("random_")]
-    median = {k: statistics.median(r[k] for r in rand) for k in ("val_ppl", "test_ppl")} if rand else None
+    median = _median_random(rand)
     doc = {"rows": rows, "median_random": median, "settings": run_settings(settings), "seed": args.seed}
     from datanas_core.runtime.rundir import prepare_run_dir
 
@@ -187,30 +243,27 @@ def _run(args: argparse.Namespace) -> int:
     md = _markdown(rows, median, settings)
     (args.out / "comparison.md").write_text(md, encoding="utf-8")
     sys.stdout.write(md)
-    searched_row = next((r for r in rows if r["name"] == "searched"), None)
+    searched = next((r for r in rows if r["name"] == "searched"), None)
+    metrics = _summary_metrics(searched, median)
+    diverged = [r["name"] for r in rows if r.get("diverged")]
     cli_options.print_summary(
         "lm compare",
         run_dir=args.out,
         genotype=args.genotype,
-        metrics={
-            **{
-                f"searched_{k}": searched_row[k]
-                for k in ("val_ppl", "test_ppl")
-                if searched_row and k in searched_row
-            },
-            **{f"random_median_{k}": v for k, v in (median or {}).items()},
+        metrics=metrics,
+        extra={
+            "table": args.out / "comparison.md",
+            **({"diverged": ", ".join(diverged)} if diverged else {}),
         },
-        extra={"table": args.out / "comparison.md"},
     )
-    searched = next((r for r in rows if r["name"] == "searched"), None)
     if searched is not None and args.genotype:
         from datanas_core.runtime import record_retraining
 
-        metrics = {f"searched_{k}": searched[k] for k in ("val_ppl", "test_ppl") if k in searched}
-        metrics.update({f"random_median_{k}": v for k, v in (median or {}).items()})
-        metrics["num_random"] = len(rand)
         record_retraining(
-            args.genotype, f"compare ({args.data}, {len(rand)} random cells)", metrics, source=args.out
+            args.genotype,
+            f"compare ({args.data}, {len(rand)} random cells)",
+            {**metrics, "num_random": len(rand)},
+            source=args.out,
         )
     return 0
 

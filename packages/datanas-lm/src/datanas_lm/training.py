@@ -254,8 +254,8 @@ class LMTrainer:
             )
             if not torch.isfinite(loss.detach()):
                 raise NumericalError(
-                    f"training loss became {float(loss)} at epoch {self.epoch} step {self.global_step}; "
-                    "lower the learning rate or raise the gradient clipping"
+                    f"training loss became {float(loss.detach())} at epoch {self.epoch} step {self.global_step}; "
+                    "lower the learning rate (--lr) or the gradient-norm clip (--clip)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
