@@ -42,7 +42,10 @@ def test_settings_flags_come_from_the_dataclasses(module: Any) -> None:
             assert action.default is None, f"{name}: the default comes from --size"
             assert action.help == docs[name].rstrip(".")
             hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
-            assert action.type.__name__ in str(hint), (name, hint, action.type)
+            if str(hint).startswith("Literal["):  # choices from the Literal
+                assert str(hint) == "Literal[" + ", ".join(repr(c) for c in action.choices) + "]", (name, hint)
+            else:
+                assert action.type.__name__ in str(hint), (name, hint, action.type)
 
 
 def test_sizes_are_the_single_source_of_the_preset_tables() -> None:

@@ -13,6 +13,7 @@ from datanas_core.sample import ArchSample, CellSample
 from datanas_core.search import arch_from_genotype
 from datanas_core.space.base import SPACES
 from datanas_lm import RNNModel, RNNSpace, RNNSupernet, load_genotype
+from datanas_lm.cells import DerivedRecurrentCell
 from datanas_lm.model import LSTMLanguageModel
 
 V, H, T, B = 20, 6, 4, 3
@@ -192,7 +193,8 @@ def test_derivation_k1_keeps_one_predecessor_per_node() -> None:
     assert logits.shape == (T, B, V)
 
 
-def test_data_rule_keeps_several_inputs_and_the_derived_cell_sums_them() -> None:
+@pytest.mark.parametrize("merge", ["mean", "sum"])
+def test_data_rule_keeps_several_inputs_and_the_derived_cell_merges_them(merge: str) -> None:
     space = RNNSpace()
     spec = space.cell("recurrent")
     probs = torch.full((36, 5), 1e-4)
@@ -210,10 +212,10 @@ def test_data_rule_keeps_several_inputs_and_the_derived_cell_sums_them() -> None
     assert {(e.src, e.op) for e in ins} == {(1, "tanh"), (3, "identity")}
     assert all(len(g.cells["recurrent"].inputs_of(n)) >= 1 for n in spec.nodes)
     model = space.build_derived(
-        g, ntoken=V, ninp=H, nhid=H, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0
+        g, ntoken=V, ninp=H, nhid=H, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0, merge=merge
     )
     model.eval()
-    # node 4 is the sum of its two highway updates: check against a hand computation for one step
+    # node 4 is the mean (or sum) of its two highway updates: check against a hand computation for one step
     cell = model.cell
     x, h = torch.randn(B, H), torch.randn(B, H)
     c0, h0 = (torch.cat([x, h], -1) @ cell.W0).chunk(2, -1)
@@ -224,7 +226,8 @@ def test_data_rule_keeps_several_inputs_and_the_derived_cell_sums_them() -> None
         for e in g.cells["recurrent"].inputs_of(n):
             c, hh = (states[e.src] @ cell.Ws[n - 1]).chunk(2, -1)
             s = s + states[e.src] + c.sigmoid() * (acts[e.op](hh) - states[e.src])
-        states.append(s)
+        n_in = len(g.cells["recurrent"].inputs_of(n))
+        states.append(s / n_in if merge == "mean" else s)
     expect = torch.stack(states[1:]).mean(0)
     out, last = cell(x.unsqueeze(0), h)
     assert torch.allclose(out[0], expect, atol=1e-5) and torch.allclose(last, expect, atol=1e-5)
@@ -269,3 +272,19 @@ def test_derived_models_regularisation_and_lstm_baseline() -> None:
     assert lstm.lstm.weight_hh_l0.grad is not None
     assert model.decoder.weight is model.encoder.weight  # tied
     assert isinstance(RNNSpace().build_supernet(ntoken=V, ninp=H, nhid=H), RNNSupernet)
+
+
+def test_merge_modes_agree_on_one_pair_cells_and_refuse_unknown_names() -> None:
+    # DARTS genotypes (one pair per node) are the same model under both merges; the multi-pair formulas are
+    # checked by hand in test_data_rule_keeps_several_inputs_and_the_derived_cell_merges_them
+    x = torch.randn(5, B, H, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    h = torch.randn(B, H, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    one = load_genotype("darts_v2").cells["recurrent"]
+    res = []
+    for merge in ("mean", "sum"):
+        torch.manual_seed(0)
+        res.append(DerivedRecurrentCell(H, H, one, merge=merge).double().eval()(x, h)[0])
+    assert torch.equal(res[0], res[1])
+    assert "merge=mean" in repr(DerivedRecurrentCell(H, H, one))
+    with pytest.raises(ConfigError, match="unknown merge 'max'.*valid: mean, sum"):
+        DerivedRecurrentCell(H, H, one, merge="max")

@@ -11,8 +11,14 @@ Both cells share the recurrence. With input ``x_t`` and previous hidden state ``
 
 The **search** cell mixes, for every node, all in-edges and activations with the architecture weights
 ``Σ_i Σ_{f ≠ none} w_{(i,j), f} · [s_i + c ⊙ (f(h) − s_i)]`` followed by a non-affine BatchNorm (one shared
-BatchNorm for ``s0`` and every node, as the reference search code does). The **derived** cell sums its kept
-``(predecessor, activation)`` pairs: one per node for DARTS genotypes, several for DATA's multi-input rule.
+BatchNorm for ``s0`` and every node, as the reference search code does). The **derived** cell combines its kept
+``(predecessor, activation)`` pairs: one per node for DARTS genotypes, several for DATA's multi-input rule. With
+several, ``merge="mean"`` (the default) averages their highway updates, so the node stays a convex combination of
+highway updates as a one-pair node is; ``merge="sum"`` adds them. DATA's recurrent search code is not public
+(methods.md §4f), so this is our choice: a sum of ``n`` updates of one state is about ``n`` times that state, the
+state's scale grows from node to node and through time, and derived cells with two activations on an edge
+diverged in training at the CPU budget (loss inf at step 6, or perplexity 521 against 366-405 for one-pair
+cells; the search supernet hides the scale behind its BatchNorm).
 
 Variational dropout masks (``dropoutx`` on the input, ``dropouth`` on the states fed to the matrices) are
 drawn once per sequence; ``wdrop`` applies DropConnect to the recurrent matrices once per sequence.
@@ -33,7 +39,14 @@ from datanas_core.space.base import CellSpec
 from datanas_core.space.mixed import zero_weight_terms
 from datanas_lm.regularization import bernoulli_mask, check_dropout, check_positive_ints, weight_drop
 
-__all__ = ["ACTIVATIONS", "INIT_RANGE", "RNN_OPS", "DerivedRecurrentCell", "SearchRecurrentCell"]
+__all__ = [
+    "ACTIVATIONS",
+    "INIT_RANGE",
+    "MERGE_MODES",
+    "RNN_OPS",
+    "DerivedRecurrentCell",
+    "SearchRecurrentCell",
+]
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -48,6 +61,8 @@ ACTIVATIONS: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
 RNN_OPS: tuple[str, ...] = ("none", "tanh", "relu", "sigmoid", "identity")
 #: Uniform init range of the recurrent matrices (reference code).
 INIT_RANGE = 0.04
+#: How a derived node combines several kept pairs (:class:`DerivedRecurrentCell`, ``merge``).
+MERGE_MODES: tuple[str, ...] = ("mean", "sum")
 
 #: One time step of a cell after the initial state: ``s0`` -> the states of nodes ``0..num_nodes``.
 _NodeStep = Callable[[Tensor], list[Tensor]]
@@ -361,13 +376,15 @@ class SearchRecurrentCell(_RecurrentCellBase):
 
 
 class DerivedRecurrentCell(_RecurrentCellBase):
-    """The recurrent cell of a derived genotype: each node sums its kept ``(predecessor, activation)`` pairs.
+    """The recurrent cell of a derived genotype: each node combines its kept ``(predecessor, activation)`` pairs.
 
     Args:
         ninp, nhid: input and hidden sizes.
         cell: the genotype's ``"recurrent"`` cell (node 0 is ``s0``, nodes ``1..num_nodes``).
         num_nodes: intermediate nodes of the space (8 for DARTS).
         dropouth, dropoutx, wdrop: see the module docstring.
+        merge: how a node with several pairs combines their highway updates: ``"mean"`` (default) or ``"sum"``
+            (see the module docstring). One-pair nodes (every DARTS genotype) are the same either way.
 
     Example:
         >>> from datanas_lm.genotypes import load_genotype
@@ -385,10 +402,14 @@ class DerivedRecurrentCell(_RecurrentCellBase):
         dropoutx: float = 0.0,
         wdrop: float = 0.0,
         init_range: float = INIT_RANGE,
+        merge: str = "mean",
     ) -> None:
         super().__init__(
             ninp, nhid, num_nodes, dropouth=dropouth, dropoutx=dropoutx, wdrop=wdrop, init_range=init_range
         )
+        if merge not in MERGE_MODES:
+            raise ConfigError(f"unknown merge {merge!r} for a node's pairs; valid: {', '.join(MERGE_MODES)}")
+        self.merge = merge
         nodes: list[tuple[int, list[int], list[tuple[int, str]]]] = []
         for j in range(1, num_nodes + 1):
             pairs = cell.inputs_of(j)
@@ -420,7 +441,7 @@ class DerivedRecurrentCell(_RecurrentCellBase):
         xw, w0h, ws, h_mask = self._prepare(inputs, generator)
 
         def step(s0: Tensor) -> list[Tensor]:
-            """``s0`` and every node: the sum of its kept ``(predecessor, activation)`` highway updates."""
+            """``s0`` and every node: the mean (or sum) of its kept ``(predecessor, activation)`` highway updates."""
             states = [s0]
             for j, srcs, pairs in self._nodes:
                 if not srcs:
@@ -431,6 +452,8 @@ class DerivedRecurrentCell(_RecurrentCellBase):
                 for p, op in pairs:
                     term = _highway(S[p], c[p], ACTIVATIONS[op](hc[p]))
                     s = term if s is None else s + term
+                if len(pairs) > 1 and self.merge == "mean":
+                    s = s / len(pairs)  # type: ignore[operator]
                 states.append(s)  # type: ignore[arg-type]
             return states
 
@@ -440,7 +463,7 @@ class DerivedRecurrentCell(_RecurrentCellBase):
         desc = "; ".join(
             f"{j}<-" + ",".join(f"{op}({srcs[p]})" for p, op in pairs) for j, srcs, pairs in self._nodes
         )
-        return f"ninp={self.ninp}, nhid={self.nhid}, nodes=[{desc}], concat={list(self.concat)}"
+        return f"ninp={self.ninp}, nhid={self.nhid}, nodes=[{desc}], concat={list(self.concat)}, merge={self.merge}"
 
 
 def pairs_from_darts(recurrent: Sequence[tuple[str, int]]) -> list[tuple[int, int, str]]:

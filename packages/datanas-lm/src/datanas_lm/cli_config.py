@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from datanas_core.cli_options import check_positive
 from datanas_core.errors import ConfigError
@@ -130,6 +130,10 @@ class LMTrainSettings(LMSettings):
         weight_decay: SGD weight decay.
         clip: gradient-norm clip.
         nonmono: NT-ASGD non-monotone interval.
+        node_merge: how a derived node with several kept (predecessor, activation) pairs (DATA's multi-input
+            rule) combines their highway updates: ``mean`` (keeps the state's scale) or ``sum`` (the state
+            grows with the number of pairs; such cells diverged at the CPU budget). DATA's recurrent code is not
+            public: our choice, see :class:`~datanas_lm.cells.DerivedRecurrentCell`.
     """
 
     batch_size: int = 16
@@ -139,6 +143,7 @@ class LMTrainSettings(LMSettings):
     weight_decay: float = 8e-7
     clip: float = 0.25
     nonmono: int = 5
+    node_merge: Literal["mean", "sum"] = "mean"
 
 
 #: ``--size`` names: ``cpu`` (the dataclass defaults; two CPU cores) and ``darts-full`` (DARTS' PTB sizes).

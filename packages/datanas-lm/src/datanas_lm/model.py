@@ -210,12 +210,20 @@ class RNNModel(RecurrentLanguageModel):
         dropoute: float = 0.0,
         wdrop: float = 0.0,
         tie_weights: bool = True,
+        merge: str = "mean",
     ) -> None:
         super().__init__(
             ntoken, ninp, nhid, dropout=dropout, dropouti=dropouti, dropoute=dropoute, tie_weights=tie_weights
         )
         self.cell = DerivedRecurrentCell(
-            ninp, nhid, cell, num_nodes=num_nodes, dropouth=dropouth, dropoutx=dropoutx, wdrop=wdrop
+            ninp,
+            nhid,
+            cell,
+            num_nodes=num_nodes,
+            dropouth=dropouth,
+            dropoutx=dropoutx,
+            wdrop=wdrop,
+            merge=merge,
         )
 
     def _core(

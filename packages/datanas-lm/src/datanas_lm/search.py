@@ -111,7 +111,7 @@ MODEL_FLAGS = ("emsize", "nhid", "dropout", "dropouth", "dropoutx", "dropouti", 
                "beta", "batch_size", "eval_batch_size", "bptt", "train_tokens", "eval_tokens")  # fmt: skip
 
 #: The :class:`~datanas_lm.cli_config.LMTrainSettings` fields with a flag in the training CLIs.
-TRAIN_FLAGS = ("lr", "weight_decay", "clip", "nonmono", "test_batch_size")
+TRAIN_FLAGS = ("lr", "weight_decay", "clip", "nonmono", "test_batch_size", "node_merge")
 
 
 def add_settings_args(parser: argparse.ArgumentParser, cls: type, fields: Sequence[str], title: str) -> Any:

@@ -115,8 +115,10 @@ class RNNSpace(SearchSpace):
         dropoute: float = 0.1,
         wdrop: float = 0.0,
         tie_weights: bool = True,
+        merge: str = "mean",
     ) -> RNNModel:
-        """A language model with the genotype's recurrent cell (defaults: DARTS ``rnn/train.py``, 850/850).
+        """A language model with the genotype's recurrent cell (defaults: DARTS ``rnn/train.py``, 850/850);
+        ``merge``: how a node with several kept pairs combines them (:class:`~datanas_lm.cells.DerivedRecurrentCell`).
 
         Raises:
             IncompatibleGenotypeError: the genotype does not fit this space.
@@ -135,6 +137,7 @@ class RNNSpace(SearchSpace):
             dropoute=dropoute,
             wdrop=wdrop,
             tie_weights=tie_weights,
+            merge=merge,
         )
 
     def from_darts(

@@ -76,7 +76,7 @@ def build_model(
         raise ConfigError(f"unknown model kind {kind!r}; valid: cell, lstm")
     if genotype is None:
         raise ConfigError("a cell model needs a genotype (--genotype NAME|PATH|random)")
-    return RNNSpace().build_derived(genotype, **size, **drop)
+    return RNNSpace().build_derived(genotype, **size, **drop, merge=s.node_merge)
 
 
 def train_config(settings: LMTrainSettings | Mapping[str, Any], seed: int) -> Any:
