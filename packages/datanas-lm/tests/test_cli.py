@@ -92,24 +92,29 @@ def test_train_cli_lstm_and_resume(patterned_corpus_dir: Path, tmp_path: Path) -
     assert summary["epoch"] == 1
 
 
+def _compare_argv(genotype: str, corpus_dir: Path, out: Path) -> list[str]:
+    """A tiny comparison of ``genotype`` with two random cells and the LSTM."""
+    argv = [
+        "--genotype",
+        genotype,
+        "--random",
+        "2",
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(corpus_dir),
+        *TINY,
+    ]
+    return argv + ["--epochs", "1", "--train-tokens", "48", "--eval-tokens", "24", "--out", str(out)]
+
+
 def test_compare_cli_table(patterned_corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     run = tmp_path / "search"  # a search run directory holding the compared genotype
     run.mkdir()
     datanas_lm.load_genotype("darts_v2").save(run / "genotype.json")
     (run / "config.json").write_text("{}", encoding="utf-8")
-    argv = [
-        "--genotype",
-        str(run / "genotype.json"),
-        "--random",
-        "2",
-        "--data",
-        "textdir",
-        "--data-dir",
-        str(patterned_corpus_dir),
-    ]
-    argv += [*TINY, "--epochs", "1", "--train-tokens", "48", "--eval-tokens", "24", "--out", str(out)]
-    assert compare.main(argv) == 0
+    assert compare.main(_compare_argv(str(run / "genotype.json"), patterned_corpus_dir, out)) == 0
     doc = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert [r["name"] for r in doc["rows"]] == ["searched", "random_1", "random_2", "lstm"]
     vals = sorted(r["val_ppl"] for r in doc["rows"][1:3])
@@ -190,18 +195,7 @@ def test_compare_keeps_going_when_a_model_diverges(patterned_corpus_dir: Path, t
     # a learning rate that makes every model's loss overflow: each diverged model is a row of the table,
     # not the end of the comparison
     out = tmp_path / "cmp"
-    argv = [
-        "--genotype",
-        "darts_v2",
-        "--random",
-        "2",
-        "--data",
-        "textdir",
-        "--data-dir",
-        str(patterned_corpus_dir),
-    ]
-    argv += [*TINY, "--epochs", "1", "--train-tokens", "48", "--eval-tokens", "24", "--lr", "1e30"]
-    argv += ["--clip", "1e30", "--out", str(out)]
+    argv = _compare_argv("darts_v2", patterned_corpus_dir, out) + ["--lr", "1e30", "--clip", "1e30"]
     assert compare.main(argv) == 0
     doc = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert [r["name"] for r in doc["rows"]] == ["searched", "random_1", "random_2", "lstm"]
