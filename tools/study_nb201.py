@@ -163,6 +163,12 @@ SETTINGS: dict[str, tuple[str, str, list[str]]] = {
         "gdas_w3 + progressive edge decisions between 10 % and 70 % of the architecture steps",
         "--preset gdas --arch-warmup-epochs 3 --progressive-decisions 0.1 0.7 --executor sparse".split(),
     ),
+    "gdas_w3_decide_30_70": (
+        "GDAS",
+        "gdas_w3 + progressive edge decisions between 30 % and 70 % of the architecture steps (data_decide's "
+        "window since 2026-12-07)",
+        "--preset gdas --arch-warmup-epochs 3 --progressive-decisions 0.3 0.7 --executor sparse".split(),
+    ),
     "gdas_decide_early": (
         "GDAS",
         "--preset gdas (no warm-up) + progressive edge decisions between 2 % and 30 % of the architecture steps "
