@@ -399,19 +399,27 @@ def _schedule(config: Any) -> tuple:
 def test_schedule_flags_reach_the_search_config(parsers: dict, module: str) -> None:
     """--schedule-unit, --arch-travel, --a-lr-warmup, --a-lr-schedule and --weight-sampling parse in every search
     CLI into the SearchConfig it runs; not given, the preset's (or the vision search's budget-aware default)
-    applies."""
+    applies (the vision and LM searches without --preset: the budget-aware default)."""
     if module not in parsers:
         pytest.skip(f"{module} not installed")
     parser, required = parsers[module], REQUIRED.get(module, [])
     config = _built_search_config(module, parser.parse_args([*required, *SCHEDULE_ARGV]))
     assert _schedule(config) == ("step", 24.0, 0.2, "uniform", "cosine", 0.0)
     default = _built_search_config(module, parser.parse_args(required))
-    if module == "datanas_vision.search":  # DEFAULT_METHOD: budget-aware unless --a-lr is given
+    if module in ("datanas_vision.search", "datanas_lm.search"):  # budget-aware unless --a-lr is given
         assert _schedule(default)[:4] == ("step", 24.0, 0.0, "distribution")
-        explicit = _built_search_config(module, parser.parse_args(["--a-lr", "0.01"]))
+        explicit = _built_search_config(module, parser.parse_args([*required, "--a-lr", "0.01"]))
         assert (explicit.arch_travel, explicit.a_lr) == (None, 0.01)
-        both = _built_search_config(module, parser.parse_args(["--a-lr", "0.01", "--arch-travel", "8"]))
-        assert both.arch_travel == 8.0
+        argv = [*required, "--a-lr", "0.01", "--arch-travel", "8"]
+        assert _built_search_config(module, parser.parse_args(argv)).arch_travel == 8.0
+        # a preset runs as published: the data preset's per-epoch recipe
+        preset_argv = ["--preset", "data"] + (
+            ["--space", "nb201"] if module == "datanas_vision.search" else []
+        )
+        preset = _built_search_config(module, parser.parse_args([*required, *preset_argv]))
+        assert _schedule(preset)[:2] == ("epoch", None) and preset.a_lr == pytest.approx(
+            3e-3 if "lm" in module else 3e-4
+        )
     else:  # the preset's (data: the published per-epoch recipe)
         assert _schedule(default) == ("epoch", None, 0.0, "distribution", None, None)
 

@@ -47,6 +47,16 @@ __all__ = ["build_parser", "main", "resolve_data_dir"]
 logger = logging.getLogger(__name__)
 
 
+#: The core preset whose method the search runs without ``--preset`` (with the budget-aware schedule).
+DEFAULT_PRESET = "data"
+
+
+def default_arch_warmup(epochs: int) -> int:
+    """Weights-only epochs of a search without ``--preset`` or ``--arch-warmup-epochs``: a fifth of them, at
+    least one (the supernet's weights are random at the start) but never all of them."""
+    return min(max(1, epochs // 5), epochs - 1)
+
+
 def _methods() -> list[str]:
     """Core presets that support the RNN space (checked by the preset table, not hard-coded here)."""
     from datanas_core.search.config import PRESET_SPECS
@@ -196,11 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         g,
         ["--preset"],
         choices={"--preset": _methods()},
-        defaults={"--preset": "data"},
+        defaults={"--preset": None},
         aliases={"--preset": ["--method"]},
         dests={"--preset": "method"},
         help={
-            "--preset": "method recipe: a core preset for the RNN space (--method: old name)",
+            "--preset": "method recipe: a core preset for the RNN space, as published (--method: old name). "
+            "Without it: DATA's estimator (the data preset: EGS M=2 + ADC, exact gradient) with the "
+            "budget-aware architecture schedule (arch lr = 24 / architecture steps, cosine to 0; unless --a-lr "
+            "is given) and a fifth of the epochs weights-only (at least one, never all)",
         },
     )
     cli_options.add_options(
@@ -235,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse.Namespace, seed: int) -> Any:
     """The core :class:`~datanas_core.search.SearchConfig` of this run."""
     from datanas_core.search import SearchConfig
+    from datanas_core.search.config import BUDGET_AWARE_SCHEDULE
 
     s = settings if isinstance(settings, LMSearchSettings) else LMSearchSettings(**settings)
     overrides: dict[str, Any] = {
@@ -250,7 +264,14 @@ def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse
     }
     from datanas_lm.space import RNNSpace
 
-    base = SearchConfig.preset(args.method, RNNSpace())
+    method = args.method or DEFAULT_PRESET
+    if args.method is None:
+        # the default search: the budget-aware schedule unless the architecture lr is given
+        overrides.update(BUDGET_AWARE_SCHEDULE)
+        overrides["arch_warmup_epochs"] = default_arch_warmup(s.epochs)
+        if getattr(args, "a_lr", None) is not None:
+            overrides["arch_travel"] = None
+    base = SearchConfig.preset(method, RNNSpace())
     if args.estimator is not None:
         overrides["estimator"] = args.estimator
         overrides["estimator_options"] = {}
@@ -291,7 +312,7 @@ def search_config(settings: LMSearchSettings | Mapping[str, Any], args: argparse
     # --weight-sampling, the schedule flags (--schedule-unit, --arch-travel, ...), --progressive-decisions,
     # --precision, --compile (not given: the preset's)
     overrides.update(cli_options.config_changes(args))
-    return SearchConfig.preset(args.method, RNNSpace(), **overrides)
+    return SearchConfig.preset(method, RNNSpace(), **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -356,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
         "data_dir": str(data_dir),
         "corpus": corpus.summary(),
         "preset": args.preset,
-        "method": args.method,
+        "method": args.method or f"{DEFAULT_PRESET} (default: budget-aware schedule)",
         "settings": run_settings(settings),
         "supernet": supernet_kwargs,
         "threads": threads,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from datanas_core import cli_options
 from datanas_core.errors import ConfigError
+from datanas_core.search.config import BUDGET_AWARE_SCHEDULE
 from datanas_vision._cli import (
     add_data_args,
     data_config,
@@ -66,9 +67,7 @@ DEFAULT_METHOD: Mapping[str, Any] = MappingProxyType(
         "estimator": "egs",
         "estimator_options": MappingProxyType({"samples": 4}),
         "regularizers": ({"type": "adc", "weight": 0.1},),
-        "schedule_unit": "step",
-        "arch_travel": 24.0,
-        "a_lr_schedule": "cosine:1:0",
+        **BUDGET_AWARE_SCHEDULE,
         "w_lr": 0.1,
     }
 )

@@ -21,6 +21,7 @@ from datanas_core.errors import ConfigError
 from datanas_core.genotype import Genotype
 from datanas_core.runtime._jsonutil import is_number
 from datanas_core.runtime.cellplot import is_param_free_op
+from datanas_core.search.config import BUDGET_AWARE_SCHEDULE
 
 __all__ = [
     "BUDGET_AWARE_ARGV",
@@ -364,7 +365,14 @@ def _median(xs: list[float]) -> float:
 PROGRESSIVE_DECISIONS_ARGV = ("--progressive-decisions", "0.3", "0.7")
 #: The flags of the budget-aware architecture schedule that the undecided-search verdict suggests (per-step
 #: schedules, lr = 24 / architecture steps under a cosine decay to 0); every domain search CLI takes them.
-BUDGET_AWARE_ARGV = ("--schedule-unit", "step", "--arch-travel", "24", "--a-lr-schedule", "cosine:1:0")
+BUDGET_AWARE_ARGV = (
+    "--schedule-unit",
+    str(BUDGET_AWARE_SCHEDULE["schedule_unit"]),
+    "--arch-travel",
+    f"{BUDGET_AWARE_SCHEDULE['arch_travel']:g}",
+    "--a-lr-schedule",
+    str(BUDGET_AWARE_SCHEDULE["a_lr_schedule"]),
+)
 
 
 class DecisionMonitor:
@@ -449,10 +457,10 @@ class DecisionMonitor:
             else f"{total} epochs"
         )
         if cfg.arch_travel is None:
+            fields = ", ".join(f"{k}={v!r}" for k, v in BUDGET_AWARE_SCHEDULE.items())
             lr = (
-                f"use a budget-aware schedule ({' '.join(BUDGET_AWARE_ARGV)}; SearchConfig(schedule_unit='step', "
-                f"arch_travel=24, a_lr_schedule='cosine:1:0')), raise the architecture learning rate (--a-lr, now "
-                f"{cfg.a_lr:g})"
+                f"use a budget-aware schedule ({' '.join(BUDGET_AWARE_ARGV)}; SearchConfig({fields})), raise the "
+                f"architecture learning rate (--a-lr, now {cfg.a_lr:g})"
             )
         else:  # the lr is already budget-aware: --a-lr is ignored
             lr = f"raise the architecture travel (--arch-travel, now {cfg.arch_travel:g})"

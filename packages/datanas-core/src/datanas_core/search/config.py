@@ -43,6 +43,7 @@ from typing import Any, Literal
 from datanas_core.errors import ConfigError
 
 __all__ = [
+    "BUDGET_AWARE_SCHEDULE",
     "PRESETS",
     "PRESET_SPECS",
     "PresetSpec",
@@ -68,6 +69,14 @@ def is_decision_window(window: Any) -> bool:
         and 0.0 <= float(window[0]) < float(window[1]) <= 1.0
     )
 
+
+#: The budget-aware architecture schedule (SearchConfig fields): per-step schedules, architecture lr = 24 /
+#: the number of architecture steps under a cosine decay to 0, so a search of a few hundred architecture
+#: steps moves the logits as far as a long one (docs/results/short-budget). The default of the vision and LM
+#: search CLIs without ``--preset``, and what the undecided-search verdict suggests.
+BUDGET_AWARE_SCHEDULE: Mapping[str, Any] = MappingProxyType(
+    {"schedule_unit": "step", "arch_travel": 24.0, "a_lr_schedule": "cosine:1:0"}
+)
 
 _ORDERS = ("first", "second", "single_level")
 _STEP_ORDERS = ("arch_first", "weight_first")
