@@ -43,7 +43,8 @@ def test_settings_flags_come_from_the_dataclasses(module: Any) -> None:
             assert action.help == docs[name].rstrip(".")
             hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
             if str(hint).startswith("Literal["):  # choices from the Literal
-                assert str(hint) == "Literal[" + ", ".join(repr(c) for c in action.choices) + "]", (name, hint)
+                literal = "Literal[" + ", ".join(repr(c) for c in action.choices) + "]"
+                assert str(hint) == literal, (name, hint)
             else:
                 assert action.type.__name__ in str(hint), (name, hint, action.type)
 
