@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import datanas_lm
-from datanas_core.genotype import Genotype
+from datanas_core.genotype import CellGenotype, Genotype
 from datanas_lm import compare, search, train
 from datanas_lm.space import RNNSpace
 
@@ -221,3 +221,59 @@ def test_compare_median_counts_a_diverged_random_cell_as_the_worst() -> None:
         "searched_diverged": True,
         "random_median_val_ppl": 300.0,
     }
+
+
+def test_train_runs_started_before_node_merge_resume_with_their_sum(
+    patterned_corpus_dir: Path, tmp_path: Path
+) -> None:
+    # a multi-pair cell trained before --node-merge existed summed its pairs: resumed, it keeps summing (and the
+    # missing setting is not a configuration difference); new runs average
+    from datanas_core.runtime.checkpoint import CheckpointManager
+
+    cell = Genotype(
+        "lm.darts_rnn",
+        {
+            "recurrent": CellGenotype(
+                ((0, 1, "tanh"), (0, 1, "relu"), *((j - 1, j, "tanh") for j in range(2, 9))),
+                tuple(range(1, 9)),
+            )
+        },
+    )
+    cell.save(tmp_path / "cell.json")
+    run = tmp_path / "train"
+    argv = [
+        "--genotype",
+        str(tmp_path / "cell.json"),
+        "--data",
+        "textdir",
+        "--data-dir",
+        str(patterned_corpus_dir),
+    ]
+    argv += [
+        *TINY,
+        "--epochs",
+        "1",
+        "--train-tokens",
+        "96",
+        "--eval-tokens",
+        "48",
+        "--no-report",
+        "--out",
+        str(run),
+    ]
+    assert train.main(argv) == 0
+    assert json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]["node_merge"] == "mean"
+    # make it a run of the old code: no node_merge in its config, checkpoint config and manifest
+    ckpts = CheckpointManager(run / "checkpoints")
+    info, state = ckpts.load_latest()
+    del state["config"]["settings"]["node_merge"]
+    info.path.unlink()
+    ckpts.save(state, step=info.step, epoch=info.epoch, batch=info.batch)
+    doc = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    del doc["settings"]["node_merge"]
+    (run / "config.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert train.main(["--resume", str(run)]) == 0
+    resumed = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert resumed["settings"]["node_merge"] == "sum"
+    # the missing setting was the only difference: a real one is still refused
+    assert train.main(["--resume", str(run), "--node-merge", "mean"]) == 2

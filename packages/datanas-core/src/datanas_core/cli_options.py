@@ -57,6 +57,7 @@ __all__ = [
     "parse_kv",
     "parse_reg",
     "regularizer_specs",
+    "resumed_run_config",
     "resumed_search_config",
     "print_search_summary",
     "print_summary",
@@ -919,6 +920,15 @@ def _maybe_print_config(args: argparse.Namespace) -> argparse.Namespace:
     raise SystemExit(0)
 
 
+def resumed_run_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``config.json`` of the run that ``--resume`` continues (``None`` without ``--resume`` or when the
+    run has none). CLIs read it for settings whose default changed after the run was started."""
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        return None
+    return _run_config(Path(resume).expanduser())
+
+
 def resumed_search_config(args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``search_config`` saved in the run that ``--resume`` continues (``None`` without ``--resume`` or
     when the run has none).
@@ -927,10 +937,7 @@ def resumed_search_config(args: argparse.Namespace) -> dict[str, Any] | None:
     a preset scales its warm-up to the run's length, so ``--resume RUN_DIR --epochs N`` keeps the run's
     warm-up epochs (unless ``--arch-warmup-epochs`` is given).
     """
-    resume = getattr(args, "resume", None)
-    if resume is None:
-        return None
-    doc = _run_config(Path(resume).expanduser())
+    doc = resumed_run_config(args)
     sc = (doc or {}).get("search_config")
     return dict(sc) if isinstance(sc, Mapping) else None
 

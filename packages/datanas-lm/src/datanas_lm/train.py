@@ -15,6 +15,7 @@ recurrent cell.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -54,6 +55,20 @@ def resolve_genotype(spec: str, seed: int) -> Genotype:
 
 def _train_settings(settings: LMTrainSettings | Mapping[str, Any]) -> LMTrainSettings:
     return settings if isinstance(settings, LMTrainSettings) else LMTrainSettings(**settings)
+
+
+#: Settings added after runs were saved, with the value the code that saved those runs used.
+_LEGACY_SETTINGS = {"node_merge": "sum"}
+
+
+def _with_legacy_settings(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved run config whose ``settings`` lack a later-added setting gets the value the older code used, so
+    resuming it is not a configuration difference (and the run goes on as it was trained)."""
+    out = dict(saved)
+    settings = out.get("settings")
+    if isinstance(settings, Mapping):
+        out["settings"] = {**_LEGACY_SETTINGS, **settings}
+    return out
 
 
 def build_model(
@@ -192,7 +207,7 @@ def run_training(
                 f"cannot resume {str(rd.path)!r}: no checkpoint in {str(ckpts.directory)!r}"
             )
         _, state = found
-        saved = state.get("config", {})
+        saved = _with_legacy_settings(state.get("config", {}))
         ignore = {"out", "resume", "data_dir", "device", "threads", "log_every", "report", "verbose"}
         ignore.add(cli_options.CONFIG_KEY)  # the options are compared as the resolved settings
         diffs = sorted(
@@ -309,6 +324,12 @@ def _run(args: argparse.Namespace) -> int:
     if out is None:
         out = Path("runs/lm-train") / time.strftime("%Y%m%d-%H%M%S")
     settings = resolve_settings(TRAIN_SIZES, args.preset, args)
+    saved = (cli_options.resumed_run_config(args) or {}).get("settings") if resume else None
+    if isinstance(saved, Mapping):  # a run saved before a setting existed goes on as it was trained
+        legacy = {
+            k: v for k, v in _LEGACY_SETTINGS.items() if k not in saved and getattr(args, k, None) is None
+        }
+        settings = dataclasses.replace(settings, **legacy)
     apply_threads(settings)
     device = cli_options.torch_device(args.device)
     seed_everything(args.seed)
