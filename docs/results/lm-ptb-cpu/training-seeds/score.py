@@ -2,6 +2,7 @@
 
 import json
 import statistics as st
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -21,12 +22,18 @@ lstm = rand.pop("lstm")
 every = [v for vals in rand.values() for v in vals]
 median15 = st.median(every)
 median_means = st.median(st.mean(v) for v in rand.values())
-print("random cells (training seeds 0/1/2):", {k: [round(x, 2) for x in v] for k, v in rand.items()})
-print(f"median of the 15 random results {median15:.2f}; median of the 5 random cells' means {median_means:.2f}")
-print("LSTM", [round(x, 2) for x in lstm], f"mean {st.mean(lstm):.2f}")
+sys.stdout.write(
+    f"random cells (training seeds 0/1/2): { {k: [round(x, 2) for x in v] for k, v in rand.items()} }\n"
+)
+sys.stdout.write(
+    f"median of the 15 random results {median15:.2f}; of the 5 cells' means {median_means:.2f}\n"
+)
+sys.stdout.write(f"LSTM {[round(x, 2) for x in lstm]} mean {st.mean(lstm):.2f}\n")
 for variant in ("default", "preset_data"):
     for s in (0, 1, 2):
         vals = [load(variant, s, t)["rows"][0]["test_ppl"] for t in (0, 1, 2)]
         m = st.mean(vals)
         verdict = "below both medians" if m < min(median15, median_means) else "not below both"
-        print(f"{variant:12s} search seed {s}: {[round(v, 2) for v in vals]} mean {m:.2f} ({verdict})")
+        sys.stdout.write(
+            f"{variant:12s} search seed {s}: {[round(v, 2) for v in vals]} mean {m:.2f} ({verdict})\n"
+        )
