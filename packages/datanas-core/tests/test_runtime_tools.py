@@ -218,3 +218,42 @@ def test_manifest_records_declared_data_files(tmp_path: Path) -> None:
     (entry,) = man["data_files"]
     assert entry["bytes"] == 5
     assert entry["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+def test_dry_run_measures_a_full_step_with_per_step_schedules_and_warm_up() -> None:
+    """A search that starts weights-only with the budget-aware (per-step) schedule: the dry run measures a
+    step with its architecture step (outside ``fit``, where the steps per epoch are unknown) and restores
+    epoch, step counter and ``steps_per_epoch``."""
+    from datanas_core.search.config import BUDGET_AWARE_SCHEDULE
+
+    cfg = SearchConfig(
+        epochs=5,
+        estimator="egs",
+        estimator_options={"samples": 2},
+        arch_warmup_epochs=2,
+        seed=0,
+        **BUDGET_AWARE_SCHEDULE,
+    )
+    s = Searcher(ToySpace(dim=16, in_features=8), ToyTask(), cfg)
+    arch_steps = []
+    inner = s._arch_first_order
+
+    def counted(batch: Any) -> dict[str, float]:
+        arch_steps.append(s.epoch)
+        return inner(batch)
+
+    s._arch_first_order = counted  # type: ignore[method-assign]
+    alpha = [p.detach().clone() for p in s.distribution.parameters()]
+    rep = dry_run(s, lambda n: _batch(n, 8), batch_size=8, steps_per_epoch=3)
+    assert rep.step_time_s > 0
+    assert arch_steps and set(arch_steps) == {2}  # measured at the first architecture epoch
+    assert s.epoch == 0 and s.global_step == 0 and s.steps_per_epoch is None
+    assert all(torch.equal(a, b) for a, b in zip(alpha, s.distribution.parameters(), strict=True))
+    rep = dry_run(s, lambda n: _batch(n, 8), batch_size=8)  # steps per epoch unknown: 1 for the measurement
+    assert rep.step_time_s > 0 and s.steps_per_epoch is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_dry_run_rejects_bad_steps_per_epoch(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        dry_run(_searcher(), lambda n: _batch(n), batch_size=4, steps_per_epoch=bad)

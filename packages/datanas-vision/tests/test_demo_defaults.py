@@ -73,3 +73,15 @@ def test_default_search_decides_on_a_tiny_budget(tmp_path: Path, capsys) -> None
     printed = capsys.readouterr().out
     assert "decision: decided search" in printed
     assert f"python -m datanas_vision.compare --genotype {out} --random 5" in printed
+
+
+def test_default_search_dry_run_measures_a_step(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """``--dry-run`` of the no-argument search (per-step schedule, weights-only warm-up): it failed with
+    "per-step schedules need the number of steps per epoch" before the dry run set them."""
+    out = tmp_path / "run"
+    argv = ["--max-per-class", "8", "--C", "4", "--layers", "2", "--batch-size", "8", "--threads", "1",
+            "--no-progress", "--dry-run", "--out", str(out)]  # fmt: skip
+    assert search_cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "dry run on cpu" in printed and "batch 8: step" in printed
+    assert not (out / "summary.json").exists()  # nothing searched

@@ -227,8 +227,17 @@ def dry_run(
     memory_budget: int | None = None,
     probe_batch_size: int | None = None,
     warmup: bool = True,
+    steps_per_epoch: int | None = None,
 ) -> DryRunReport:
     """Measure one search step (architecture + weight step) on synthetic batches.
+
+    The measured step is a full one even when the search starts with weights-only epochs
+    (``arch_warmup_epochs``): the searcher is put at the first architecture epoch for the measurement, so
+    the architecture step's time and memory (the larger part for exact EGS) are counted. Per-step schedules
+    (``schedule_unit="step"``, ``arch_travel``) need the number of steps per epoch, which a step outside
+    :meth:`~datanas_core.search.Searcher.fit` does not know: ``steps_per_epoch`` (default: the searcher's own,
+    else 1) is used for the measurement only; it changes the architecture learning rate of the measured
+    step, not its cost.
 
     Args:
         searcher: a :class:`~datanas_core.search.Searcher` (or a zero-argument factory of one); its state is
@@ -238,14 +247,19 @@ def dry_run(
         memory_budget: bytes available; enables the batch-size suggestion.
         probe_batch_size: second batch size for the memory model (default ``max(1, batch_size // 2)``).
         warmup: run one untimed step first (allocator and lazy initialisation).
+        steps_per_epoch: steps per epoch for per-step schedules during the measurement (see above).
 
     Raises:
-        ConfigError: a non-positive batch size.
+        ConfigError: a non-positive batch size or ``steps_per_epoch``.
     """
     if not callable(getattr(searcher, "step", None)):
         searcher = searcher()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if steps_per_epoch is not None and (
+        isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+    ):
+        raise ConfigError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
     probe = probe_batch_size or max(1, batch_size // 2)
     gens = (
         {"searcher": searcher.generator}
@@ -255,8 +269,14 @@ def dry_run(
     saved_state = copy.deepcopy(searcher.state_dict())
     saved_rng = capture_rng_state(gens)
     saved_callbacks = list(getattr(searcher, "callbacks", []))
+    saved_spe = getattr(searcher, "steps_per_epoch", None)
     searcher.callbacks = []
     try:
+        searcher.steps_per_epoch = steps_per_epoch or saved_spe or 1
+        cfg = searcher.config
+        if searcher.epoch < cfg.arch_warmup_epochs < cfg.epochs:  # measure a step with its architecture step
+            searcher.epoch = int(cfg.arch_warmup_epochs)
+            searcher.global_step = max(searcher.global_step, searcher.epoch * searcher.steps_per_epoch)
         if warmup:
             searcher.step(make_batch(probe), make_batch(probe))
         dt, peak, kind = _measure(searcher, make_batch(batch_size))
@@ -288,5 +308,6 @@ def dry_run(
         return report
     finally:
         searcher.callbacks = saved_callbacks
+        searcher.steps_per_epoch = saved_spe
         searcher.load_state_dict(saved_state)
         restore_rng_state(saved_rng, gens)
