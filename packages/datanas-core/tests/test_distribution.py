@@ -290,15 +290,6 @@ def _supernet(space: SearchSpace) -> nn.Module:
     return space.build_supernet(C=4, layers=3)  # type: ignore[call-arg]
 
 
-@pytest.fixture
-def one_thread() -> Any:
-    """Tiny convolutions run far faster single-threaded on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize(
     ("space_name", "est"),
     [("darts", "gdas"), ("darts", {"type": "egs", "samples": 2}), ("nb201", "gdas"), ("nb201", "egs")],

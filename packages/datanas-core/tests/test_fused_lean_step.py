@@ -23,14 +23,9 @@ import torch.nn.functional as F
 from datanas_core.ops import DilConv, SepConv
 from datanas_core.space.fused import _max_pool_cl, dw_blocks, dw_chain, max_pool3x3, relu_layout
 from datanas_core.space.mixed import MixedOp, _bn_inner, _chain
+from datanas_core.testing import assert_rel_close
 
-TOL = 1e-10
 CL = torch.channels_last
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    scale = max(a.abs().max().item(), 1e-300)
-    assert (a - b).abs().max().item() <= TOL * scale
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 5), (1, 2, 2, 2), (1, 2, 2, 9), (2, 4, 1, 6)])
@@ -82,19 +77,19 @@ def test_keep_equals_module_chain(name: str, stride: int, layout: Any, shared_re
     assert blocks is not None
     ref = op(x)
     new = dw_chain(x, relu_layout(x.detach()) if shared_relu else None, blocks, keep=True)
-    _close(ref, new)
+    assert_rel_close(ref, new)
     g = torch.randn(ref.shape, generator=g0, dtype=torch.float64)
     ga = torch.autograd.grad(ref, [x, *op.parameters()], g)
     gb = torch.autograd.grad(new, [x, *twin.parameters()], g)
     for a, b in zip(ga, gb, strict=True):
-        _close(a, b)
+        assert_rel_close(a, b)
     for a, b in zip(op.buffers(), twin.buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # the input gradient alone (what an architecture step asks for) is the same with the kept tensors
     new2 = dw_chain(x, None, blocks, keep=True)
     (gx,) = torch.autograd.grad(new2, x, g)
     (gx_ref,) = torch.autograd.grad(op(x), x, g)
-    _close(gx_ref, gx)
+    assert_rel_close(gx_ref, gx)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, CL], ids=["nchw", "cl"])
@@ -105,11 +100,11 @@ def test_bn_inner_equals_formula(layout: Any) -> None:
     mean = c.mean((0, 2, 3))
     invstd = torch.rsqrt(c.var((0, 2, 3), unbiased=False) + 1e-5)
     ref = (g * ((c - mean[:, None, None]) * invstd[:, None, None])).sum()
-    _close(ref, _bn_inner(g, c, mean, invstd))
+    assert_rel_close(ref, _bn_inner(g, c, mean, invstd))
     # mixed dtypes take the generic formula
     m32, i32 = mean.float(), invstd.float()
     ref32 = (g * ((c - m32.double()[:, None, None]) * i32.double()[:, None, None])).sum()
-    _close(ref32, _bn_inner(g, c, m32, i32))
+    assert_rel_close(ref32, _bn_inner(g, c, m32, i32))
 
 
 def _edge_and_weights() -> tuple[MixedOp, torch.Tensor, torch.Tensor]:
@@ -134,7 +129,7 @@ def test_carried_zeros_only_where_reached() -> None:
     ra = torch.autograd.grad(y_ref, [w, x], g)
     na = torch.autograd.grad(y_new, [w, x], g)
     for a, b in zip(ra, na, strict=True):
-        _close(a, b)
+        assert_rel_close(a, b)
     # weight step: every parameter gets a gradient, zeros for the zero-weight ops (as the plain product gives)
     y_ref = edge(x, w.detach(), active)
     y_new = twin(x, w.detach(), active, zero=zero, fused=True, arch_grad=False)
@@ -146,7 +141,7 @@ def test_carried_zeros_only_where_reached() -> None:
             if a.abs().max() == 0:
                 assert b.abs().max() == 0
             else:
-                _close(a, b)
+                assert_rel_close(a, b)
     assert any(b is not None and b.abs().max() == 0 for b in nw)
 
 

@@ -22,24 +22,13 @@ from datanas_core.ops import AvgPool3x3, ReLUConvBN, _box3
 from datanas_core.space.fused import RCB, DenseEdgeFn, box_sum, rcb_parts
 from datanas_core.space.mixed import MixedOp
 from datanas_core.space.nb201 import NB201_OPS
+from datanas_core.testing import assert_rel_close
 
-TOL = 1e-10
 CL = torch.channels_last
 K = len(NB201_OPS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    scale = max(a.abs().max().item(), 1e-300)
-    err = (a - b).abs().max().item()
-    assert err <= TOL * scale, f"relative error {err / scale:.3g}"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _edge(seed: int = 0) -> MixedOp:
@@ -81,7 +70,7 @@ def _compare(
         DenseEdgeFn.forward = staticmethod(orig)  # type: ignore[method-assign]
     assert calls["n"] == 1, "the dense edge function did not run"
     ref = twin(x, w.unbind(0), active, fused=False)
-    _close(ref, new)
+    assert_rel_close(ref, new)
     g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     if wrt == "all":
         a_in, b_in = [x, w, *twin.parameters()], [x, w, *edge.parameters()]
@@ -94,7 +83,7 @@ def _compare(
     for a, b in zip(ga, gb, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
-            _close(a, b)
+            assert_rel_close(a, b)
     for (n, a), (_, b) in zip(twin.named_buffers(), edge.named_buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=n)
 
@@ -151,14 +140,14 @@ def test_dense_edge_stride_two_columns(layout: Any) -> None:
     w = torch.tensor([0.3, 0.5, 0.2], dtype=torch.float64, requires_grad=True)
     new = edge(x, w.unbind(0), [0, 1, 2], fused=True)
     ref = twin(x, w.unbind(0), [0, 1, 2], fused=False)
-    _close(ref, new)
+    assert_rel_close(ref, new)
     g = torch.randn_like(ref)
     for a, b in zip(
         torch.autograd.grad(ref, [x, w, *twin.parameters()], g),
         torch.autograd.grad(new, [x, w, *edge.parameters()], g),
         strict=True,
     ):
-        _close(a, b)
+        assert_rel_close(a, b)
 
 
 def test_dense_edge_keeps_less_than_the_plain_edge() -> None:
@@ -219,9 +208,9 @@ def test_edge_with_other_ops_takes_the_general_path() -> None:
 def test_box_sum_equals_shifted_adds(shape: tuple[int, ...]) -> None:
     x = torch.randn(*shape, dtype=torch.float64)
     for t in (x, x.contiguous(memory_format=CL)):
-        _close(_box3(x), box_sum(t))
+        assert_rel_close(_box3(x), box_sum(t))
     ones = torch.ones(shape[1], 1, 3, 3, dtype=torch.float64)
-    _close(F.conv2d(x, ones, None, 1, 1, 1, shape[1]), box_sum(x.contiguous(memory_format=CL)))
+    assert_rel_close(F.conv2d(x, ones, None, 1, 1, 1, shape[1]), box_sum(x.contiguous(memory_format=CL)))
 
 
 @pytest.mark.parametrize("estimator", ["softmax", {"type": "egs", "samples": 2}, "gdas"], ids=str)
@@ -254,4 +243,4 @@ def test_nb201_supernet_channels_last_gives_the_same_gradients(estimator: Any) -
     for a, b in zip(ga, gb, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
-            _close(a, b)
+            assert_rel_close(a, b)

@@ -27,8 +27,8 @@ from datanas_core.space.fused import (
     relu_layout,
 )
 from datanas_core.space.mixed import _chain, _inner
+from datanas_core.testing import assert_rel_close
 
-TOL = 1e-10
 CL = torch.channels_last
 
 OPS = {
@@ -37,11 +37,6 @@ OPS = {
     "dil_conv_3x3": lambda C, s: DilConv(C, C, 3, s, 2, 2, affine=False),
     "dil_conv_5x5": lambda C, s: DilConv(C, C, 5, s, 4, 2, affine=False),
 }
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    scale = max(a.abs().max().item(), 1e-300)
-    assert (a - b).abs().max().item() <= TOL * scale
 
 
 def _input(hw: int, layout: torch.memory_format, seed: int = 0) -> torch.Tensor:
@@ -63,18 +58,18 @@ def test_fused_dw_chain_equals_module_chain(name: str, stride: int, hw: int, lay
     blocks = dw_blocks(_chain(twin))
     assert blocks is not None and len(blocks) == (2 if name.startswith("sep") else 1)
     new = dw_chain(x, relu_layout(x.detach()), blocks)
-    _close(ref, new)
+    assert_rel_close(ref, new)
     g = torch.randn_like(ref)
     ga = torch.autograd.grad(ref, [x, *op.parameters()], g)
     gb = torch.autograd.grad(new, [x, *twin.parameters()], g)
     for a, b in zip(ga, gb, strict=True):
-        _close(a, b)
+        assert_rel_close(a, b)
     for a, b in zip(op.buffers(), twin.buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # forward-only (no autograd) gives the same values and updates the statistics alike
     with torch.no_grad():
         ref2, new2 = op(x), dw_chain(x, None, blocks)
-    _close(ref2, new2)
+    assert_rel_close(ref2, new2)
 
 
 def test_dw_blocks_rejects_other_chains() -> None:
@@ -106,8 +101,8 @@ def test_depthwise_backward_equals_torch(k: int, dilation: int, stride: int, hw:
     )
     gi, gw = depthwise_backward(gd, r, w, (stride,) * 2, (pad,) * 2, (dilation,) * 2, True, True)
     assert gi is not None and gw is not None
-    _close(ref_in, gi)
-    _close(ref_w, gw)
+    assert_rel_close(ref_in, gi)
+    assert_rel_close(ref_w, gw)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -140,10 +135,10 @@ def test_pool_bn_fn_equals_modules(mode: str, stride: int, hw: int, layout: Any)
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
         new, mean, invstd = PoolBnFn.apply(x, *parts, holder)
     assert max(saved) == x.numel() and sorted(saved)[:-1] == [4, 4]  # x, batch mean and invstd only
-    _close(ref, new)
+    assert_rel_close(ref, new)
     assert mean.shape == invstd.shape == (4,) and not mean.requires_grad
     g = torch.randn_like(ref)
-    _close(torch.autograd.grad(ref, x, g)[0], torch.autograd.grad(new, x, g)[0])
+    assert_rel_close(torch.autograd.grad(ref, x, g)[0], torch.autograd.grad(new, x, g)[0])
     for a, b in zip(op.buffers(), twin.buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -213,7 +208,7 @@ def test_darts_supernet_channels_last_gives_the_same_gradients(space_name: str) 
     )
     gb = torch.autograd.grad(F.cross_entropy(twin(x, arch), y), [*twin.parameters(), *dist.parameters()])
     for a, b in zip(ga, gb, strict=True):
-        _close(a, b)
+        assert_rel_close(a, b)
 
 
 def test_lean_darts_supernet_keeps_under_half_of_the_plain_activations() -> None:

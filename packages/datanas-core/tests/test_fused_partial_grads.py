@@ -21,8 +21,8 @@ from datanas_core.ops import DilConv, SepConv
 from datanas_core.space.base import SPACES
 from datanas_core.space.fused import dw_blocks, dw_chain, relu_layout
 from datanas_core.space.mixed import _chain
+from datanas_core.testing import assert_rel_close
 
-TOL = 1e-10
 CL = torch.channels_last
 
 OPS = {
@@ -31,11 +31,6 @@ OPS = {
     "dil_conv_3x3": lambda C, s: DilConv(C, C, 3, s, 2, 2, affine=False),
     "dil_conv_5x5": lambda C, s: DilConv(C, C, 5, s, 4, 2, affine=False),
 }
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    scale = max(a.abs().max().item(), 1e-300)
-    assert (a - b).abs().max().item() <= TOL * scale
 
 
 class _Count:
@@ -87,7 +82,7 @@ def test_dw_chain_gradients_of_any_subset_equal_module_chain(
             ga = torch.autograd.grad(ref, want_ref, g, retain_graph=True)
             gb = torch.autograd.grad(new, want_new, g, retain_graph=True)
             for a, b in zip(ga, gb, strict=True):
-                _close(a, b)
+                assert_rel_close(a, b)
             if "dw" in combo:
                 assert count.wgrad > before, combo
             else:  # no depthwise weight gradient computed when none is asked for
@@ -114,7 +109,7 @@ def test_darts_arch_only_and_weight_only_gradients_equal_plain(estimator: Any, m
     assert count.wgrad == 0
     assert any(t.abs().sum() > 0 for t in ref)
     for a, b in zip(ref, new, strict=True):
-        _close(a, b)
+        assert_rel_close(a, b)
     # weight step: detached sample, gradients of the supernet weights only
     w_params = [p for p in net.parameters() if p.requires_grad]
     det = arch.detach()
@@ -126,7 +121,7 @@ def test_darts_arch_only_and_weight_only_gradients_equal_plain(estimator: Any, m
         if a is None:
             assert p.grad is None or p.grad.abs().max() == 0
         else:
-            _close(a, p.grad)
+            assert_rel_close(a, p.grad)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -145,7 +140,7 @@ def test_avg_pool_values_and_adjoint_equal_the_pool_module(stride: int, hw: int,
     ref = pool(x)
     new = avg_pool_values(x, stride, pool)
     assert not new.requires_grad
-    _close(ref, new)
+    assert_rel_close(ref, new)
     g = torch.randn(ref.shape, generator=g0, dtype=torch.float64).contiguous(memory_format=layout)
     (gx,) = torch.autograd.grad(ref, [x], g)
-    _close(gx, avg_pool_adjoint(g, x.detach(), stride, pool))
+    assert_rel_close(gx, avg_pool_adjoint(g, x.detach(), stride, pool))

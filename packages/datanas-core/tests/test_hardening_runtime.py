@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,7 @@ from datanas_core.testing import ToySpace, ToyTask, toy_batches
 _FAST = {"progress": False, "tensorboard": False, "report": False, "consistency": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _loaders() -> tuple[DeterministicLoader, DeterministicLoader]:

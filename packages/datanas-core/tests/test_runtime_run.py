@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,7 @@ from datanas_core.runtime import (
 from datanas_core.search import SearchConfig, Searcher
 from datanas_core.testing import ToySpace, ToyTask, toy_batches
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread start-up dominates on a loaded machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class DropTask(ToyTask):

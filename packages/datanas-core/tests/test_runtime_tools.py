@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,7 @@ from datanas_core.runtime import (
 from datanas_core.search import SearchConfig, Searcher
 from datanas_core.testing import ToySpace, ToyTask, toy_batches
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _searcher(seed: int = 0, epochs: int = 1, **sizes: Any) -> Searcher:

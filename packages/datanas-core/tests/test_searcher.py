@@ -280,3 +280,36 @@ def test_weight_optimizer_validation() -> None:
         SearchConfig(w_optimizer="rmsprop")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="order='second' needs w_optimizer='sgd'"):
         SearchConfig(w_optimizer="adam", order="second", step_order="arch_first")
+
+
+def test_step_puts_an_evaluated_supernet_back_in_training_mode() -> None:
+    s = _searcher()
+    train, val = next(iter(toy_batches(2, seed=0))), next(iter(toy_batches(2, seed=1)))
+    s.supernet.eval()
+    s.step(train, val)
+    assert all(m.training for m in s.supernet.modules())
+    # a submodule the user put in eval mode while the supernet trains stays so (train() is not re-run)
+    sub = next(m for m in s.supernet.modules() if m is not s.supernet)
+    sub.eval()
+    s.step(train, val)
+    assert s.supernet.training and not sub.training
+
+
+def test_weight_sgd_is_foreach_and_bitwise_equal_to_the_loop() -> None:
+    """The weights' SGD runs as one foreach update: the same values, bit for bit, as PyTorch's per-tensor loop
+    (momentum, weight decay, Nesterov, tensors without a gradient in some steps)."""
+    s = _searcher(w_nesterov=True)
+    assert s.w_optimizer.defaults["foreach"] is True
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        ps = [torch.randn(n, generator=g, dtype=dtype, requires_grad=True) for n in (3, 257, 1)]
+        qs = [p.detach().clone().requires_grad_(True) for p in ps]
+        kw = {"lr": 0.05, "momentum": 0.9, "weight_decay": 3e-4, "nesterov": True}
+        loop, fused = torch.optim.SGD(ps, foreach=False, **kw), torch.optim.SGD(qs, foreach=True, **kw)
+        for it in range(4):
+            for i, (p, q) in enumerate(zip(ps, qs, strict=True)):
+                grad = None if (i + it) % 3 == 0 else torch.randn(p.shape, generator=g, dtype=dtype)
+                p.grad, q.grad = grad, None if grad is None else grad.clone()
+            loop.step()
+            fused.step()
+        assert all(torch.equal(p, q) for p, q in zip(ps, qs, strict=True))
