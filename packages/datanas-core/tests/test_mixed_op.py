@@ -150,21 +150,3 @@ def test_prepared_sample_checks_shapes() -> None:
     w = torch.zeros(3, K)
     with pytest.raises(SearchSpaceError, match=r"expected \[14, 8\]"):
         PreparedCellSample.from_sample(_sample(w, w != 0, False), DARTS_OPS, 14, where="cell type 'normal'")
-
-
-def test_params_of_lists_each_parameter_once() -> None:
-    """The lean edges' fast parameter walk (carried exact-zero gradients) finds what ``parameters()`` finds,
-    each tensor once, also when a submodule is shared."""
-    from datanas_core.space.mixed import _params_of
-
-    m = _mixed()
-    for k in range(K):
-        op = m.op(k)
-        if op is not None:
-            got = _params_of(op)
-            assert len(got) == len({id(p) for p in got})
-            assert {id(p) for p in got} == {id(p) for p in op.parameters()}
-    shared = torch.nn.Linear(2, 2)
-    twice = torch.nn.Sequential(shared, torch.nn.Sequential(shared), torch.nn.Linear(2, 1))
-    assert {id(p) for p in _params_of(twice)} == {id(p) for p in twice.parameters()}
-    assert len(_params_of(twice)) == 4

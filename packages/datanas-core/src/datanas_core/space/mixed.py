@@ -43,7 +43,6 @@ carriers.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,45 +141,15 @@ def _bn_inner(g: Tensor, c: Tensor, mean: Tensor, invstd: Tensor) -> Tensor:
     return (invstd.to(g.dtype) * (gc - mean.to(g.dtype) * g.sum(dims))).sum()
 
 
-def _params_of(m: nn.Module) -> list[Tensor]:
-    """The parameters of ``m`` and its submodules (as ``m.parameters()``, in another order), by a direct walk
-    of ``_parameters`` / ``_modules``: ``parameters()``' generator chain costs ~4x more, and the lean edges
-    list the parameters of every zero-weight op in every step (thousands of calls per step)."""
-    out: list[Tensor] = []
-    seen: set[int] = set()
-    stack = [m]
-    while stack:
-        mod = stack.pop()
-        for t in mod._parameters.values():
-            if t is not None and id(t) not in seen:
-                seen.add(id(t))
-                out.append(t)
-        stack.extend(c for c in mod._modules.values() if c is not None)
-    return out
-
-
 def _carried_zeros(ctx: Any, first: int) -> list[Tensor | None]:
     """Exact-zero gradients (stride-0 expanded scalars, no memory) for the carried tensors, inputs ``first``,
     ``first + 1``, ... of a custom function whose ``ctx.carried`` holds their ``(shape, dtype, device)``;
     ``None`` (nothing to add) for those this backward pass does not reach (e.g. the op parameters in an
     ``autograd.grad`` w.r.t. the architecture parameters), see :func:`~datanas_core.space.fused._will_run`."""
-    # one 0-dim zero per dtype and device, expanded per tensor: an expansion to more than one element has
-    # overlapping memory, which autograd never accumulates into in place (it clones or adds out of place);
-    # one-element tensors get their own zero
-    zeros: dict[tuple[Any, Any], Tensor] = {}
-    out: list[Tensor | None] = []
-    for i, (shape, dt, dev) in enumerate(ctx.carried):
-        if not _will_run(ctx, first + i):
-            out.append(None)
-            continue
-        if math.prod(shape) <= 1:
-            out.append(torch.zeros((), dtype=dt, device=dev).expand(shape))
-            continue
-        z = zeros.get((dt, dev))
-        if z is None:
-            z = zeros[(dt, dev)] = torch.zeros((), dtype=dt, device=dev)
-        out.append(z.expand(shape))
-    return out
+    return [
+        torch.zeros((), dtype=dt, device=dev).expand(shape) if _will_run(ctx, first + i) else None
+        for i, (shape, dt, dev) in enumerate(ctx.carried)
+    ]
 
 
 class _ZeroWeightTerms(torch.autograd.Function):
@@ -668,7 +637,7 @@ class MixedOp(nn.Module):
         carried: list[Tensor] = []
         if zcols and torch.is_grad_enabled():
             mods = [self.ops[slots[k]] for k in zcols]
-            carried = [x, *(p for m in mods for p in _params_of(m))]
+            carried = [x, *(p for m in mods for p in m.parameters())]
             ws = [w[k] for k in zcols]
             if arch_grad and any(t.requires_grad for t in ws):
                 with torch.no_grad():
@@ -750,7 +719,7 @@ class MixedOp(nn.Module):
             return [], [], []
         slots = self._slots
         mods = [self.ops[slots[k]] for k in zcols]
-        carried = [t for t in [x, *(p for m in mods for p in _params_of(m))] if t.requires_grad]
+        carried = [t for t in [x, *(p for m in mods for p in m.parameters())] if t.requires_grad]
         ws = [w[k] for k in zcols]
         if not (arch_grad and any(t.requires_grad for t in ws)):
             return [], [], carried
@@ -807,7 +776,7 @@ class MixedOp(nn.Module):
         if not torch.is_grad_enabled():
             return out
         mods = [self.ops[self._slots[k]] for k in cols]
-        carried = [x, *(p for m in mods for p in _params_of(m))]
+        carried = [x, *(p for m in mods for p in m.parameters())]
         ws = [w[k] for k in cols]
         need_w = arch_grad and any(t.requires_grad for t in ws)
         if not need_w and not any(t.requires_grad for t in carried):
