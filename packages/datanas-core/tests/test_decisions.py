@@ -193,3 +193,21 @@ def test_consistency_uses_a_fixed_set_of_at_least_min_samples_with_standard_erro
     assert seen == list(range(10))
     with pytest.raises(ConfigError, match="weighting"):
         ConsistencyMonitor(loader, weighting="sum")
+
+
+def test_undecided_verdict_tells_ties_from_uniform() -> None:
+    """A distribution that has concentrated on near-equal ops (low entropy, top ops tied: EGS with relu
+    normalisation often ends so) is undecided for a different reason than a near-uniform one; the verdict must
+    not call it "close to uniform"."""
+    s = _searcher(epochs=1)
+    s.steps_per_epoch = 2
+    mon = DecisionMonitor()
+    tied = mon._verdict(s, entropy=0.52, margin=0.002, weak=0.93, decided=False)
+    assert "close to uniform" not in tied
+    assert "concentrated (mean normalised entropy 0.520, below 0.7) but on near-equal ops" in tied
+    assert "median top-op margin 0.002, 93% of the edges below 0.05" in tied
+    flat = mon._verdict(s, entropy=0.99, margin=0.002, weak=1.0, decided=False)
+    assert "still close to uniform (mean normalised entropy 0.990, decided below 0.7;" in flat
+    for v in (tied, flat):
+        assert v.startswith("UNDECIDED SEARCH: the derived cell is not supported by the search.")
+        assert "--progressive-decisions 0.3 0.7" in v

@@ -464,11 +464,21 @@ class DecisionMonitor:
             )
         else:  # the lr is already budget-aware: --a-lr is ignored
             lr = f"raise the architecture travel (--arch-travel, now {cfg.arch_travel:g})"
+        ties = f"median top-op margin {margin:.3f}, {weak:.0%} of the edges below {self.min_margin}"
+        if entropy >= self.max_entropy:
+            why = (
+                f"The architecture probabilities are still close to uniform (mean normalised entropy "
+                f"{entropy:.3f}, decided below {self.max_entropy}; {ties})"
+            )
+        else:  # concentrated, but on near-equal ops: which of them is kept is noise
+            why = (
+                f"The architecture probabilities have concentrated (mean normalised entropy {entropy:.3f}, below "
+                f"{self.max_entropy}) but on near-equal ops: on most edges the two most probable ops are tied "
+                f"({ties})"
+            )
         return (
-            f"UNDECIDED SEARCH: the derived cell is not supported by the search. The architecture "
-            f"probabilities are still close to uniform (mean normalised entropy {entropy:.3f}, decided below "
-            f"{self.max_entropy}; median top-op margin {margin:.3f}, {weak:.0%} of the edges below "
-            f"{self.min_margin}), so the kept ops won by differences the search cannot tell from noise; "
+            f"UNDECIDED SEARCH: the derived cell is not supported by the search. {why}, so the kept ops won "
+            f"by differences the search cannot tell from noise; "
             f"{stable}. To decide within {budget}: decide the edges progressively "
             f"({' '.join(PROGRESSIVE_DECISIONS_ARGV)}; SearchConfig(progressive_decisions=(0.3, 0.7)); the preset "
             f"data_decide does this in the spaces it supports), {lr} or search for more epochs."
